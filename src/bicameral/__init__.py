@@ -1,0 +1,91 @@
+"""bicameral: CQRS for Python microservices.
+
+Declare a ``Service`` with command handlers over event-sourced ``Aggregate``s, ``Projection``s
+that fold events into read models, and query handlers that read them; run it with
+``bicameral up`` or ``bicameral serve``.
+"""
+
+from bicameral.aggregate import Aggregate, Repository
+from bicameral.bus import (
+    AllowAll,
+    Authorizer,
+    CommandBus,
+    CommandCall,
+    CommandResult,
+    QueryBus,
+    QueryCall,
+)
+from bicameral.consistency import ConsistencyToken
+from bicameral.context import ANONYMOUS, MessageContext, Principal
+from bicameral.envelope import Envelope, NewEvent, from_cloudevent, to_cloudevent
+from bicameral.errors import (
+    AccessError,
+    AuthenticationError,
+    BackendError,
+    BicameralError,
+    ConcurrencyError,
+    ConfigurationError,
+    ConflictError,
+    IdempotencyKeyReusedError,
+    InvalidMessageError,
+    MessageError,
+    NotCaughtUpError,
+    NotFoundError,
+    PermissionDeniedError,
+    RuleViolation,
+    UnknownMessageError,
+)
+from bicameral.messages import Command, Event, Message, MessageRegistry, Query
+from bicameral.ports import EventStore, ReadStore, StreamAppend, Transport
+from bicameral.projection import Projection, View
+from bicameral.projector import Projector
+from bicameral.service import ReadModel, Service
+
+__all__ = [
+    "ANONYMOUS",
+    "AccessError",
+    "Aggregate",
+    "AllowAll",
+    "AuthenticationError",
+    "Authorizer",
+    "BackendError",
+    "BicameralError",
+    "Command",
+    "CommandBus",
+    "CommandCall",
+    "CommandResult",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConsistencyToken",
+    "Envelope",
+    "Event",
+    "EventStore",
+    "IdempotencyKeyReusedError",
+    "InvalidMessageError",
+    "Message",
+    "MessageContext",
+    "MessageError",
+    "MessageRegistry",
+    "NewEvent",
+    "NotCaughtUpError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Principal",
+    "Projection",
+    "Projector",
+    "Query",
+    "QueryBus",
+    "QueryCall",
+    "ReadModel",
+    "ReadStore",
+    "Repository",
+    "RuleViolation",
+    "Service",
+    "StreamAppend",
+    "Transport",
+    "UnknownMessageError",
+    "View",
+    "from_cloudevent",
+    "to_cloudevent",
+]

@@ -1,0 +1,385 @@
+"""The command bus and the query bus, each a chain of middleware around the handler call.
+
+Command middleware, outermost first: logging and metrics, authorization, idempotency; then
+the handler runs with its aggregates loaded, and its events are appended in one atomic step.
+A handler declared with ``retries=N`` runs again, at most N times, after a ConcurrencyError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from pydantic import BaseModel
+
+from bicameral import metrics
+from bicameral.aggregate import Aggregate, Repository
+from bicameral.consistency import ConsistencyToken, Notifier, wait_for_positions
+from bicameral.context import MessageContext
+from bicameral.envelope import Envelope
+from bicameral.errors import (
+    BicameralError,
+    ConcurrencyError,
+    IdempotencyKeyReusedError,
+    PermissionDeniedError,
+)
+from bicameral.messages import Command, Query
+from bicameral.ports import AppendResult, EventStore, ReadStore
+from bicameral.service import CommandHandler, Param, QueryHandler, ReadModel, Service
+
+__all__ = [
+    "AllowAll",
+    "Authorizer",
+    "CommandBus",
+    "CommandCall",
+    "CommandMiddleware",
+    "CommandResult",
+    "QueryBus",
+    "QueryCall",
+    "QueryMiddleware",
+    "StoreReadModel",
+]
+
+log = logging.getLogger("bicameral.bus")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What an applied command produced: its service's log position and stream versions."""
+
+    service: str
+    position: int
+    versions: dict[str, int]
+    replayed: bool = False
+    envelopes: list[Envelope] = field(default_factory=list)
+
+    @property
+    def token(self) -> ConsistencyToken:
+        """Returns the consistency token naming the position this command reached."""
+        return ConsistencyToken({self.service: self.position})
+
+    def to_json(self) -> dict[str, Any]:
+        """Returns the HTTP response body."""
+        body: dict[str, Any] = {
+            "consistency_token": self.token.encode(),
+            "position": self.position,
+            "streams": self.versions,
+        }
+        if len(self.versions) == 1:
+            ((stream_id, version),) = self.versions.items()
+            body["stream_id"] = stream_id
+            body["version"] = version
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCall:
+    """One command on its way through the middleware chain."""
+
+    command: Command
+    context: MessageContext
+    handler: CommandHandler
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCall:
+    """One query on its way through the middleware chain."""
+
+    query: Query
+    context: MessageContext
+    handler: QueryHandler
+    token: ConsistencyToken | None
+    timeout: float
+
+
+CommandNext = Callable[[CommandCall], Awaitable[CommandResult]]
+CommandMiddleware = Callable[[CommandCall, CommandNext], Awaitable[CommandResult]]
+QueryNext = Callable[[QueryCall], Awaitable[Any]]
+QueryMiddleware = Callable[[QueryCall, QueryNext], Awaitable[Any]]
+
+
+class Authorizer(Protocol):
+    """Decides whether a principal may send a message; raises AccessError when not."""
+
+    async def authorize_command(self, call: CommandCall) -> None:
+        """Returns when the command may run; raises AuthenticationError or PermissionDeniedError."""
+        ...
+
+    async def authorize_query(self, call: QueryCall) -> None:
+        """Returns when the query may run; raises AuthenticationError or PermissionDeniedError."""
+        ...
+
+
+class AllowAll:
+    """The permissive authorizer: anyone may send anything but internal commands."""
+
+    async def authorize_command(self, call: CommandCall) -> None:
+        """Refuses internal commands to anyone but a service identity."""
+        if call.handler.internal and call.context.principal.service is None:
+            raise PermissionDeniedError(f"{call.handler.command.message_name} is internal")
+
+    async def authorize_query(self, call: QueryCall) -> None:
+        """Allows every query."""
+
+
+def request_hash(command: Command) -> str:
+    """Returns a digest of a command's type and body, to recognise a repeated request."""
+    raw = orjson.dumps(command.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(command.type_name.encode() + b"\0" + raw).hexdigest()
+
+
+class _UnitOfWork:
+    """The repositories one command handler call used, saved in one atomic append."""
+
+    def __init__(self, service: Service, store: EventStore) -> None:
+        self._service = service
+        self._store = store
+        self._repos: dict[type[Aggregate], Repository[Any]] = {}
+
+    def repository(self, cls: type[Any]) -> Repository[Any]:
+        repo = self._repos.get(cls)
+        if repo is None:
+            repo = self._repos[cls] = Repository(cls, self._store, self._service.registry)
+        return repo
+
+    async def argument(self, param: Param, call: CommandCall) -> Any:
+        if param.kind == "aggregate":
+            assert param.cls is not None
+            assert call.handler.key is not None
+            return await self.repository(param.cls).get(call.handler.key(call.command))
+        if param.kind == "repository":
+            assert param.cls is not None
+            return self.repository(param.cls)
+        if param.kind == "context":
+            return call.context
+        if param.kind == "principal":
+            return call.context.principal
+        raise BicameralError(f"a command handler cannot take {param.kind}")
+
+    def collect(self, metadata: dict[str, Any]) -> list[Any]:
+        appends: list[Any] = []
+        for repo in self._repos.values():
+            appends.extend(repo.collect(metadata))
+        return appends
+
+
+class CommandBus:
+    """Sends each command to its handler through the middleware chain."""
+
+    def __init__(
+        self,
+        service: Service,
+        store: EventStore,
+        *,
+        authorizer: Authorizer | None = None,
+        middleware: Sequence[CommandMiddleware] = (),
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.notifier = notifier
+        self._authorizer = authorizer or AllowAll()
+        chain: CommandNext = self._handle
+        for mw in reversed([self._observe, self._authorize, *middleware, self._idempotent]):
+            chain = _bind(mw, chain)
+        self._chain = chain
+
+    async def dispatch(self, command: Command, context: MessageContext) -> CommandResult:
+        """Returns the result of running ``command``; raises a BicameralError when refused."""
+        handler = self.service.commands.get(command.message_name)
+        if handler is None or handler.command is not type(command):
+            raise BicameralError(f"{self.service.name} has no handler for {command.message_name}")
+        return await self._chain(CommandCall(command, context, handler))
+
+    async def _observe(self, call: CommandCall, next: CommandNext) -> CommandResult:
+        name = call.handler.command.message_name
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await next(call)
+        except BicameralError as exc:
+            outcome = type(exc).__name__
+            raise
+        except Exception:
+            outcome = "error"
+            log.exception("command %s failed", name)
+            raise
+        finally:
+            metrics.COMMANDS.labels(self.service.name, name, outcome).inc()
+            metrics.COMMAND_SECONDS.labels(self.service.name, name).observe(
+                time.perf_counter() - started
+            )
+
+    async def _authorize(self, call: CommandCall, next: CommandNext) -> CommandResult:
+        await self._authorizer.authorize_command(call)
+        return await next(call)
+
+    async def _idempotent(self, call: CommandCall, next: CommandNext) -> CommandResult:
+        key = call.context.idempotency_key
+        if key is None:
+            return await next(call)
+        digest = request_hash(call.command)
+        earlier = await self.store.idempotent_result(key)
+        if earlier is not None:
+            return self._replay(earlier, digest)
+        return await next(call)
+
+    def _replay(self, earlier: AppendResult, digest: str) -> CommandResult:
+        if earlier.request_hash != digest:
+            raise IdempotencyKeyReusedError(
+                "this Idempotency-Key was used before with a different request"
+            )
+        return CommandResult(self.service.name, earlier.position, earlier.versions, replayed=True)
+
+    async def _handle(self, call: CommandCall) -> CommandResult:
+        handler = call.handler
+        key = call.context.idempotency_key
+        digest = request_hash(call.command) if key is not None else ""
+        attempt = 0
+        while True:
+            uow = _UnitOfWork(self.service, self.store)
+            args = [await uow.argument(p, call) for p in handler.params]
+            outcome = handler.fn(call.command, *args)
+            if handler.is_async:
+                await outcome
+            appends = uow.collect(call.context.event_metadata())
+            try:
+                result = await self.store.append(appends, idempotency_key=key, request_hash=digest)
+            except ConcurrencyError:
+                attempt += 1
+                if attempt > handler.retries:
+                    raise
+                continue
+            if result.replayed:
+                return self._replay(result, digest)
+            if result.envelopes:
+                metrics.EVENTS_APPENDED.labels(self.service.name).inc(len(result.envelopes))
+                if self.notifier is not None:
+                    self.notifier.notify()
+            return CommandResult(
+                self.service.name, result.position, result.versions, envelopes=result.envelopes
+            )
+
+
+class StoreReadModel:
+    """The ReadModel a query handler gets: collections by name, backed by the read store."""
+
+    def __init__(self, service: Service, store: ReadStore) -> None:
+        self._service = service
+        self._store = store
+
+    def _table(self, collection: str) -> str:
+        return self._service.projection_reading(collection).table(collection)
+
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """Returns one document, or None."""
+        return await self._store.get(self._table(collection), key)
+
+    async def find(self, collection: str, field: str, value: Any) -> list[dict[str, Any]]:
+        """Returns documents whose indexed ``field`` equals ``value``, ordered by key."""
+        return [doc for _, doc in await self._store.find(self._table(collection), field, value)]
+
+    async def all(self, collection: str) -> list[dict[str, Any]]:
+        """Returns every document of a collection, ordered by key."""
+        return [doc for _, doc in await self._store.all(self._table(collection))]
+
+
+class QueryBus:
+    """Serves each query from read models, first waiting for a consistency token if given."""
+
+    def __init__(
+        self,
+        service: Service,
+        store: ReadStore,
+        *,
+        authorizer: Authorizer | None = None,
+        middleware: Sequence[QueryMiddleware] = (),
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.notifier = notifier
+        self.read_model: ReadModel = StoreReadModel(service, store)
+        self._authorizer = authorizer or AllowAll()
+        chain: QueryNext = self._handle
+        for mw in reversed([self._observe, self._authorize, *middleware, self._consistent]):
+            chain = _bind(mw, chain)
+        self._chain = chain
+
+    async def ask(
+        self,
+        query: Query,
+        context: MessageContext,
+        *,
+        token: ConsistencyToken | None = None,
+        timeout: float = 5.0,
+    ) -> Any:
+        """Returns the query's answer; with ``token``, once its read models have caught up."""
+        handler = self.service.queries.get(query.message_name)
+        if handler is None or handler.query is not type(query):
+            raise BicameralError(f"{self.service.name} has no handler for {query.message_name}")
+        result = await self._chain(QueryCall(query, context, handler, token, timeout))
+        return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+    async def _observe(self, call: QueryCall, next: QueryNext) -> Any:
+        name = call.handler.query.message_name
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await next(call)
+        except BicameralError as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            metrics.QUERIES.labels(self.service.name, name, outcome).inc()
+            metrics.QUERY_SECONDS.labels(self.service.name, name).observe(
+                time.perf_counter() - started
+            )
+
+    async def _authorize(self, call: QueryCall, next: QueryNext) -> Any:
+        await self._authorizer.authorize_query(call)
+        return await next(call)
+
+    def checkpoint_targets(self, call: QueryCall) -> dict[str, int]:
+        """Returns the read-store checkpoints (and positions) a token asks this query to await."""
+        if call.token is None:
+            return {}
+        targets: dict[str, int] = {}
+        for projection in self.service.reads_of(call.handler):
+            for source in projection.sources(self.service.name):
+                position = call.token.positions.get(source)
+                if position:
+                    targets[projection.checkpoint(source)] = position
+        return targets
+
+    async def _consistent(self, call: QueryCall, next: QueryNext) -> Any:
+        targets = self.checkpoint_targets(call)
+        if targets:
+            await wait_for_positions(targets, self.store.checkpoint, call.timeout, self.notifier)
+        return await next(call)
+
+    async def _handle(self, call: QueryCall) -> Any:
+        args: list[Any] = []
+        for param in call.handler.params:
+            if param.kind == "readmodel":
+                args.append(self.read_model)
+            elif param.kind == "context":
+                args.append(call.context)
+            elif param.kind == "principal":
+                args.append(call.context.principal)
+            else:
+                raise BicameralError(f"a query handler cannot take {param.kind}")
+        result = call.handler.fn(call.query, *args)
+        return await result if call.handler.is_async else result
+
+
+def _bind(mw: Callable[[Any, Any], Awaitable[Any]], next: Any) -> Any:
+    async def step(call: Any) -> Any:
+        return await mw(call, next)
+
+    return step

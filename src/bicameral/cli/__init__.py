@@ -1,0 +1,1 @@
+"""The ``bicameral`` command line."""

@@ -1,0 +1,279 @@
+"""``bicameral``: run services, and look at their logs and read models.
+
+Every failure is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from bicameral.errors import BicameralError, ConfigurationError
+from bicameral.runtime.apps import load_services
+from bicameral.runtime.node import ROLES, Node
+from bicameral.runtime.settings import Settings
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="bicameral: CQRS for Python microservices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+events_app = typer.Typer(help="Read services' event logs.", no_args_is_help=True)
+projections_app = typer.Typer(help="Inspect read models.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+app.add_typer(projections_app, name="projections")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
+AppOpt = Annotated[str | None, typer.Option("--app", help="Services to run, as module:attr.")]
+
+
+def fail(message: str) -> typer.Exit:
+    """Prints one error line and returns the exit to raise."""
+    typer.echo(f"bicameral: error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    """Returns the settings of this command."""
+    return Settings.load(config=config, **overrides)
+
+
+def run(coro: Callable[[], Awaitable[T]]) -> T:
+    """Runs ``coro`` and turns bicameral errors into one line and exit 1."""
+    try:
+        return asyncio.run(coro())  # type: ignore[arg-type]
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
+    """Serves ``node`` over HTTP until interrupted."""
+    import uvicorn
+
+    from bicameral.http.app import create_app
+    from bicameral.runtime.logs import configure_logging
+    from bicameral.security.wiring import authenticator_for
+
+    configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
+    http = create_app(node, authenticate=authenticator_for(settings))
+    base = f"http://{settings.host}:{settings.port}"
+    if banner:
+        names = ", ".join(node.runtimes)
+        typer.echo(f"bicameral: serving {names} at {base}")
+        typer.echo(f"  API docs:  {base}/docs")
+        typer.echo(f"  health:    {base}/health    metrics: {base}/metrics")
+        typer.echo(f"  data:      {settings.data_dir.resolve()}")
+    config = uvicorn.Config(
+        http,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise fail(f"could not serve on {base} (is the port in use?)")
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Run every service and every role in one process."""
+    try:
+        settings = settings_from(config, port=port, host=host, data_dir=data_dir, app=app_path)
+        node = Node(settings, load_services(settings.app), ROLES)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    serve_http(node, settings, banner=True)
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Option(help="The service to run.")],
+    role: Annotated[list[str], typer.Option(help=f"Role(s): {', '.join(ROLES)}.")],
+    port: Annotated[int | None, typer.Option(help="HTTP port (API roles).")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Run some roles of one service in this process (any number of copies may run)."""
+    try:
+        settings = settings_from(config, port=port, host=host, data_dir=data_dir, app=app_path)
+        chosen = [s for s in load_services(settings.app) if s.name == service]
+        if not chosen:
+            raise ConfigurationError(f"no service {service!r}")
+        node = Node(settings, chosen, role)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    if {"command-api", "query-api"} & set(role):
+        serve_http(node, settings, banner=False)
+        return
+
+    async def work() -> None:
+        from bicameral.runtime.logs import configure_logging
+
+        configure_logging(service=service, roles=",".join(role))
+        await node.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await node.stop()
+
+    run(work)
+
+
+def _existing(settings: Settings, services: list[Any]) -> None:
+    from bicameral.runtime.backends import sqlite_path
+
+    for service in services:
+        url = settings.service(service.name).events_url
+        if url.startswith("sqlite:") and not Path(sqlite_path(url)).exists():
+            raise ConfigurationError(
+                f"no data for {service.name} at {sqlite_path(url)} (start it with bicameral up)"
+            )
+
+
+async def _open(settings: Settings, service: str | None) -> Node:
+    services = load_services(settings.app)
+    if service is not None:
+        services = [s for s in services if s.name == service]
+        if not services:
+            raise ConfigurationError(f"no service {service!r}")
+    _existing(settings, services)
+    node = Node(settings, services, roles=())
+    for backend in node.factory.started():
+        await backend.start()
+    return node
+
+
+def _actor(principal: dict[str, Any]) -> str:
+    subject = str(principal.get("subject") or "-")
+    roles = ",".join(principal.get("roles") or [])
+    text = f"{subject}[{roles}]" if roles else subject
+    if principal.get("on_behalf_of"):
+        text += f" for {principal['on_behalf_of']}"
+    return text
+
+
+@events_app.command("tail")
+def events_tail(
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest events.")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Print the newest events, oldest first: time, service, position, type, stream, actor."""
+
+    async def work() -> None:
+        settings = settings_from(config, data_dir=data_dir, app=app_path)
+        node = await _open(settings, service)
+        try:
+            marks: dict[str, int] = {}
+            for name, rt in node.runtimes.items():
+                marks[name] = max(0, await rt.events.head() - limit)
+            while True:
+                for name, rt in node.runtimes.items():
+                    for env in await rt.events.read_all(marks[name], 1000):
+                        typer.echo(
+                            f"{env.time:%Y-%m-%d %H:%M:%S} {name:<10} {env.position:>8} "
+                            f"{env.type:<36} {env.subject:<28} {_actor(env.principal)}"
+                        )
+                        marks[name] = env.position
+                if not follow:
+                    return
+                await asyncio.sleep(0.5)
+        finally:
+            await node.stop()
+
+    run(work)
+
+
+@projections_app.command("status")
+def projections_status(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Print each projection's checkpoint, its source's head, and the lag."""
+
+    async def work() -> None:
+        from bicameral.runtime.status import projection_status
+
+        settings = settings_from(config, data_dir=data_dir, app=app_path)
+        node = await _open(settings, None)
+        try:
+            rows = await projection_status(node)
+        finally:
+            await node.stop()
+        typer.echo(
+            f"{'service':<10} {'checkpoint':<40} {'position':>9} {'head':>9} "
+            f"{'lag':>7} {'lag_s':>7}"
+        )
+        for row in rows:
+            typer.echo(
+                f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
+                f"{row.lag:>7} {row.lag_seconds:>7.1f}"
+            )
+
+    run(work)
+
+
+@app.command()
+def status(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Print every projection's, relay's and reaction runner's checkpoint, head and lag."""
+
+    async def work() -> None:
+        from bicameral.runtime.status import command_side_status, projection_status
+
+        settings = settings_from(config, data_dir=data_dir, app=app_path)
+        node = await _open(settings, None)
+        try:
+            rows = await projection_status(node) + await command_side_status(node)
+        finally:
+            await node.stop()
+        typer.echo(
+            f"{'service':<10} {'worker':<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7}"
+        )
+        for row in rows:
+            typer.echo(
+                f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
+                f"{row.lag:>7} {row.lag_seconds:>7.1f}"
+            )
+
+    run(work)
+
+
+def main() -> None:
+    """Runs the command line."""
+    try:
+        app()
+    except BicameralError as exc:  # pragma: no cover - commands catch their own
+        typer.echo(f"bicameral: error: {exc.detail}", err=True)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Event store adapters, one backend per module: ``memory``, ``sqlite``, ``postgres``."""

@@ -1,0 +1,360 @@
+"""SqliteEventStore: the event store port on one SQLite file (WAL), the embedded default.
+
+One writer thread owns the write connection and commits every append waiting in its queue in
+one transaction (group commit), each inside its own savepoint, so one command's conflict never
+spoils another's. Positions are assigned under SQLite's write lock, so they are gapless and in
+commit order, across processes too. Readers use their own connection on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bicameral.consistency import Notifier
+from bicameral.envelope import Envelope
+from bicameral.errors import BackendError, BicameralError, ConcurrencyError
+from bicameral.ports import AppendResult, StreamAppend
+
+__all__ = ["SqliteEventStore"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    stream_id TEXT NOT NULL,
+    stream_version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    time TEXT NOT NULL,
+    data BLOB NOT NULL,
+    metadata BLOB NOT NULL,
+    UNIQUE (stream_id, stream_version)
+);
+CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, position INTEGER NOT NULL,
+    versions BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+"""
+
+_COLUMNS = "id, type, stream_id, time, stream_version, position, data, metadata"
+_POLL = 0.05
+
+
+def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Returns a connection to ``path`` in WAL mode, autocommit, waiting on locks."""
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class _Writer(threading.Thread):
+    """Runs queued write jobs on one connection, many jobs to a transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, max_batch: int) -> None:
+        super().__init__(daemon=True, name="bicameral-sqlite-writer")
+        self.conn = conn
+        self.max_batch = max_batch
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        while True:
+            first = self.jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self.jobs.put(None)
+                    break
+                batch.append(job)
+            self._commit(batch)
+
+    def _commit(self, batch: list[Any]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for fn, _, _ in batch:
+                self.conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((True, fn(self.conn)))
+                    self.conn.execute("RELEASE job")
+                except Exception as exc:
+                    self.conn.execute("ROLLBACK TO job")
+                    self.conn.execute("RELEASE job")
+                    outcomes.append((False, exc))
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            failure = BackendError(f"sqlite write failed: {exc}")
+            outcomes = [(False, failure)] * len(batch)
+        for (_, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SqliteEventStore:
+    """The event store of one service in one SQLite file."""
+
+    def __init__(self, service: str, path: str, *, synchronous: str = "FULL") -> None:
+        self.service = service
+        self.path = path
+        self.synchronous = synchronous
+        self._writer: _Writer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._notifier: Notifier | None = None
+
+    async def start(self) -> None:
+        """Opens the file, creates the schema and starts the writer thread (idempotent)."""
+        if self._writer is not None:
+            return
+        try:
+            writer = connect(self.path, self.synchronous)
+            writer.executescript(SCHEMA)
+            self._reader = connect(self.path, self.synchronous)
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open event store {self.path}: {exc}") from exc
+        self._notifier = Notifier()
+        self._writer = _Writer(writer, max_batch=512)
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Stops the writer after its queued jobs and closes both connections."""
+        if self._writer is None:
+            return
+        self._writer.jobs.put(None)
+        await asyncio.to_thread(self._writer.join)
+        self._writer.conn.close()
+        if self._reader is not None:
+            self._reader.close()
+        self._writer = None
+        self._reader = None
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._writer is None:
+            raise BackendError("event store is not started")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._writer.jobs.put((fn, loop, future))
+        return await future
+
+    def _read(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise BackendError("event store is not started")
+        return self._reader
+
+    async def append(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str = "",
+    ) -> AppendResult:
+        """Writes every append atomically, or raises ConcurrencyError and writes nothing."""
+        now = datetime.now(UTC)
+
+        def job(conn: sqlite3.Connection) -> AppendResult:
+            return _append(conn, self.service, appends, idempotency_key, request_hash, now)
+
+        result: AppendResult = await self._write(job)
+        if result.envelopes and self._notifier is not None:
+            self._notifier.notify()
+        return result
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
+        """Returns the events of one stream with version above ``after_version``, in order."""
+        rows = self._read().execute(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND stream_version > ? "
+            "ORDER BY stream_version",
+            (stream_id, after_version),
+        )
+        return [self._envelope(row) for row in rows]
+
+    async def stream_version(self, stream_id: str) -> int:
+        """Returns the current version of a stream (0 when it does not exist)."""
+        row = (
+            self._read()
+            .execute("SELECT version FROM streams WHERE stream_id = ?", (stream_id,))
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
+        """Returns up to ``limit`` events with position above ``after_position``, in order."""
+        rows = self._read().execute(
+            f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            (after_position, limit),
+        )
+        return [self._envelope(row) for row in rows]
+
+    async def head(self) -> int:
+        """Returns the highest committed position (0 when empty)."""
+        row = self._read().execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        return int(row[0])
+
+    async def wait_for(self, after_position: int, timeout: float) -> bool:
+        """Returns True once a position above ``after_position`` is visible, False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if await self.head() > after_position:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            assert self._notifier is not None
+            await self._notifier.wait(min(left, _POLL))
+
+    async def idempotent_result(self, key: str) -> AppendResult | None:
+        """Returns the result recorded under an idempotency key, or None."""
+        return _recorded(self._read(), key)
+
+    async def load_checkpoint(self, name: str) -> int:
+        """Returns a command-side checkpoint (0 if never saved)."""
+        row = (
+            self._read()
+            .execute("SELECT position FROM checkpoints WHERE name = ?", (name,))
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        """Writes a command-side checkpoint."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (name, position),
+            )
+
+        await self._write(job)
+
+    async def checkpoints(self) -> dict[str, int]:
+        """Returns every command-side checkpoint by name."""
+        rows = self._read().execute("SELECT name, position FROM checkpoints")
+        return {str(name): int(pos) for name, pos in rows}
+
+    def _envelope(self, row: Any) -> Envelope:
+        return Envelope(
+            row[0],
+            row[1],
+            self.service,
+            row[2],
+            datetime.fromisoformat(row[3]),
+            row[4],
+            row[5],
+            orjson.loads(row[6]),
+            orjson.loads(row[7]),
+        )
+
+
+def _recorded(conn: sqlite3.Connection, key: str) -> AppendResult | None:
+    row = conn.execute(
+        "SELECT request_hash, position, versions FROM idempotency WHERE key = ?", (key,)
+    ).fetchone()
+    if row is None:
+        return None
+    return AppendResult(int(row[1]), orjson.loads(row[2]), str(row[0]), replayed=True)
+
+
+def _append(
+    conn: sqlite3.Connection,
+    service: str,
+    appends: Sequence[StreamAppend],
+    key: str | None,
+    request_hash: str,
+    now: datetime,
+) -> AppendResult:
+    if key is not None:
+        earlier = _recorded(conn, key)
+        if earlier is not None:
+            return earlier
+    versions: dict[str, int] = {}
+    for append in appends:
+        row = conn.execute(
+            "SELECT version FROM streams WHERE stream_id = ?", (append.stream_id,)
+        ).fetchone()
+        actual = int(row[0]) if row else 0
+        if append.expected_version is not None and append.expected_version != actual:
+            raise ConcurrencyError(append.stream_id, append.expected_version, actual)
+        versions[append.stream_id] = actual
+    position = int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
+    stamp = now.isoformat()
+    written: list[Envelope] = []
+    rows: list[tuple[Any, ...]] = []
+    for append in appends:
+        version = versions[append.stream_id]
+        for new in append.events:
+            version += 1
+            position += 1
+            env = Envelope(
+                new.id,
+                new.type,
+                service,
+                append.stream_id,
+                now,
+                version,
+                position,
+                new.data,
+                new.metadata,
+            )
+            written.append(env)
+            rows.append(
+                (
+                    position,
+                    new.id,
+                    append.stream_id,
+                    version,
+                    new.type,
+                    stamp,
+                    orjson.dumps(new.data),
+                    orjson.dumps(new.metadata),
+                )
+            )
+        versions[append.stream_id] = version
+    try:
+        conn.executemany(
+            "INSERT INTO events (position, id, stream_id, stream_version, type, time, data, "
+            "metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    except sqlite3.IntegrityError as exc:
+        raise BicameralError(f"event id or stream version already stored: {exc}") from exc
+    conn.executemany(
+        "INSERT INTO streams (stream_id, version) VALUES (?, ?) "
+        "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+        list(versions.items()),
+    )
+    if key is not None:
+        conn.execute(
+            "INSERT INTO idempotency (key, request_hash, position, versions) VALUES (?, ?, ?, ?)",
+            (key, request_hash, position, orjson.dumps(versions)),
+        )
+    return AppendResult(position, versions, request_hash, False, written)

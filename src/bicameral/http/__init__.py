@@ -1,0 +1,1 @@
+"""The HTTP face of a Node: command and query routes, problem details, health and metrics."""

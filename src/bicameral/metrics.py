@@ -1,0 +1,31 @@
+"""Prometheus metrics every process exports at ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "COMMANDS",
+    "COMMAND_SECONDS",
+    "EVENTS_APPENDED",
+    "PROJECTED_EVENTS",
+    "PROJECTION_LAG",
+    "QUERIES",
+    "QUERY_SECONDS",
+]
+
+COMMANDS = Counter(
+    "bicameral_commands_total", "Commands handled", ["service", "command", "outcome"]
+)
+COMMAND_SECONDS = Histogram(
+    "bicameral_command_seconds", "Time to handle a command", ["service", "command"]
+)
+QUERIES = Counter("bicameral_queries_total", "Queries served", ["service", "query", "outcome"])
+QUERY_SECONDS = Histogram("bicameral_query_seconds", "Time to serve a query", ["service", "query"])
+EVENTS_APPENDED = Counter("bicameral_events_appended_total", "Events appended", ["service"])
+PROJECTED_EVENTS = Counter(
+    "bicameral_projected_events_total", "Events folded into read models", ["projection"]
+)
+PROJECTION_LAG = Gauge(
+    "bicameral_projection_lag_events", "Events a projection is behind its source", ["checkpoint"]
+)

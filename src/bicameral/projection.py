@@ -1,0 +1,160 @@
+"""Projections: pure folding logic from events to read-model documents.
+
+A projection names its collections (with indexed fields) and says how each event type changes
+them. Handlers read and write through a ``View``; they never commit, and they must not do other
+I/O, so that replaying an event gives the same documents::
+
+    products = Projection("products", collections={"products": ["name"]})
+
+    @products.on(ProductRegistered)
+    def registered(event: ProductRegistered, view: View) -> None:
+        view.put("products", event.sku, {"sku": event.sku, "name": event.message_name})
+
+The ``Projector`` (``bicameral.projector``) runs it and stores its checkpoint atomically with
+the documents, so each event changes the read model exactly once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bicameral.envelope import Envelope
+from bicameral.errors import ConfigurationError
+from bicameral.messages import Event
+from bicameral.ports import Changes, ReadStore
+
+__all__ = ["Projection", "ProjectionHandler", "View", "source_of"]
+
+E = TypeVar("E", bound=Event)
+Document = dict[str, Any]
+ProjectionHandler = Callable[..., Awaitable[None] | None]
+
+
+def source_of(event: type[Event], default: str) -> str:
+    """Returns the service an event type comes from: its name's prefix before the first dot."""
+    prefix, dot, _ = event.message_name.partition(".")
+    return prefix if dot else default
+
+
+@dataclass(frozen=True, slots=True)
+class _Handler:
+    event: type[Event]
+    fn: ProjectionHandler
+    wants_envelope: bool
+    is_async: bool
+
+
+class Projection:
+    """A named, versioned read model: its collections and a handler per event type."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        collections: Mapping[str, Sequence[str]],
+        version: int = 1,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.collections = {c: tuple(idx) for c, idx in collections.items()}
+        self.handlers: dict[str, _Handler] = {}
+        self._sources: dict[str, set[str]] = {}
+
+    def on(
+        self, event: type[E], *, source: str | None = None
+    ) -> Callable[[ProjectionHandler], ProjectionHandler]:
+        """Registers the decorated ``fn(event, view[, envelope])`` for ``event``."""
+
+        def register(fn: ProjectionHandler) -> ProjectionHandler:
+            if event.type_name in self.handlers:
+                raise ConfigurationError(f"{self.name} handles {event.type_name} twice")
+            arity = len(inspect.signature(fn).parameters)
+            self.handlers[event.type_name] = _Handler(
+                event, fn, arity >= 3, inspect.iscoroutinefunction(fn)
+            )
+            self._sources.setdefault(source or "", set()).add(event.type_name)
+            return fn
+
+        return register
+
+    def sources(self, own_service: str) -> list[str]:
+        """Returns the services whose events this projection folds."""
+        found: set[str] = set()
+        for explicit, types in self._sources.items():
+            for type_name in types:
+                event = self.handlers[type_name].event
+                found.add(explicit or source_of(event, own_service))
+        return sorted(found)
+
+    def table(self, collection: str) -> str:
+        """Returns the stored name of a collection of this version."""
+        return f"{self.name}_v{self.version}_{collection}"
+
+    def checkpoint(self, source: str) -> str:
+        """Returns the checkpoint name for one source service."""
+        return f"{self.name}.v{self.version}:{source}"
+
+    async def fold(self, envelopes: Sequence[Envelope], view: View) -> None:
+        """Applies each envelope's handler, in order, to ``view`` (unknown types are skipped)."""
+        for env in envelopes:
+            handler = self.handlers.get(env.type)
+            if handler is None:
+                continue
+            event = handler.event.model_validate(env.data)
+            args: tuple[Any, ...] = (event, view, env) if handler.wants_envelope else (event, view)
+            result = handler.fn(*args)
+            if handler.is_async and result is not None:
+                await result
+
+
+class View:
+    """A projection's window on its read model for one batch: reads see the batch's own writes."""
+
+    def __init__(self, projection: Projection, store: ReadStore) -> None:
+        self._projection = projection
+        self._store = store
+        self._changes: dict[tuple[str, str], Document | None] = {}
+
+    def _table(self, collection: str) -> str:
+        if collection not in self._projection.collections:
+            raise ConfigurationError(
+                f"projection {self._projection.name} has no collection {collection!r}",
+            )
+        return self._projection.table(collection)
+
+    async def get(self, collection: str, key: str) -> Document | None:
+        """Returns a document as this batch left it, or None."""
+        table = self._table(collection)
+        if (table, key) in self._changes:
+            doc = self._changes[(table, key)]
+            return None if doc is None else dict(doc)
+        return await self._store.get(table, key)
+
+    async def find(self, collection: str, field: str, value: Any) -> list[Document]:
+        """Returns documents whose indexed ``field`` equals ``value``, including batch writes."""
+        table = self._table(collection)
+        found = dict(await self._store.find(table, field, value))
+        for (t, key), doc in self._changes.items():
+            if t != table:
+                continue
+            if doc is not None and doc.get(field) == value:
+                found[key] = dict(doc)
+            else:
+                found.pop(key, None)
+        return [doc for _, doc in sorted(found.items())]
+
+    def put(self, collection: str, key: str, document: Document) -> None:
+        """Writes a whole document (replacing any earlier one) when the batch commits."""
+        self._changes[(self._table(collection), key)] = dict(document)
+
+    def delete(self, collection: str, key: str) -> None:
+        """Deletes a document when the batch commits."""
+        self._changes[(self._table(collection), key)] = None
+
+    @property
+    def changes(self) -> Changes:
+        """Returns the batch's changes, keyed by (stored collection, key)."""
+        return self._changes

@@ -1,0 +1,158 @@
+"""SqliteReadStore: the read store port on one SQLite file, a table per collection.
+
+Documents are JSON text; each declared index is an expression index on ``json_extract``.
+Read models can always be rebuilt from the log, and the checkpoint commits in the same
+transaction as the documents, so ``synchronous=NORMAL`` loses at most a suffix of both
+together on power loss, which the projector then folds again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from bicameral.errors import BackendError
+from bicameral.eventstore.sqlite import connect
+from bicameral.ports import Changes
+from bicameral.readstore import checked_name
+
+__all__ = ["SqliteReadStore"]
+
+
+def _table(collection: str) -> str:
+    return '"c_' + checked_name(collection) + '"'
+
+
+class SqliteReadStore:
+    """Query-side documents of one service in one SQLite file."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._declared: set[str] = set()
+
+    async def start(self) -> None:
+        """Opens the file and creates the checkpoint table (idempotent)."""
+        if self._conn is not None:
+            return
+        try:
+            self._conn = connect(self.path, self.synchronous)
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS checkpoints "
+                "(name TEXT PRIMARY KEY, position INTEGER NOT NULL)"
+            )
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open read store {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Closes the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """Returns the open connection."""
+        if self._conn is None:
+            raise BackendError("read store is not started")
+        return self._conn
+
+    def _ensure(self, collection: str) -> str:
+        table = _table(collection)
+        if collection not in self._declared:
+            self.conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, body TEXT NOT NULL)"
+            )
+            self._declared.add(collection)
+        return table
+
+    async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
+        """Creates a collection's table and an index per field if missing."""
+        table = self._ensure(collection)
+        for field in indexes:
+            checked_name(field)
+            self.conn.execute(
+                f'CREATE INDEX IF NOT EXISTS "i_{collection}_{field}" '
+                f"ON {table} (json_extract(body, '$.{field}'))"
+            )
+
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """Returns one document, or None."""
+        row = self.conn.execute(
+            f"SELECT body FROM {self._ensure(collection)} WHERE key = ?", (key,)
+        ).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    async def find(
+        self, collection: str, field: str, value: Any
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Returns ``(key, document)`` pairs whose ``field`` equals ``value``, by key."""
+        rows = self.conn.execute(
+            f"SELECT key, body FROM {self._ensure(collection)} "
+            f"WHERE json_extract(body, '$.{checked_name(field)}') = ? ORDER BY key",
+            (value,),
+        )
+        return [(key, orjson.loads(body)) for key, body in rows]
+
+    async def all(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
+        """Returns every ``(key, document)`` pair of a collection, by key."""
+        rows = self.conn.execute(f"SELECT key, body FROM {self._ensure(collection)} ORDER BY key")
+        return [(key, orjson.loads(body)) for key, body in rows]
+
+    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
+        """Writes ``changes`` and moves the checkpoint in one transaction, if at ``expected``."""
+        conn = self.conn
+        tables = {c: self._ensure(c) for c, _ in changes}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT position FROM checkpoints WHERE name = ?", (checkpoint,)
+            ).fetchone()
+            if (int(row[0]) if row else 0) != expected:
+                conn.execute("ROLLBACK")
+                return False
+            for (collection, key), doc in changes.items():
+                if doc is None:
+                    conn.execute(f"DELETE FROM {tables[collection]} WHERE key = ?", (key,))
+                else:
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO {tables[collection]} (key, body) VALUES (?, ?)",
+                        (key, orjson.dumps(doc).decode()),
+                    )
+            conn.execute(
+                "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (checkpoint, position),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise BackendError(f"read store commit failed: {exc}") from exc
+        return True
+
+    async def checkpoint(self, checkpoint: str) -> int:
+        """Returns a checkpoint's position (0 if never committed)."""
+        row = self.conn.execute(
+            "SELECT position FROM checkpoints WHERE name = ?", (checkpoint,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    async def checkpoints(self) -> dict[str, int]:
+        """Returns every checkpoint by name."""
+        return {
+            str(n): int(p) for n, p in self.conn.execute("SELECT name, position FROM checkpoints")
+        }
+
+    async def drop(self, collections: Sequence[str], checkpoints: Sequence[str]) -> None:
+        """Deletes collections and checkpoints."""
+        for collection in collections:
+            self.conn.execute(f"DROP TABLE IF EXISTS {_table(collection)}")
+            self._declared.discard(collection)
+        self.conn.executemany(
+            "DELETE FROM checkpoints WHERE name = ?", [(name,) for name in checkpoints]
+        )

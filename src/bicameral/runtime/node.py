@@ -1,0 +1,173 @@
+"""A Node runs some roles of some services in one process: the one bootstrap place.
+
+Roles: ``command-api``, ``query-api``, ``projector``, ``relay``, ``saga``. ``bicameral up`` runs
+every role of every service in one Node; ``bicameral serve`` runs one role of one service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bicameral.bus import Authorizer, CommandBus, QueryBus
+from bicameral.consistency import Notifier
+from bicameral.errors import ConfigurationError
+from bicameral.feeds import Feed, LogFeed, TransportFeed
+from bicameral.ports import EventStore, ReadStore, Transport
+from bicameral.projector import Projector
+from bicameral.relay import Relay
+from bicameral.runtime.backends import BackendFactory
+from bicameral.runtime.settings import Settings
+from bicameral.saga import ReactionRunner
+from bicameral.service import Service
+
+__all__ = ["ROLES", "Node", "ServiceRuntime"]
+
+ROLES = ("command-api", "query-api", "projector", "relay", "saga")
+log = logging.getLogger("bicameral.node")
+
+
+@dataclass
+class ServiceRuntime:
+    """One service wired to its backends: its buses and its background workers."""
+
+    service: Service
+    events: EventStore
+    reads: ReadStore
+    transport: Transport
+    roles: frozenset[str]
+    authorizer: Authorizer | None = None
+    notifier: Notifier = field(default_factory=Notifier)
+
+    def __post_init__(self) -> None:
+        self.commands = CommandBus(
+            self.service, self.events, authorizer=self.authorizer, notifier=self.notifier
+        )
+        self.queries = QueryBus(
+            self.service, self.reads, authorizer=self.authorizer, notifier=self.notifier
+        )
+
+    @property
+    def name(self) -> str:
+        """Returns the service name."""
+        return self.service.name
+
+    def feed(self, source: str, consumer: str) -> Feed:
+        """Returns a feed of ``source``'s events: the own log, or the transport for others."""
+        if source == self.name:
+            return LogFeed(source, self.events)
+        return TransportFeed(source, f"{self.name}.{consumer}", self.transport)
+
+    def projectors(self) -> list[Projector]:
+        """Returns one projector per projection and source."""
+        return [
+            Projector(
+                projection,
+                self.feed(source, f"{projection.name}.v{projection.version}"),
+                self.reads,
+                notifier=self.notifier,
+            )
+            for projection in self.service.projections
+            for source in projection.sources(self.name)
+        ]
+
+    def reaction_runners(self) -> list[ReactionRunner]:
+        """Returns one reaction runner per source service."""
+        by_source: dict[str, list[Any]] = {}
+        for reaction in self.service.reactions:
+            by_source.setdefault(reaction.source, []).append(reaction)
+        return [
+            ReactionRunner(self.commands, reactions, self.feed(source, "reactions"))
+            for source, reactions in sorted(by_source.items())
+        ]
+
+    def workers(self) -> list[Any]:
+        """Returns the background workers of this process's roles."""
+        found: list[Any] = []
+        if "projector" in self.roles:
+            found.extend(self.projectors())
+        if "relay" in self.roles:
+            found.append(Relay(self.events, self.transport))
+        if "saga" in self.roles:
+            found.extend(self.reaction_runners())
+        return found
+
+
+class Node:
+    """Starts backends and workers for the chosen services and roles; stops them cleanly."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: Sequence[Service],
+        roles: Iterable[str] = ROLES,
+        *,
+        authorizer: Authorizer | None = None,
+        factory: BackendFactory | None = None,
+    ) -> None:
+        roles = frozenset(roles)
+        unknown = roles - set(ROLES)
+        if unknown:
+            raise ConfigurationError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
+        self.settings = settings
+        self.factory = factory or BackendFactory()
+        transport = self.factory.transport(settings.transport)
+        self.runtimes: dict[str, ServiceRuntime] = {}
+        for service in services:
+            urls = settings.service(service.name)
+            self.runtimes[service.name] = ServiceRuntime(
+                service,
+                self.factory.event_store(service.name, urls.events_url),
+                self.factory.read_store(urls.reads_url),
+                transport,
+                roles,
+                authorizer,
+            )
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    def runtime(self, name: str) -> ServiceRuntime:
+        """Returns the runtime of service ``name``."""
+        return self.runtimes[name]
+
+    async def start(self) -> None:
+        """Starts every backend, prepares read models, then runs the workers in tasks."""
+        for backend in self.factory.started():
+            await backend.start()
+        self._stop = asyncio.Event()
+        for runtime in self.runtimes.values():
+            for projector in runtime.projectors():
+                await projector.prepare()
+            for worker in runtime.workers():
+                self._tasks.append(asyncio.create_task(self._guard(worker)))
+        self.started = True
+
+    async def _guard(self, worker: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                await worker.run(self._stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker %r failed; restarting in 1s", worker)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    async def stop(self) -> None:
+        """Stops the workers, then closes every backend."""
+        self._stop.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+        for backend in reversed(self.factory.started()):
+            with contextlib.suppress(Exception):
+                await backend.close()
+        self.started = False

@@ -1,0 +1,143 @@
+"""Settings: read once at start from an optional TOML file and the environment, then frozen.
+
+Precedence, highest first: values passed in (CLI flags, tests), environment variables, the
+TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` placeholders::
+
+    app = "shop.app:services"
+    data_dir = ".bicameral"
+    transport_url = "nats://127.0.0.1:4222"
+
+    [defaults]
+    events_url = "postgresql://127.0.0.1:5432/shop_{service}"
+    reads_url = "redis://127.0.0.1:6379/0"
+
+    [services.orders]
+    reads_url = "postgresql://127.0.0.1:5432/shop_orders_reads"
+
+Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
+``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL`` and per service
+``BICAMERAL_<SERVICE>_EVENTS_URL`` / ``BICAMERAL_<SERVICE>_READS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from bicameral.errors import ConfigurationError
+
+__all__ = ["ServiceSettings", "Settings"]
+
+DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db"
+DEFAULT_READS_URL = "sqlite:///{data_dir}/{service}/reads.db"
+DEFAULT_TRANSPORT_URL = "sqlite:///{data_dir}/transport.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """Where one service keeps its events and its read models."""
+
+    events_url: str
+    reads_url: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know, fixed at start."""
+
+    app: str = ""
+    data_dir: Path = Path(".bicameral")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    transport_url: str = DEFAULT_TRANSPORT_URL
+    events_url: str = DEFAULT_EVENTS_URL
+    reads_url: str = DEFAULT_READS_URL
+    services: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    consistency_timeout: float = 5.0
+    max_consistency_timeout: float = 30.0
+    auth: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
+        object.__setattr__(self, "auth", MappingProxyType(dict(self.auth)))
+
+    def _expand(self, template: str, service: str = "") -> str:
+        return template.replace("{data_dir}", str(self.data_dir)).replace("{service}", service)
+
+    def service(self, name: str) -> ServiceSettings:
+        """Returns the backend URLs of service ``name``."""
+        own = self.services.get(name, {})
+        return ServiceSettings(
+            events_url=self._expand(own.get("events_url", self.events_url), name),
+            reads_url=self._expand(own.get("reads_url", self.reads_url), name),
+        )
+
+    @property
+    def transport(self) -> str:
+        """Returns the transport URL."""
+        return self._expand(self.transport_url)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config: Path | str | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Returns settings from ``config`` (TOML), ``environ`` and ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        services: dict[str, dict[str, str]] = {}
+        if config is not None:
+            values, services = _from_toml(Path(config))
+        for key, var in (
+            ("app", "BICAMERAL_APP"),
+            ("data_dir", "BICAMERAL_DATA_DIR"),
+            ("host", "BICAMERAL_HOST"),
+            ("port", "BICAMERAL_PORT"),
+            ("transport_url", "BICAMERAL_TRANSPORT_URL"),
+            ("events_url", "BICAMERAL_EVENTS_URL"),
+            ("reads_url", "BICAMERAL_READS_URL"),
+        ):
+            if env.get(var):
+                values[key] = env[var]
+        for var, value in env.items():
+            for suffix in ("_EVENTS_URL", "_READS_URL"):
+                if var.startswith("BICAMERAL_") and var.endswith(suffix) and value:
+                    name = var[len("BICAMERAL_") : -len(suffix)].lower()
+                    if name:
+                        services.setdefault(name, {})[suffix[1:].lower()] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["services"] = services
+        try:
+            if "data_dir" in values:
+                values["data_dir"] = Path(values["data_dir"])
+            if "port" in values:
+                values["port"] = int(values["port"])
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"bad setting: {exc}") from None
+
+
+def _from_toml(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
+    services = {str(k): dict(v) for k, v in data.pop("services", {}).items()}
+    defaults = data.pop("defaults", {})
+    values = {**data, **defaults}
+    known = set(Settings.__dataclass_fields__) - {"services"}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigurationError(f"{path}: unknown settings {sorted(unknown)}")
+    return values, services

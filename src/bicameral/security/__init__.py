@@ -1,0 +1,1 @@
+"""Access control: who a request comes from, and what each principal may send."""

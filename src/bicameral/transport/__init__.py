@@ -1,0 +1,1 @@
+"""Transport adapters, one backend per module: ``memory``, ``sqlite`` (embedded), ``nats``."""

@@ -1,0 +1,136 @@
+"""SqliteTransport: the embedded transport, one SQLite file shared by every local service.
+
+Each source's events are kept by position with their ids unique, so a republished overlap is
+dropped; a subscriber's acknowledged position is stored per consumer, so it survives restarts.
+Other processes' publishes are seen by polling; this process's wake subscribers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+
+from bicameral.consistency import Notifier
+from bicameral.envelope import Envelope, decode, encode
+from bicameral.errors import BackendError
+from bicameral.eventstore.sqlite import connect
+
+__all__ = ["SqliteSubscription", "SqliteTransport"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    source TEXT NOT NULL, position INTEGER NOT NULL, id TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL, PRIMARY KEY (source, position)
+);
+CREATE TABLE IF NOT EXISTS consumers (
+    name TEXT NOT NULL, source TEXT NOT NULL, position INTEGER NOT NULL,
+    PRIMARY KEY (name, source)
+);
+"""
+_POLL = 0.05
+
+
+class SqliteTransport:
+    """Carries events between services through one SQLite file."""
+
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self.notifier = Notifier()
+
+    async def start(self) -> None:
+        """Opens the file and creates the schema (idempotent)."""
+        if self._conn is None:
+            try:
+                self._conn = connect(self.path, self.synchronous)
+                self._conn.executescript(SCHEMA)
+            except sqlite3.Error as exc:
+                raise BackendError(f"cannot open transport {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Closes the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """Returns the open connection."""
+        if self._conn is None:
+            raise BackendError("transport is not started")
+        return self._conn
+
+    async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:
+        """Writes events in one transaction; ids already held are dropped."""
+        rows = [(source, e.position, e.id, encode(e)) for e in envelopes]
+        try:
+            with self.conn:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO messages (source, position, id, body) "
+                    "VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            raise BackendError(f"transport publish failed: {exc}") from exc
+        self.notifier.notify()
+
+    async def subscribe(
+        self, source: str, consumer: str, after_position: int
+    ) -> SqliteSubscription:
+        """Returns a durable subscription for ``consumer`` to ``source``."""
+        row = self.conn.execute(
+            "SELECT position FROM consumers WHERE name = ? AND source = ?", (consumer, source)
+        ).fetchone()
+        acked = int(row[0]) if row else 0
+        return SqliteSubscription(self, source, consumer, max(acked, after_position))
+
+    async def head(self, source: str) -> int:
+        """Returns the highest position held for ``source``."""
+        row = self.conn.execute(
+            "SELECT COALESCE(MAX(position), 0) FROM messages WHERE source = ?", (source,)
+        ).fetchone()
+        return int(row[0])
+
+
+class SqliteSubscription:
+    """Delivers one source's events above the consumer's position."""
+
+    def __init__(self, transport: SqliteTransport, source: str, consumer: str, after: int) -> None:
+        self._transport = transport
+        self._source = source
+        self._consumer = consumer
+        self._after = after
+
+    async def fetch(self, max_events: int, timeout: float) -> list[Envelope]:
+        """Returns the next events, waiting up to ``timeout`` for one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            rows = self._transport.conn.execute(
+                "SELECT body FROM messages WHERE source = ? AND position > ? "
+                "ORDER BY position LIMIT ?",
+                (self._source, self._after, max_events),
+            ).fetchall()
+            left = deadline - loop.time()
+            if rows or left <= 0:
+                return [decode(body) for (body,) in rows]
+            await self._transport.notifier.wait(min(left, _POLL))
+
+    async def ack(self, envelopes: Sequence[Envelope]) -> None:
+        """Stores the consumer's position past the acknowledged events."""
+        if not envelopes:
+            return
+        self._after = max(self._after, max(e.position for e in envelopes))
+        with self._transport.conn:
+            self._transport.conn.execute(
+                "INSERT INTO consumers (name, source, position) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, source) DO UPDATE SET position = "
+                "MAX(consumers.position, excluded.position)",
+                (self._consumer, self._source, self._after),
+            )
+
+    async def close(self) -> None:
+        """Does nothing: the position is already stored."""

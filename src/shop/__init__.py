@@ -1,0 +1,1 @@
+"""The reference shop: microservices built only on bicameral's public API."""

@@ -1,0 +1,1 @@
+"""The inventory service: products, their prices and their stock."""
