@@ -125,6 +125,25 @@ class ReadStoreContract:
         assert await store.commit(CP, 0, 1, {(C, "k"): {"owner": "x"}})
         assert [k for k, _ in await store.find(C, "owner", "x")] == ["k"]
 
+    async def test_a_lease_has_one_owner_until_released_or_expired(self, store: ReadStore) -> None:
+        assert await store.acquire_lease("g/p1", "w1", 30)
+        assert await store.acquire_lease("g/p1", "w1", 30)
+        assert not await store.acquire_lease("g/p1", "w2", 30)
+        assert await store.leases("g/") == {"g/p1": "w1"}
+        await store.release_lease("g/p1", "w2")
+        assert await store.leases("g/") == {"g/p1": "w1"}
+        await store.release_lease("g/p1", "w1")
+        assert await store.leases("g/") == {}
+        assert await store.acquire_lease("g/p1", "w2", 0.2)
+        await asyncio.sleep(0.4)
+        assert await store.leases("g/") == {}
+        assert await store.acquire_lease("g/p1", "w1", 30)
+        assert await store.leases("h/") == {}
+
+    async def test_racing_lease_takers_get_one_owner(self, store: ReadStore) -> None:
+        won = await asyncio.gather(*(store.acquire_lease("r", f"w{i}", 30) for i in range(6)))
+        assert sum(won) == 1
+
     async def test_a_reopened_store_keeps_documents_and_checkpoints(self, store: ReadStore) -> None:
         if not self.durable:
             pytest.skip("this backend keeps nothing across restarts")
