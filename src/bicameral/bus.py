@@ -29,6 +29,7 @@ from bicameral.errors import (
     PermissionDeniedError,
 )
 from bicameral.messages import Command, Query
+from bicameral.partitions import projection_position
 from bicameral.ports import AppendResult, EventStore, ReadStore
 from bicameral.service import CommandHandler, Param, QueryHandler, ReadModel, Service
 
@@ -300,10 +301,12 @@ class QueryBus:
         authorizer: Authorizer | None = None,
         middleware: Sequence[QueryMiddleware] = (),
         notifier: Notifier | None = None,
+        partitions: int = 1,
     ) -> None:
         self.service = service
         self.store = store
         self.notifier = notifier
+        self.partitions = partitions
         self.read_model: ReadModel = StoreReadModel(service, store)
         self._authorizer = authorizer or AllowAll()
         chain: QueryNext = self._handle
@@ -346,7 +349,10 @@ class QueryBus:
         return await next(call)
 
     def checkpoint_targets(self, call: QueryCall) -> dict[str, int]:
-        """Returns the read-store checkpoints (and positions) a token asks this query to await."""
+        """Returns the projection checkpoints (and positions) a token asks this query to await.
+
+        A partitioned projection has passed a position once each of its partitions has.
+        """
         if call.token is None:
             return {}
         targets: dict[str, int] = {}
@@ -360,8 +366,12 @@ class QueryBus:
     async def _consistent(self, call: QueryCall, next: QueryNext) -> Any:
         targets = self.checkpoint_targets(call)
         if targets:
-            await wait_for_positions(targets, self.store.checkpoint, call.timeout, self.notifier)
+            await wait_for_positions(targets, self.position, call.timeout, self.notifier)
         return await next(call)
+
+    async def position(self, checkpoint: str) -> int:
+        """Returns the position every partition of a projection checkpoint has passed."""
+        return await projection_position(self.store, checkpoint, self.partitions)
 
     async def _handle(self, call: QueryCall) -> Any:
         args: list[Any] = []

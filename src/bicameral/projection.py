@@ -12,6 +12,13 @@ I/O, so that replaying an event gives the same documents::
 
 The ``Projector`` (``bicameral.projector``) runs it and stores its checkpoint atomically with
 the documents, so each event changes the read model exactly once.
+
+Several projector processes may share a projection (``bicameral.partitions``): each folds the
+events whose partition key (the stream id, unless ``partition_by`` says otherwise) hashes to
+the partitions it owns. Every document must therefore be written only by events of one key:
+the default suits documents per stream; a projection that writes a document from several
+streams gives ``partition_by`` a function returning that document's key (the same for every
+event of a stream), or a constant to keep the whole projection in one partition.
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ from bicameral.errors import ConfigurationError
 from bicameral.messages import Event
 from bicameral.ports import Changes, ReadStore
 
-__all__ = ["Projection", "ProjectionHandler", "View", "source_of"]
+__all__ = ["PartitionKey", "Projection", "ProjectionHandler", "View", "source_of"]
 
 E = TypeVar("E", bound=Event)
 Document = dict[str, Any]
 ProjectionHandler = Callable[..., Awaitable[None] | None]
+PartitionKey = Callable[[Envelope], str]
 
 
 def source_of(event: type[Event], default: str) -> str:
@@ -56,9 +64,11 @@ class Projection:
         *,
         collections: Mapping[str, Sequence[str]],
         version: int = 1,
+        partition_by: PartitionKey | None = None,
     ) -> None:
         self.name = name
         self.version = version
+        self._partition_by = partition_by
         self.collections = {c: tuple(idx) for c, idx in collections.items()}
         self.handlers: dict[str, _Handler] = {}
         self._sources: dict[str, set[str]] = {}
@@ -88,6 +98,12 @@ class Projection:
                 event = self.handlers[type_name].event
                 found.add(explicit or source_of(event, own_service))
         return sorted(found)
+
+    def partition_key(self, envelope: Envelope) -> str:
+        """Returns the key that decides which partition folds ``envelope``."""
+        if self._partition_by is None:
+            return envelope.subject
+        return self._partition_by(envelope)
 
     def table(self, collection: str) -> str:
         """Returns the stored name of a collection of this version."""

@@ -4,15 +4,21 @@ Each batch is folded into a View and committed with the checkpoint in one atomic
 also checks the checkpoint did not move meanwhile. A restart resumes after the checkpoint; a
 redelivered event is at or below it and changes nothing; two projectors racing on the same
 checkpoint cannot both commit a batch.
+
+A projector given ``accepts`` (one partition of a shared projection, see
+``bicameral.partitions``) folds only the events it accepts but moves its own checkpoint over
+every event it reads, so a partition with no events of its own still keeps up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from bicameral import metrics
 from bicameral.consistency import Notifier
+from bicameral.envelope import Envelope
 from bicameral.errors import BicameralError
 from bicameral.feeds import Feed
 from bicameral.ports import ReadStore
@@ -34,13 +40,16 @@ class Projector:
         *,
         batch_size: int = 500,
         notifier: Notifier | None = None,
+        checkpoint: str | None = None,
+        accepts: Callable[[Envelope], bool] | None = None,
     ) -> None:
         self.projection = projection
         self.feed = feed
         self.store = store
         self.batch_size = batch_size
         self.notifier = notifier
-        self.checkpoint_name = projection.checkpoint(feed.source)
+        self.checkpoint_name = checkpoint or projection.checkpoint(feed.source)
+        self.accepts = accepts
 
     async def prepare(self) -> None:
         """Declares the projection's collections and indexes in the read store."""
@@ -48,7 +57,7 @@ class Projector:
             await self.store.declare(self.projection.table(collection), indexes)
 
     async def step(self, timeout: float = 1.0) -> int:
-        """Folds the next batch, if any; returns how many events it committed."""
+        """Folds the next batch, if any; returns how many events its checkpoint moved over."""
         name = self.checkpoint_name
         after = await self.store.checkpoint(name)
         batch = [
@@ -56,13 +65,14 @@ class Projector:
         ]
         if not batch:
             return 0
+        mine = batch if self.accepts is None else [e for e in batch if self.accepts(e)]
         view = View(self.projection, self.store)
-        await self.projection.fold(batch, view)
+        await self.projection.fold(mine, view)
         if not await self.store.commit(name, after, batch[-1].position, view.changes):
             log.info("%s: checkpoint moved by another projector; re-reading", name)
             return 0
         await self.feed.ack(batch)
-        metrics.PROJECTED_EVENTS.labels(self.projection.name).inc(len(batch))
+        metrics.PROJECTED_EVENTS.labels(self.projection.name).inc(len(mine))
         if self.notifier is not None:
             self.notifier.notify()
         return len(batch)

@@ -211,6 +211,17 @@ def events_tail(
     run(work)
 
 
+def _print_status(title: str, rows: list[Any]) -> None:
+    typer.echo(
+        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7}  owner"
+    )
+    for row in rows:
+        typer.echo(
+            f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
+            f"{row.lag:>7} {row.lag_seconds:>7.1f}  {row.owner or '-'}"
+        )
+
+
 @projections_app.command("status")
 def projections_status(
     data_dir: DataDirOpt = None,
@@ -228,15 +239,7 @@ def projections_status(
             rows = await projection_status(node)
         finally:
             await node.stop()
-        typer.echo(
-            f"{'service':<10} {'checkpoint':<40} {'position':>9} {'head':>9} "
-            f"{'lag':>7} {'lag_s':>7}"
-        )
-        for row in rows:
-            typer.echo(
-                f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-                f"{row.lag:>7} {row.lag_seconds:>7.1f}"
-            )
+        _print_status("checkpoint", rows)
 
     run(work)
 
@@ -258,14 +261,7 @@ def status(
             rows = await projection_status(node) + await command_side_status(node)
         finally:
             await node.stop()
-        typer.echo(
-            f"{'service':<10} {'worker':<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7}"
-        )
-        for row in rows:
-            typer.echo(
-                f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-                f"{row.lag:>7} {row.lag_seconds:>7.1f}"
-            )
+        _print_status("worker", rows)
 
     run(work)
 
@@ -277,3 +273,7 @@ def main() -> None:
     except BicameralError as exc:  # pragma: no cover - commands catch their own
         typer.echo(f"bicameral: error: {exc.detail}", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bicameral.ports import Changes
@@ -13,9 +13,13 @@ __all__ = ["MemoryReadStore"]
 
 
 class MemoryReadStore:
-    """Documents in dicts; a commit applies its changes without awaiting, so it is atomic."""
+    """Documents in dicts; a commit applies its changes without awaiting, so it is atomic.
 
-    def __init__(self) -> None:
+    ``clock`` (seconds, monotonic) times the leases; tests pass their own to expire them.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._collections: dict[str, dict[str, dict[str, Any]]] = {}
         self._checkpoints: dict[str, int] = {}
         self._leases: dict[str, tuple[str, float]] = {}
@@ -81,7 +85,7 @@ class MemoryReadStore:
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         """Takes or renews a lease unless another owner holds it unexpired."""
-        now = time.monotonic()
+        now = self._clock()
         holder = self._leases.get(name)
         if holder is not None and holder[0] != owner and holder[1] > now:
             return False
@@ -95,7 +99,7 @@ class MemoryReadStore:
 
     async def leases(self, prefix: str) -> dict[str, str]:
         """Returns unexpired leases under ``prefix``."""
-        now = time.monotonic()
+        now = self._clock()
         return {
             n: owner
             for n, (owner, until) in self._leases.items()

@@ -17,6 +17,7 @@ from bicameral.bus import Authorizer, CommandBus, QueryBus
 from bicameral.consistency import Notifier
 from bicameral.errors import ConfigurationError
 from bicameral.feeds import Feed, LogFeed, TransportFeed
+from bicameral.partitions import ProjectorGroup
 from bicameral.ports import EventStore, ReadStore, Transport
 from bicameral.projector import Projector
 from bicameral.relay import Relay
@@ -42,13 +43,19 @@ class ServiceRuntime:
     roles: frozenset[str]
     authorizer: Authorizer | None = None
     notifier: Notifier = field(default_factory=Notifier)
+    partitions: int = 1
+    lease_ttl: float = 10.0
 
     def __post_init__(self) -> None:
         self.commands = CommandBus(
             self.service, self.events, authorizer=self.authorizer, notifier=self.notifier
         )
         self.queries = QueryBus(
-            self.service, self.reads, authorizer=self.authorizer, notifier=self.notifier
+            self.service,
+            self.reads,
+            authorizer=self.authorizer,
+            notifier=self.notifier,
+            partitions=self.partitions,
         )
 
     @property
@@ -62,18 +69,25 @@ class ServiceRuntime:
             return LogFeed(source, self.events)
         return TransportFeed(source, f"{self.name}.{consumer}", self.transport)
 
+    def projector_group(self) -> ProjectorGroup:
+        """Returns this process's member of the group folding the service's projections."""
+        return ProjectorGroup(
+            f"projector.{self.name}",
+            self.reads,
+            [
+                (projection, source)
+                for projection in self.service.projections
+                for source in projection.sources(self.name)
+            ],
+            self.feed,
+            partitions=self.partitions,
+            ttl=self.lease_ttl,
+            notifier=self.notifier,
+        )
+
     def projectors(self) -> list[Projector]:
-        """Returns one projector per projection and source."""
-        return [
-            Projector(
-                projection,
-                self.feed(source, f"{projection.name}.v{projection.version}"),
-                self.reads,
-                notifier=self.notifier,
-            )
-            for projection in self.service.projections
-            for source in projection.sources(self.name)
-        ]
+        """Returns a projector per partition of each projection and source."""
+        return [slot.projector for slot in self.projector_group().slots]
 
     def reaction_runners(self) -> list[ReactionRunner]:
         """Returns one reaction runner per source service."""
@@ -89,7 +103,7 @@ class ServiceRuntime:
         """Returns the background workers of this process's roles."""
         found: list[Any] = []
         if "projector" in self.roles:
-            found.extend(self.projectors())
+            found.append(self.projector_group())
         if "relay" in self.roles:
             found.append(Relay(self.events, self.transport))
         if "saga" in self.roles:
@@ -126,6 +140,8 @@ class Node:
                 transport,
                 roles,
                 authorizer,
+                partitions=settings.partitions,
+                lease_ttl=settings.lease_ttl,
             )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,8 +157,7 @@ class Node:
             await backend.start()
         self._stop = asyncio.Event()
         for runtime in self.runtimes.values():
-            for projector in runtime.projectors():
-                await projector.prepare()
+            await runtime.projector_group().prepare()
             for worker in runtime.workers():
                 self._tasks.append(asyncio.create_task(self._guard(worker)))
         self.started = True

@@ -6,6 +6,8 @@ TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` place
     app = "shop.app:services"
     data_dir = ".bicameral"
     transport_url = "nats://127.0.0.1:4222"
+    partitions = 8          # of each projection, shared by its projector processes
+    lease_ttl = 10.0        # seconds before a silent projector's partitions move to others
 
     [defaults]
     events_url = "postgresql://127.0.0.1:5432/shop_{service}"
@@ -15,7 +17,8 @@ TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` place
     reads_url = "postgresql://127.0.0.1:5432/shop_orders_reads"
 
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
-``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL`` and per service
+``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
+``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
 ``BICAMERAL_<SERVICE>_EVENTS_URL`` / ``BICAMERAL_<SERVICE>_READS_URL``.
 """
 
@@ -60,10 +63,14 @@ class Settings:
     services: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     consistency_timeout: float = 5.0
     max_consistency_timeout: float = 30.0
+    partitions: int = 8
+    lease_ttl: float = 10.0
     auth: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.partitions < 1 or self.lease_ttl <= 0:
+            raise ConfigurationError("partitions must be at least 1 and lease_ttl positive")
         object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
         object.__setattr__(self, "auth", MappingProxyType(dict(self.auth)))
 
@@ -105,6 +112,8 @@ class Settings:
             ("transport_url", "BICAMERAL_TRANSPORT_URL"),
             ("events_url", "BICAMERAL_EVENTS_URL"),
             ("reads_url", "BICAMERAL_READS_URL"),
+            ("partitions", "BICAMERAL_PARTITIONS"),
+            ("lease_ttl", "BICAMERAL_LEASE_TTL"),
         ):
             if env.get(var):
                 values[key] = env[var]
@@ -119,8 +128,9 @@ class Settings:
         try:
             if "data_dir" in values:
                 values["data_dir"] = Path(values["data_dir"])
-            if "port" in values:
-                values["port"] = int(values["port"])
+            for key, kind in (("port", int), ("partitions", int), ("lease_ttl", float)):
+                if key in values:
+                    values[key] = kind(values[key])
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"bad setting: {exc}") from None

@@ -1,4 +1,8 @@
-"""Checkpoints, heads and lag of every projection, relay and reaction runner of a Node."""
+"""Checkpoints, heads and lag of every projection, relay and reaction runner of a Node.
+
+A partitioned projection is reported once as a whole (at the position all its partitions have
+passed) and once per partition, with the worker holding that partition's lease.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,8 @@ class WorkerStatus:
     source: str
     position: int
     head: int
-
     lag_seconds: float = 0.0
+    owner: str = ""
 
     @property
     def lag(self) -> int:
@@ -30,9 +34,10 @@ class WorkerStatus:
         return max(0, self.head - self.position)
 
 
-async def _next_event(rt: ServiceRuntime, source: str, after: int) -> Envelope | None:
-    if source == rt.name:
-        found = await rt.events.read_all(after, 1)
+async def _next_event(node: Node, rt: ServiceRuntime, source: str, after: int) -> Envelope | None:
+    origin = node.runtimes.get(source)
+    if origin is not None:
+        found = await origin.events.read_all(after, 1)
         return found[0] if found else None
     sub = await rt.transport.subscribe(source, f"{rt.name}.status-probe", after)
     try:
@@ -42,24 +47,41 @@ async def _next_event(rt: ServiceRuntime, source: str, after: int) -> Envelope |
     return found[0] if found else None
 
 
-async def _status(rt: ServiceRuntime, name: str, source: str, position: int) -> WorkerStatus:
+async def _status(
+    node: Node, rt: ServiceRuntime, name: str, source: str, position: int, owner: str = ""
+) -> WorkerStatus:
     head = await (rt.events.head() if source == rt.name else rt.transport.head(source))
     lag_seconds = 0.0
     if head > position:
-        nxt = await _next_event(rt, source, position)
+        nxt = await _next_event(node, rt, source, position)
         if nxt is not None:
             lag_seconds = max(0.0, (datetime.now(UTC) - nxt.time).total_seconds())
-    return WorkerStatus(rt.name, name, source, position, head, lag_seconds)
+    return WorkerStatus(rt.name, name, source, position, head, lag_seconds, owner)
 
 
 async def projection_status(node: Node) -> list[WorkerStatus]:
-    """Returns the status of every projection checkpoint of every service."""
+    """Returns the status of every projection, and of each of its partitions, of every service."""
     rows: list[WorkerStatus] = []
     for rt in node.runtimes.values():
-        for projection in rt.service.projections:
-            for source in projection.sources(rt.name):
-                name = projection.checkpoint(source)
-                rows.append(await _status(rt, name, source, await rt.reads.checkpoint(name)))
+        group = rt.projector_group()
+        checkpoints = await rt.reads.checkpoints()
+        owners = await rt.reads.leases(f"partitions/{group.group}/")
+        for base, lane in group.lanes.items():
+            source = lane[0].projector.feed.source
+            parts = [
+                (
+                    slot.projector.checkpoint_name,
+                    checkpoints.get(slot.projector.checkpoint_name, 0),
+                    owners.get(slot.lease, ""),
+                )
+                for slot in lane
+            ]
+            if len(parts) == 1:
+                rows.append(await _status(node, rt, base, source, parts[0][1], parts[0][2]))
+                continue
+            rows.append(await _status(node, rt, base, source, min(p for _, p, _ in parts)))
+            for name, position, owner in parts:
+                rows.append(await _status(node, rt, name, source, position, owner))
     return rows
 
 
@@ -68,8 +90,9 @@ async def command_side_status(node: Node) -> list[WorkerStatus]:
     rows: list[WorkerStatus] = []
     for rt in node.runtimes.values():
         position = await rt.events.load_checkpoint(RELAY_CHECKPOINT)
-        rows.append(await _status(rt, "relay", rt.name, position))
+        rows.append(await _status(node, rt, "relay", rt.name, position))
         for source in sorted({r.source for r in rt.service.reactions}):
             name = f"reactions:{source}"
-            rows.append(await _status(rt, name, source, await rt.events.load_checkpoint(name)))
+            position = await rt.events.load_checkpoint(name)
+            rows.append(await _status(node, rt, name, source, position))
     return rows
