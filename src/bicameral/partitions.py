@@ -203,12 +203,23 @@ class ProjectorGroup:
         """
         await self.store.acquire_lease(self.member_lease, self.worker, self.ttl)
         mine = assigned(self.worker, await self.members(), self.partitions)
+        before = set(self.owned)
         for slot in self.slots:
             slot.owned = slot.index in mine and await self.store.acquire_lease(
                 slot.lease, self.worker, self.ttl
             )
             slot.leased = slot.leased or slot.owned
         self._renewed = time.monotonic()
+        after = set(self.owned)
+        if after != before:
+            log.info(
+                "%s: %s now folds %s (took %s, gave up %s)",
+                self.group,
+                self.worker,
+                sorted(after),
+                sorted(after - before),
+                sorted(before - after),
+            )
 
     def _expire(self) -> None:
         """Stops folding every partition once the leases may have run out unrenewed."""

@@ -1,0 +1,63 @@
+"""The shipped deploy files: settings that load, and an nginx config routing every service."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from bicameral.runtime.apps import load_services
+from bicameral.runtime.settings import Settings
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+SERVICES = [s.name for s in load_services("shop.app:services")]
+
+
+@pytest.mark.parametrize("name", ["local.toml", "production.toml"])
+def test_settings_give_each_service_its_own_postgres_database_and_redis_prefix(
+    name: str,
+) -> None:
+    settings = Settings.load(config=DEPLOY / name, environ={})
+    assert urlsplit(settings.transport).scheme == "nats"
+    databases, prefixes = set(), set()
+    for service in SERVICES:
+        urls = settings.service(service)
+        events, reads = urlsplit(urls.events_url), urlsplit(urls.reads_url)
+        assert events.scheme == "postgresql"
+        assert reads.scheme == "redis"
+        databases.add(events.path)
+        prefixes.add(parse_qs(reads.query)["prefix"][0])
+    assert len(databases) == len(prefixes) == len(SERVICES)
+
+
+def test_local_settings_point_at_this_machines_default_ports() -> None:
+    settings = Settings.load(config=DEPLOY / "local.toml", environ={})
+    urls = settings.service("inventory")
+    assert urlsplit(urls.events_url).netloc == "postgres@127.0.0.1:5432"
+    assert urlsplit(urls.reads_url).netloc == "127.0.0.1:6379"
+    assert urlsplit(settings.transport).netloc == "127.0.0.1:4222"
+
+
+def test_the_environment_overrides_a_deploy_file() -> None:
+    settings = Settings.load(
+        config=DEPLOY / "production.toml",
+        environ={"BICAMERAL_EVENTS_URL": "postgresql://u:secret@db:5432/x_{service}"},
+    )
+    assert settings.service("inventory").events_url == "postgresql://u:secret@db:5432/x_inventory"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_nginx_routes_each_services_commands_and_queries_to_its_own_copies(service: str) -> None:
+    conf = (DEPLOY / "nginx.conf").read_text()
+    for kind in ("commands", "queries"):
+        block = re.search(rf"upstream {service}_{kind} \{{(.*?)\}}", conf, re.S)
+        assert block is not None
+        servers = re.findall(r"server \S+ max_fails=\d+ fail_timeout=\S+;", block.group(1))
+        assert len(servers) >= 2
+        assert re.search(
+            rf"location /{service}/{kind}/ +\{{ proxy_pass http://{service}_{kind};", conf
+        )
+    assert "proxy_next_upstream error timeout" in conf
+    assert "location = /health" in conf
