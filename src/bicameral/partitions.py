@@ -292,9 +292,10 @@ class ProjectorGroup:
         await self.prepare()
         try:
             await self.heartbeat()
-            await asyncio.gather(
-                self._beat(stop), *(self._run_lane(lane, stop) for lane in self.lanes.values())
-            )
+            async with asyncio.TaskGroup() as tasks:  # one failing cancels the others
+                tasks.create_task(self._beat(stop))
+                for lane in self.lanes.values():
+                    tasks.create_task(self._run_lane(lane, stop))
         finally:
             with contextlib.suppress(BicameralError):
                 await self.leave()

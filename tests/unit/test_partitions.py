@@ -290,3 +290,38 @@ async def test_a_changed_partition_count_is_refused(
         await group(log, reads, "b", partitions=8).prepare()
     with pytest.raises(ConfigurationError, match="another partition count"):
         await group(log, reads, "b", partitions=1).prepare()
+
+
+async def test_running_workers_fold_everything_and_give_up_their_leases_on_stop(
+    log: MemoryEventStore,
+) -> None:
+    reads = MemoryReadStore()
+    workers = [
+        ProjectorGroup(
+            "projector.parttest",
+            reads,
+            [(history, "parttest")],
+            lambda source, consumer: LogFeed(source, log),
+            partitions=PARTITIONS,
+            ttl=0.3,
+            worker=name,
+        )
+        for name in ("a", "b")
+    ]
+    stop = asyncio.Event()
+    running = [asyncio.create_task(w.run(stop)) for w in workers]
+    await write(log, streams=12, rounds=4)
+    checkpoint = history.checkpoint("parttest")
+
+    async def settled() -> bool:
+        caught_up = await projection_position(reads, checkpoint, PARTITIONS) == await log.head()
+        return caught_up and all(w.owned for w in workers)
+
+    for _ in range(1000):
+        if await settled():
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.gather(*running)
+    await assert_folded_once_in_order(log, reads)
+    assert await reads.leases("") == {}
