@@ -81,7 +81,40 @@ def servers_layout(home: Path) -> Layout:
         "[defaults]\n"
         f'events_url = "postgresql://postgres@127.0.0.1:5432/bicameral_e2e_{run}_{{service}}"\n'
         f'reads_url = "redis://127.0.0.1:6379/0?prefix=e2e_{run}_{{service}}"\n',
+        lambda: asyncio.run(drop_server_data(run)),
     )
+
+
+async def drop_server_data(run: str) -> None:
+    """Drops the run's PostgreSQL databases, Redis keys and NATS streams."""
+    import asyncpg
+    import nats
+    import redis.asyncio as aioredis
+
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        names = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"bicameral_e2e_{run}_%"
+        )
+        for row in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    client = aioredis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        doomed = [key async for key in client.scan_iter(match=f"e2e_{run}_*")]
+        if doomed:
+            await client.delete(*doomed)
+    finally:
+        await client.aclose()
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            if (info.config.name or "").startswith(f"E2E{run.upper()}_"):
+                await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
 
 
 @pytest.fixture(params=["embedded", "servers"])
@@ -160,20 +193,21 @@ async def node(settings: Settings, cluster: Cluster) -> AsyncIterator[Node]:
 
 @dataclass
 class Load:
-    """Commands sent through nginx, and what their successes should add up to."""
+    """Commands and queries sent through nginx."""
 
     http: httpx.AsyncClient
     sent: int = 0
-    token: dict[str, str] = field(default_factory=dict)
+    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
     async def command(self, service: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Sends one command until it is applied (same Idempotency-Key on every try)."""
         key = str(uuid.uuid4())
         for _ in range(20):
             try:
-                response = await self.http.post(
-                    f"/{service}/commands/{name}", json=body, headers={"Idempotency-Key": key}
-                )
+                async with self.gate:
+                    response = await self.http.post(
+                        f"/{service}/commands/{name}", json=body, headers={"Idempotency-Key": key}
+                    )
             except httpx.TransportError:
                 await asyncio.sleep(0.2)
                 continue
@@ -182,49 +216,164 @@ class Load:
                 continue
             assert response.status_code == 200, response.text
             self.sent += 1
-            self.token[service] = response.headers["X-Consistency-Token"]
             result: dict[str, Any] = response.json()
             return result
         raise AssertionError(f"{service} {name} {body} was never applied")
 
+    async def ask(self, service: str, name: str, token: str = "", **params: Any) -> Any:
+        """Returns the answer to one query (once the read models passed ``token``, if given)."""
+        headers = {"X-Consistency-Token": token, "X-Consistency-Timeout": "30"} if token else {}
+        async with self.gate:
+            response = await self.http.get(
+                f"/{service}/queries/{name}", params=params, headers=headers
+            )
+        assert response.status_code == 200, response.text
+        return response.json()
 
-async def drive_inventory(load: Load, during: Callable[[], Awaitable[None]]) -> None:
-    """Registers products and receives stock; checks each product's stock through nginx."""
-    rng = random.Random(7)
-    skus = [f"e2e-{i}" for i in range(20)]
-    for sku in skus:
-        await load.command(
-            "inventory", "RegisterProduct", {"sku": sku, "name": sku, "price_cents": 100}
-        )
-    on_hand = Counter[str]()
-    receipts = [(rng.choice(skus), rng.randint(1, 5)) for _ in range(360)]
-    gate = asyncio.Semaphore(8)
+    async def during(self, commands: list[Awaitable[Any]], crash: Crash) -> None:
+        """Sends ``commands`` at once, crashing processes a third of the way through."""
+        third = len(commands) // 3
+        await asyncio.gather(*commands[:third])
+        await asyncio.gather(crash(), *commands[third:])
 
-    async def receive(sku: str, quantity: int) -> None:
-        async with gate:
+
+Crash = Callable[[], Awaitable[None]]
+
+
+class InventoryFlow:
+    """Products registered, then stock received at many products at once."""
+
+    needs = frozenset({"inventory"})
+
+    def __init__(self) -> None:
+        self.skus = [f"e2e-{uuid.uuid4().hex[:6]}-{i}" for i in range(20)]
+        self.on_hand = Counter[str]()
+        self.token = ""
+
+    async def drive(self, load: Load, crash: Crash) -> None:
+        rng = random.Random(7)
+        for sku in self.skus:
+            await load.command(
+                "inventory", "RegisterProduct", {"sku": sku, "name": sku, "price_cents": 100}
+            )
+
+        async def receive(sku: str, quantity: int) -> None:
+            body = {"sku": sku, "quantity": quantity}
+            self.token = (await load.command("inventory", "ReceiveStock", body))[
+                "consistency_token"
+            ]
+            self.on_hand[sku] += quantity
+
+        receipts = [(rng.choice(self.skus), rng.randint(1, 5)) for _ in range(300)]
+        await load.during([receive(*r) for r in receipts], crash)
+
+    async def check(self, load: Load) -> None:
+        """Each product's stock is the sum of the receipts the client saw applied."""
+        items = (await load.ask("inventory", "ListProducts", self.token))["items"]
+        found = {item["sku"]: item["on_hand"] for item in items if item["sku"] in self.skus}
+        assert found == {sku: self.on_hand[sku] for sku in self.skus}
+
+
+class OrderFlow:
+    """Customers order scarce products with limited money; some confirmed orders are cancelled.
+
+    The order saga crosses all three services (orders -> inventory -> orders -> payments ->
+    orders -> inventory), each step carried by a relay and a saga process.
+    """
+
+    needs = frozenset({"inventory", "orders", "payments"})
+    final = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
+
+    def __init__(self) -> None:
+        run = uuid.uuid4().hex[:6]
+        rng = random.Random(11)
+        self.stock = {f"o{run}-p{i}": (rng.randrange(100, 900, 50), 8) for i in range(6)}
+        self.deposits = {f"o{run}-c{i}": rng.choice([800, 2500, 6000]) for i in range(8)}
+        skus = [*self.stock, f"o{run}-unknown"]
+        self.orders = {
+            f"o{run}-o{n}": (
+                rng.choice(list(self.deposits)),
+                [
+                    {"sku": sku, "quantity": rng.randint(1, 3)}
+                    for sku in rng.sample(skus, rng.randint(1, 2))
+                ],
+            )
+            for n in range(60)
+        }
+        self.cancelled: set[str] = set()
+
+    async def statuses(self, load: Load) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for customer in self.deposits:
+            answer = await load.ask("orders", "ListCustomerOrders", customer_id=customer)
+            found.update(
+                {o["order_id"]: o for o in answer["items"] if o["order_id"] in self.orders}
+            )
+        return found
+
+    async def until_final(self, load: Load) -> dict[str, dict[str, Any]]:
+        for _ in range(600):
+            orders = await self.statuses(load)
+            if len(orders) == len(self.orders) and all(
+                o["status"] in self.final for o in orders.values()
+            ):
+                return orders
+            await asyncio.sleep(0.1)
+        raise AssertionError("the orders never all reached a final status")
+
+    async def drive(self, load: Load, crash: Crash) -> None:
+        for sku, (price, quantity) in self.stock.items():
+            await load.command(
+                "inventory", "RegisterProduct", {"sku": sku, "name": sku, "price_cents": price}
+            )
             await load.command("inventory", "ReceiveStock", {"sku": sku, "quantity": quantity})
-            on_hand[sku] += quantity
+        for customer, amount in self.deposits.items():
+            await load.command(
+                "payments", "DepositFunds", {"customer_id": customer, "amount_cents": amount}
+            )
+        placing = [
+            load.command("orders", "PlaceOrder", {"order_id": o, "customer_id": c, "lines": lines})
+            for o, (c, lines) in self.orders.items()
+        ]
+        await load.during(placing, crash)
+        orders = await self.until_final(load)
+        confirmed = sorted(o for o, v in orders.items() if v["status"] == "CONFIRMED")
+        self.cancelled = set(confirmed[::3])
+        for order in sorted(self.cancelled):
+            await load.command("orders", "CancelOrder", {"order_id": order})
 
-    third = len(receipts) // 3
-    await asyncio.gather(*(receive(*r) for r in receipts[:third]))
-    await asyncio.gather(during(), *(receive(*r) for r in receipts[third:]))
+    async def check(self, load: Load) -> None:
+        """Money and stock add up to the orders' outcomes; every order is final."""
+        orders = await self.until_final(load)
+        assert {o for o, v in orders.items() if v["status"] == "CANCELLED"} == self.cancelled
+        confirmed = [v for v in orders.values() if v["status"] == "CONFIRMED"]
+        assert confirmed, "no order was confirmed: the test exercised nothing"
+        assert any(v["status"] == "REJECTED" for v in orders.values())
+        for customer, deposit in self.deposits.items():
+            spent = sum(v["total_cents"] for v in confirmed if v["customer_id"] == customer)
+            balance = await load.ask("payments", "GetBalance", customer_id=customer)
+            assert balance["balance_cents"] == deposit - spent, customer
+        for sku, (_, received) in self.stock.items():
+            sold = sum(
+                line["quantity"] for v in confirmed for line in v["lines"] if line["sku"] == sku
+            )
+            product = await load.ask("inventory", "GetProduct", sku=sku)
+            assert (product["on_hand"], product["reserved"]) == (received - sold, 0), sku
 
-    response = await load.http.get(
-        "/inventory/queries/ListProducts",
-        headers={"X-Consistency-Token": load.token["inventory"], "X-Consistency-Timeout": "30"},
-    )
-    assert response.status_code == 200, response.text
-    found = {item["sku"]: item["on_hand"] for item in response.json()["items"]}
-    assert found == {sku: on_hand[sku] for sku in skus}
+
+FLOWS = [InventoryFlow, OrderFlow]
 
 
-DRIVERS = {"inventory": drive_inventory}
-
-
-async def caught_up(node: Node) -> bool:
-    """Returns True when every projection, partition, relay and reaction runner is at its head."""
-    rows = await projection_status(node) + await command_side_status(node)
-    return all(row.lag == 0 for row in rows)
+async def settled(node: Node) -> bool:
+    """Returns True when every projection, partition, relay and reaction runner is at its
+    source's head, twice in a row with no head moving in between."""
+    seen = []
+    for _ in range(2):
+        rows = await projection_status(node) + await command_side_status(node)
+        if any(row.lag for row in rows):
+            return False
+        seen.append([(row.name, row.head) for row in rows])
+    return seen[0] == seen[1]
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], what: str, cluster: Cluster) -> None:
@@ -287,9 +436,10 @@ async def partitions_spread(node: Node, cluster: Cluster) -> bool:
 async def test_every_role_in_its_own_process_survives_killed_projectors_and_relays(
     cluster: Cluster, client: httpx.AsyncClient, node: Node
 ) -> None:
-    services = list(node.runtimes)
-    missing = [name for name in services if name not in DRIVERS]
-    assert not missing, f"no load driver for {missing}: add one to DRIVERS"
+    services = set(node.runtimes)
+    flows = [flow() for flow in FLOWS if flow.needs <= services]
+    untested = services - {name for flow in flows for name in flow.needs}
+    assert not untested, f"no flow drives {sorted(untested)}: add one to FLOWS"
     await wait_for(lambda: partitions_spread(node, cluster), "sharing the partitions", cluster)
     load = Load(client)
     crashed = asyncio.Event()
@@ -311,10 +461,12 @@ async def test_every_role_in_its_own_process_survives_killed_projectors_and_rela
             cluster.restart(f"{name}-projector-1")
             cluster.restart(f"{name}-relay")
 
-    await asyncio.gather(*(DRIVERS[name](load, crash) for name in services))
+    await asyncio.gather(*(flow.drive(load, crash) for flow in flows))
     assert crashed.is_set()
 
-    await wait_for(lambda: caught_up(node), "catching up", cluster)
+    await wait_for(lambda: settled(node), "settling", cluster)
+    for flow in flows:
+        await flow.check(load)
     await assert_read_models_are_the_fold_of_the_log(node)
     await assert_each_stream_folded_once_in_order(node)
     await assert_no_effect_applied_twice(node)
