@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
 from bicameral.errors import BicameralError, ConfigurationError
-from bicameral.feeds import Feed
+from bicameral.feeds import Feed, LogFeed
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection
 from bicameral.projector import Projector
@@ -85,6 +85,41 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class _CachedFeed:
+    """A log feed shared by the partitions of one lane, read once per round for all of them.
+
+    The log never changes below what a reader has seen, so the batch read above position ``a``
+    also answers a read above any later position ``b`` up to that batch's end (or, for an empty
+    batch, any ``b`` from ``a`` on) until ``forget`` starts the next round.
+    """
+
+    def __init__(self, feed: Feed) -> None:
+        self.source = feed.source
+        self._feed = feed
+        self._after = 0
+        self._batch: list[Envelope] | None = None
+
+    def forget(self) -> None:
+        """Starts a new round: the next fetch reads the log again."""
+        self._batch = None
+
+    async def fetch(self, after: int, limit: int, timeout: float) -> list[Envelope]:
+        """Returns events above ``after``: from this round's batch if it covers them."""
+        batch = self._batch
+        if batch is not None and self._after <= after and (not batch or after < batch[-1].position):
+            return [e for e in batch if e.position > after][:limit]
+        self._batch = await self._feed.fetch(after, limit, timeout)
+        self._after = after
+        return self._batch
+
+    async def ack(self, envelopes: Sequence[Envelope]) -> None:
+        """Does nothing: a log reader's checkpoint is its acknowledgement."""
+
+    async def close(self) -> None:
+        """Forgets the round's batch."""
+        self.forget()
+
+
 @dataclass
 class _Slot:
     """One partition of one projection and source, with its projector and lease.
@@ -132,12 +167,15 @@ class ProjectorGroup:
         self.lanes: dict[str, list[_Slot]] = {}
         for projection, source in projections:
             base = projection.checkpoint(source)
-            consumer = f"{projection.name}.v{projection.version}"
+            names = partition_checkpoints(base, partitions)
+            feeds = _partition_feeds(
+                feed, source, f"{projection.name}.v{projection.version}", base, names
+            )
             lane = self.lanes.setdefault(base, [])
-            for index, name in enumerate(partition_checkpoints(base, partitions)):
+            for index, (name, own) in enumerate(zip(names, feeds, strict=True)):
                 projector = Projector(
                     projection,
-                    feed(source, consumer + name[len(base) :]),
+                    own,
                     store,
                     batch_size=batch_size,
                     notifier=notifier,
@@ -239,10 +277,12 @@ class ProjectorGroup:
 
     async def _step_lane(self, lane: Sequence[_Slot], timeout: float) -> int:
         active = await self._settle(lane)
+        _new_round(lane)
         total = 0
         for slot in active:
             total += await slot.projector.step(timeout=0.0)
         if not total and active and timeout > 0:
+            _new_round(lane)
             total = await active[0].projector.step(timeout=timeout)
         return total
 
@@ -311,6 +351,24 @@ class ProjectorGroup:
 
     def __repr__(self) -> str:
         return f"ProjectorGroup({self.group!r}, worker={self.worker!r})"
+
+
+def _new_round(lane: Sequence[_Slot]) -> None:
+    for slot in lane:
+        if isinstance(slot.projector.feed, _CachedFeed):
+            slot.projector.feed.forget()
+
+
+def _partition_feeds(
+    feed: FeedFactory, source: str, consumer: str, base: str, names: Sequence[str]
+) -> list[Feed]:
+    """Returns each partition's feed: one log read shared by all, or a transport consumer each."""
+    first = feed(source, consumer)
+    if len(names) == 1:
+        return [first]
+    if isinstance(first, LogFeed):
+        return [_CachedFeed(first)] * len(names)
+    return [feed(source, consumer + name[len(base) :]) for name in names]
 
 
 def _accepts(projection: Projection, index: int, count: int) -> Callable[[Envelope], bool]:

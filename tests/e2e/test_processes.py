@@ -77,6 +77,7 @@ def servers_layout(home: Path) -> Layout:
     run = uuid.uuid4().hex[:10]
     return Layout(
         "servers",
+        f'data_dir = "{home / "data"}"\n'
         f'transport_url = "nats://127.0.0.1:4222?prefix=e2e{run}"\n'
         "[defaults]\n"
         f'events_url = "postgresql://postgres@127.0.0.1:5432/bicameral_e2e_{run}_{{service}}"\n'

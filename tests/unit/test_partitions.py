@@ -325,3 +325,28 @@ async def test_running_workers_fold_everything_and_give_up_their_leases_on_stop(
     await asyncio.gather(*running)
     await assert_folded_once_in_order(log, reads)
     assert await reads.leases("") == {}
+
+
+class CountingLog(MemoryEventStore):
+    """A memory log that counts its reads."""
+
+    reads = 0
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
+        self.reads += 1
+        return await super().read_all(after_position, limit)
+
+
+async def test_the_partitions_of_a_worker_read_their_log_once_per_round(
+    reads: MemoryReadStore,
+) -> None:
+    log = CountingLog("parttest")
+    await write(log, streams=10, rounds=3)
+    worker = group(log, reads, "a")
+    await worker.prepare()
+    await worker.heartbeat()
+    assert await worker.step() == 30 * PARTITIONS
+    assert log.reads == 1
+    assert await worker.step() == 0
+    assert log.reads == 2
+    await assert_folded_once_in_order(log, reads)
