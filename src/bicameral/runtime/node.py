@@ -151,13 +151,30 @@ class Node:
         """Returns the runtime of service ``name``."""
         return self.runtimes[name]
 
+    def backends(self) -> list[Any]:
+        """Returns the backends this process's roles use (all of them for a node with none).
+
+        A query-api process, say, never connects to the event store or the transport.
+        """
+        used: list[Any] = []
+        for rt in self.runtimes.values():
+            roles = rt.roles or frozenset(ROLES)
+            if roles & {"command-api", "projector", "relay", "saga"}:
+                used.append(rt.events)
+            if roles & {"query-api", "projector"}:
+                used.append(rt.reads)
+            if roles & {"projector", "relay", "saga"}:
+                used.append(rt.transport)
+        return [b for b in self.factory.started() if any(b is u for u in used)]
+
     async def start(self) -> None:
-        """Starts every backend, prepares read models, then runs the workers in tasks."""
-        for backend in self.factory.started():
+        """Starts the backends in use, prepares read models, then runs the workers in tasks."""
+        for backend in self.backends():
             await backend.start()
         self._stop = asyncio.Event()
         for runtime in self.runtimes.values():
-            await runtime.projector_group().prepare()
+            if runtime.roles & {"query-api", "projector"}:
+                await runtime.projector_group().prepare()
             for worker in runtime.workers():
                 self._tasks.append(asyncio.create_task(self._guard(worker)))
         self.started = True
