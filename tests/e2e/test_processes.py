@@ -165,6 +165,7 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+        print(cluster.logs())  # shown by pytest when the test failed
 
 
 @pytest.fixture
