@@ -145,6 +145,7 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BICAMERAL_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     cluster = Cluster(tmp_path, tmp_path / "bicameral.toml", env)
+    credentials(settings)  # makes the embedded signing key before the processes race to
     try:
         apis: list[str] = []
         upstreams: dict[str, list[int]] = {}
@@ -168,11 +169,27 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
         print(cluster.logs())  # shown by pytest when the test failed
 
 
+def credentials(settings: Settings) -> dict[str, str]:
+    """Returns the headers of an admin's bearer token, once bicameral has access control.
+
+    The token is signed with the embedded key of the run's data dir, which every process
+    shares; the cluster fixture makes the key before starting them.
+    """
+    if importlib.util.find_spec("bicameral.security.tokens") is None:
+        return {}
+    from bicameral.security import tokens, wiring
+
+    key = wiring.embedded_key(settings)
+    token = tokens.issue_token(key, subject="e2e-admin", roles=("admin",))
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
-async def client(cluster: Cluster) -> AsyncIterator[httpx.AsyncClient]:
-    """The one HTTP client of the test, talking to nginx (add credentials here)."""
+async def client(cluster: Cluster, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The one HTTP client of the test, talking to nginx with the test's credentials."""
     base = f"http://127.0.0.1:{cluster.procs['nginx'].port}"
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    headers = credentials(settings)
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as http:
         for _ in range(100):
             try:
                 if (await http.get("/health")).status_code == 200:
