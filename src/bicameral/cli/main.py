@@ -277,3 +277,7 @@ def main() -> None:
     except BicameralError as exc:  # pragma: no cover - commands catch their own
         typer.echo(f"bicameral: error: {exc.detail}", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
