@@ -92,7 +92,9 @@ def test_decoding_bad_data_names_the_field() -> None:
 def test_a_missing_field_is_named_with_its_location() -> None:
     with pytest.raises(InvalidMessageError) as info:
         validate_message(Ping, {}, "query")
-    assert info.value.errors == [{"loc": ["query", "n"], "msg": "Field required", "type": "missing"}]
+    assert info.value.errors == [
+        {"loc": ["query", "n"], "msg": "Field required", "type": "missing"}
+    ]
     assert info.value.status == 422
 
 
