@@ -68,8 +68,18 @@ class Param:
     cls: type[Any] | None = None
 
 
+_ALLOWED = {
+    Command: frozenset({"aggregate", "repository", "context", "principal"}),
+    Query: frozenset({"readmodel", "context", "principal"}),
+    Event: frozenset({"envelope"}),
+}
+
+
 def _params(fn: Callable[..., Any], message_base: type[Message]) -> tuple[type[Any], list[Param]]:
-    hints = typing.get_type_hints(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError) as exc:
+        raise ConfigurationError(f"{fn.__qualname__}: cannot resolve annotations: {exc}") from None
     names = list(inspect.signature(fn).parameters)
     if not names:
         raise ConfigurationError(f"{fn.__qualname__} must take the message as first parameter")
@@ -96,6 +106,11 @@ def _params(fn: Callable[..., Any], message_base: type[Message]) -> tuple[type[A
             params.append(Param("envelope"))
         else:
             raise ConfigurationError(f"{fn.__qualname__}: cannot provide parameter {name!r}")
+        if params[-1].kind not in _ALLOWED[message_base]:
+            raise ConfigurationError(
+                f"{fn.__qualname__}: a {message_base.__name__.lower()} handler cannot take "
+                f"{params[-1].kind} (parameter {name!r})"
+            )
     return message, params
 
 
