@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
 from bicameral import ConsistencyToken, Envelope, View
 from bicameral.eventstore.sqlite import SqliteEventStore
@@ -160,6 +161,7 @@ async def published(server: Server, head: int) -> list[Envelope]:
         await transport.close()
 
 
+@pytest.mark.slow
 async def test_a_killed_service_restarts_with_every_read_model_equal_to_the_fold_of_its_log(
     server: Server,
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -157,7 +158,7 @@ class Bank:
         feed = LogFeed("bank", self.store)
         await Projector(self.projection, feed, self.reads).catch_up()
 
-    async def events(self, id: str) -> list[NewEvent | object]:
+    async def events(self, id: str) -> list[dict[str, Any]]:
         return [e.data for e in await self.store.read_stream(Account.stream_id(id))]
 
 
