@@ -173,6 +173,28 @@ class Service:
         for cls in classes:
             self.registry.register(cls)
 
+    @typing.overload
+    def command(
+        self,
+        fn: F,
+        *,
+        key: str | Callable[[Any], str] | None = None,
+        retries: int = 0,
+        internal: bool = False,
+        policy: Any = None,
+    ) -> F: ...
+
+    @typing.overload
+    def command(
+        self,
+        fn: None = None,
+        *,
+        key: str | Callable[[Any], str] | None = None,
+        retries: int = 0,
+        internal: bool = False,
+        policy: Any = None,
+    ) -> Callable[[F], F]: ...
+
     def command(
         self,
         fn: F | None = None,
@@ -181,7 +203,7 @@ class Service:
         retries: int = 0,
         internal: bool = False,
         policy: Any = None,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Registers a command handler (as a decorator, with or without arguments).
 
         ``key`` names the command field (or a function of the command) holding the id of the
@@ -211,13 +233,31 @@ class Service:
 
         return register(fn) if fn is not None else register
 
+    @typing.overload
+    def query(
+        self,
+        fn: F,
+        *,
+        reads: Sequence[Projection] | None = None,
+        policy: Any = None,
+    ) -> F: ...
+
+    @typing.overload
+    def query(
+        self,
+        fn: None = None,
+        *,
+        reads: Sequence[Projection] | None = None,
+        policy: Any = None,
+    ) -> Callable[[F], F]: ...
+
     def query(
         self,
         fn: F | None = None,
         *,
         reads: Sequence[Projection] | None = None,
         policy: Any = None,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Registers a query handler; ``reads`` names the projections it reads (default: all)."""
 
         def register(fn: F) -> F:

@@ -14,7 +14,7 @@ from bicameral import ConsistencyToken, InvalidMessageError, NotCaughtUpError
 from bicameral.consistency import Notifier, wait_for_positions
 
 positions = st.dictionaries(
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
+    st.text(st.characters(codec="utf-8"), max_size=12),
     st.integers(0, 2**63 - 1),
     max_size=6,
 )

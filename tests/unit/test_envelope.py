@@ -20,7 +20,7 @@ RFC3339 = re.compile(
 )
 NAME = re.compile(r"^[a-z0-9]+$")
 
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
+text = st.text(st.characters(codec="utf-8"), max_size=20)
 ident = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,15}", fullmatch=True)
 json_values = st.recursive(
     st.none()
