@@ -8,6 +8,8 @@ import pytest
 
 from bicameral.runtime.settings import Settings
 
+pytest.register_assert_rewrite("tests.cloudevents", "tests.unit.tally")
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

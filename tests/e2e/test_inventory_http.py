@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
+import time
 import uuid
 from typing import Any
 
@@ -9,6 +13,7 @@ import httpx
 import pytest
 
 from bicameral import ConsistencyToken
+from tests.cloudevents import assert_valid_cloudevent
 from tests.e2e.conftest import Server
 
 PROBLEM = "application/problem+json"
@@ -283,3 +288,43 @@ def test_the_api_docs_page_is_served(client: httpx.Client) -> None:
     response = client.get("/docs")
     assert response.status_code == 200
     assert "openapi.json" in response.text
+
+
+def test_trace_and_correlation_headers_reach_the_event_and_its_cloudevent(
+    client: httpx.Client, server: Server
+) -> None:
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"traceparent": trace, "X-Correlation-Id": "order-42"}
+    sku = new_sku()
+    body = {"sku": sku, "name": "Traced", "price_cents": 1}
+    response = client.post("/inventory/commands/RegisterProduct", json=body, headers=headers)
+    assert response.status_code == 200
+    position = response.json()["position"]
+    with contextlib.closing(sqlite3.connect(server.events_db())) as conn:
+        (raw,) = conn.execute(
+            "SELECT metadata FROM events WHERE position = ?", (position,)
+        ).fetchone()
+    metadata = json.loads(raw)
+    assert metadata["traceparent"] == trace
+    assert metadata["correlation_id"] == "order-42"
+    assert metadata["causation_id"]
+    assert "subject" in metadata["principal"]
+
+    deadline = time.monotonic() + 10
+    row = None
+    while row is None and time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(server.data_dir / "transport.db")) as conn:
+            row = conn.execute(
+                "SELECT body FROM messages WHERE source = 'inventory' AND position = ?",
+                (position,),
+            ).fetchone()
+        time.sleep(0.02)
+    assert row is not None, "the relay did not publish the event"
+    cloudevent = json.loads(row[0])
+    assert_valid_cloudevent(cloudevent)
+    assert cloudevent["type"] == "inventory.ProductRegistered.v1"
+    assert cloudevent["source"] == "inventory"
+    assert cloudevent["subject"] == f"product-{sku}"
+    assert cloudevent["traceparent"] == trace
+    assert cloudevent["correlationid"] == "order-42"
+    assert cloudevent["data"] == body

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -13,12 +12,9 @@ from hypothesis import strategies as st
 
 from bicameral import Envelope, Event, InvalidMessageError, NewEvent, from_cloudevent, to_cloudevent
 from bicameral.envelope import decode, encode
+from tests.cloudevents import assert_valid_cloudevent
 
 INT32 = 2**31 - 1
-RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)$"
-)
-NAME = re.compile(r"^[a-z0-9]+$")
 
 text = st.text(st.characters(codec="utf-8"), max_size=20)
 ident = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,15}", fullmatch=True)
@@ -61,25 +57,6 @@ envelopes = st.builds(
     data=st.dictionaries(text, json_values, max_size=5),
     metadata=metadata,
 )
-
-
-def assert_valid_cloudevent(doc: dict[str, Any]) -> None:
-    """Fails unless ``doc`` is a CloudEvents 1.0 JSON event per the spec's attribute rules."""
-    assert doc["specversion"] == "1.0"
-    for required in ("id", "source", "type"):
-        assert isinstance(doc[required], str)
-        assert doc[required]
-    assert RFC3339.match(doc["time"]), doc["time"]
-    assert doc["datacontenttype"] == "application/json"
-    for name, value in doc.items():
-        assert NAME.match(name), f"attribute name {name!r} is not [a-z0-9]+"
-        assert len(name) <= 20, f"attribute name {name!r} is longer than 20"
-        if name == "data":
-            continue
-        if isinstance(value, int) and not isinstance(value, bool):
-            assert -(2**31) <= value <= INT32, f"{name} is not a CloudEvents Integer"
-        else:
-            assert isinstance(value, str | bool), f"{name} has a non-CloudEvents type"
 
 
 @given(envelopes)
