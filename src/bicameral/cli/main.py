@@ -100,7 +100,8 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
 def _can_listen(host: str, port: int) -> bool:
     """Returns True when this process could listen on ``host:port`` now."""
     try:
-        with socket.create_server((host, port), reuse_port=False) as _:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
             return True
     except OSError:
         return False
