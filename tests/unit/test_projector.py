@@ -26,9 +26,7 @@ events = st.lists(
     ),
     max_size=40,
 )
-hypothesis_settings = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+hypothesis_settings = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class RedeliveringFeed:
