@@ -6,6 +6,7 @@ Every failure is one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -67,9 +68,11 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
     from bicameral.runtime.logs import configure_logging
     from bicameral.security.wiring import authenticator_for
 
+    base = f"http://{settings.host}:{settings.port}"
+    if not _can_listen(settings.host, settings.port):
+        raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
     http = create_app(node, authenticate=authenticator_for(settings))
-    base = f"http://{settings.host}:{settings.port}"
     if banner:
         names = ", ".join(node.runtimes)
         typer.echo(f"bicameral: serving {names} at {base}")
@@ -85,9 +88,23 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        if server.started:
+            raise
     if not server.started:
         raise fail(f"could not serve on {base} (is the port in use?)")
+
+
+def _can_listen(host: str, port: int) -> bool:
+    """Returns True when this process could listen on ``host:port`` now."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
+            return True
+    except OSError:
+        return False
 
 
 @app.command()
@@ -277,3 +294,7 @@ def main() -> None:
     except BicameralError as exc:  # pragma: no cover - commands catch their own
         typer.echo(f"bicameral: error: {exc.detail}", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
