@@ -18,7 +18,7 @@ from typing import Any
 from bicameral.bus import CommandBus
 from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError
+from bicameral.errors import BackendError, BicameralError, ConcurrencyError
 from bicameral.feeds import Feed
 from bicameral.messages import Command
 from bicameral.service import Reaction
@@ -93,16 +93,20 @@ class ReactionRunner:
             )
             try:
                 await self.bus.dispatch(command, context)
-            except BackendError:
+            except (BackendError, ConcurrencyError):
                 raise
             except BicameralError as exc:
                 log.warning("%s: %s refused: %s", reaction.name, command.message_name, exc.detail)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Handles events until ``stop`` is set; backs off and retries on backend errors."""
+        """Handles events until ``stop`` is set; backs off and retries on backend errors.
+
+        A command still in conflict after its retries is retried with the whole batch (the
+        inbox makes the batch's earlier commands no-ops), never dropped.
+        """
         while not stop.is_set():
             try:
                 await self.step(timeout=0.5)
-            except BackendError as exc:
+            except (BackendError, ConcurrencyError) as exc:
                 log.warning("%s: %s; retrying", self.checkpoint_name, exc)
                 await asyncio.sleep(1.0)
