@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from bicameral import Envelope
 from bicameral.runtime.node import Node
+from tests.e2e.api import FINAL, answer
 
 
 async def log(node: Node, service: str) -> list[Envelope]:
@@ -116,3 +119,74 @@ def fold_orders(events: list[Envelope], stock: dict[str, Stock]) -> dict[str, di
             line["quantity"] * (line["unit_price_cents"] or 0) for line in doc["lines"]
         )
     return orders
+
+
+async def check_shop(
+    client: httpx.AsyncClient, node: Node, order_ids: list[str]
+) -> set[tuple[str, str | None]]:
+    """Asserts every invariant of the settled shop and that each read model is its log's fold.
+
+    Returns the (status, reason) outcomes of the orders.
+    """
+    await check_effects_once(node)
+    stock = fold_inventory(await log(node, "inventory"))
+    money = fold_payments(await log(node, "payments"))
+    orders = fold_orders(await log(node, "orders"), stock)
+
+    assert sorted(orders) == sorted(order_ids)
+    assert all(doc["status"] in FINAL for doc in orders.values())
+
+    for sku, figures in stock.items():
+        got = await answer(client, "inventory", "GetProduct", sku=sku)
+        assert got["available"] == got["on_hand"] - got["reserved"] >= 0
+        assert got["reserved"] == figures.reserved == 0
+        assert (
+            got["on_hand"] == figures.on_hand == figures.received - figures.sold + figures.returned
+        )
+        assert got == {
+            "sku": sku,
+            "name": figures.name,
+            "price_cents": figures.price_cents,
+            "on_hand": figures.on_hand,
+            "reserved": figures.reserved,
+            "available": figures.on_hand - figures.reserved,
+        }
+        sold = [o for o in orders.values() if o["status"] in {"CONFIRMED", "CANCELLED"}]
+        returned = [o for o in orders.values() if o["status"] == "CANCELLED"]
+        assert figures.sold == sum(
+            ln["quantity"] for o in sold for ln in o["lines"] if ln["sku"] == sku
+        )
+        assert figures.returned == sum(
+            ln["quantity"] for o in returned for ln in o["lines"] if ln["sku"] == sku
+        )
+    listed = await answer(client, "inventory", "ListProducts")
+    assert [p["sku"] for p in listed["items"]] == sorted(stock)
+
+    assert sum(money.balances.values()) + money.captured - money.refunded == money.deposits
+    kept = sum(o["total_cents"] for o in orders.values() if o["status"] == "CONFIRMED")
+    assert money.captured - money.refunded == kept
+    for customer, balance in money.balances.items():
+        got = await answer(client, "payments", "GetBalance", customer_id=customer)
+        assert got == {"customer_id": customer, "balance_cents": balance}
+        assert balance >= 0
+
+    for order_id, expected in orders.items():
+        assert await answer(client, "orders", "GetOrder", order_id=order_id) == expected
+    for customer in {doc["customer_id"] for doc in orders.values()}:
+        listed = await answer(client, "orders", "ListCustomerOrders", customer_id=customer)
+        mine = [orders[o] for o in sorted(orders) if orders[o]["customer_id"] == customer]
+        assert listed == {"items": mine}
+    return {(doc["status"], doc["reason"]) for doc in orders.values()}
+
+
+async def check_effects_once(node: Node) -> None:
+    """Asserts no step of the order flow took effect twice, in any service's log."""
+    seen: set[tuple[str, ...]] = set()
+    for service in ("inventory", "orders", "payments"):
+        for env in await log(node, service):
+            data = env.data
+            if "order_id" not in data:
+                continue
+            effect = (env.type, data["order_id"], data.get("sku", ""))
+            assert effect not in seen, f"{effect} happened twice"
+            seen.add(effect)
