@@ -36,6 +36,14 @@ async def client(node: Node) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+@pytest.fixture
+async def observer(tmp_path: Path) -> AsyncIterator[Node]:
+    """Returns a Node with no roles on the same data: it reads logs and checkpoints only."""
+    node = Node(Settings.load(environ={}, data_dir=tmp_path / "data"), services(), roles=())
+    yield node
+    await node.stop()
+
+
 async def settle(node: Node, timeout: float = 60.0) -> None:
     """Returns once every relay, reaction runner and projector has caught up, twice running."""
     loop = asyncio.get_running_loop()

@@ -3,111 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-import bicameral
 from bicameral.runtime.node import Node
-from bicameral.runtime.settings import Settings
-from shop.app import services
 from tests.e2e.api import FINAL, answer, ok, product
 from tests.e2e.conftest import settle
 from tests.e2e.folds import check_shop
-
-SRC = str(Path(bicameral.__file__).resolve().parents[1])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Shop:
-    """One ``bicameral up`` subprocess of the shop, on a data folder that outlives it."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        """Starts the process and returns once it answers /health."""
-        self.spawn()
-        await self.healthy()
-
-    def spawn(self) -> None:
-        env = os.environ | {"PYTHONPATH": SRC}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from bicameral.cli.main import main; main()",
-                "up",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-                "--app",
-                "shop.app:services",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    async def healthy(self) -> None:
-        assert self.process is not None
-        async with httpx.AsyncClient(base_url=self.url) as http:
-            for _ in range(150):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/health")).status_code == 200:
-                        return
-                assert self.process.poll() is None, "bicameral up exited"
-                await asyncio.sleep(0.1)
-        raise AssertionError("bicameral up did not become healthy")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+from tests.e2e.processes import Process, free_port
 
 
 @pytest.fixture
-def shop_process(tmp_path: Path) -> Iterator[Shop]:
-    running = Shop(tmp_path / "data")
+def shop_process(tmp_path: Path) -> Iterator[Process]:
+    running = Process(tmp_path / "data", "up", port=free_port())
     try:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-async def observer(tmp_path: Path) -> AsyncIterator[Node]:
-    """Returns a Node with no roles on the same data: it reads logs and checkpoints only."""
-    node = Node(Settings.load(environ={}, data_dir=tmp_path / "data"), services(), roles=())
-    yield node
-    await node.stop()
 
 
 async def _place(http: httpx.AsyncClient, order_id: str, customer: str, sku: str) -> bool:
@@ -124,7 +39,7 @@ async def _place(http: httpx.AsyncClient, order_id: str, customer: str, sku: str
 
 
 async def test_the_order_flow_survives_sigkill_without_double_effects(
-    shop_process: Shop, observer: Node
+    shop_process: Process, observer: Node
 ) -> None:
     await shop_process.start()
     customers = [f"k{n}" for n in range(12)]
