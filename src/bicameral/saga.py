@@ -29,11 +29,16 @@ log = logging.getLogger("bicameral.saga")
 
 
 def service_principal(service: str, cause: Envelope | None = None) -> Principal:
-    """Returns the identity a service acts with, for the user behind ``cause`` if any."""
+    """Returns the identity a service acts with, for the user behind ``cause`` if any.
+
+    The user is the one the cause's actor acted for, or that actor itself unless it is a
+    service: a service acting for nobody passes nobody on.
+    """
     user = None
     if cause is not None:
         actor = cause.principal
-        user = actor.get("on_behalf_of") or actor.get("subject") or None
+        user = actor.get("on_behalf_of") or (None if actor.get("service") else actor.get("subject"))
+        user = user or None
     return Principal(
         subject=f"service:{service}",
         roles=frozenset({"service"}),
