@@ -292,12 +292,14 @@ def load(url: str, orders: int, concurrency: int) -> bool:
 
     async def run() -> Summary:
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            (await http.get("/health")).raise_for_status()
             return await drive(http, orders, concurrency, console=console)
 
     try:
         summary = asyncio.run(run())
     except httpx.HTTPError as exc:
-        console.print(f"[red]bicameral demo: cannot drive the shop at {url}: {exc}[/]")
+        message = f"bicameral demo: error: cannot drive the shop at {url}: {exc}"
+        Console(stderr=True).print(message, soft_wrap=True, highlight=False, markup=False)
         return False
     console.print(summary.table())
     return summary.ok

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 
 import httpx
+import pytest
 from rich.console import Console
 
-from shop.demo import drive
+from shop.demo import drive, load
+from tests.e2e.processes import free_port
 
 
 async def test_the_demo_drives_the_shop_and_finds_every_invariant_true(
@@ -22,3 +24,10 @@ async def test_the_demo_drives_the_shop_and_finds_every_invariant_true(
     assert summary.statuses["CANCELLED"] > 0
     Console(file=output, width=100).print(summary.table())
     assert "commands/s" in output.getvalue()
+
+
+def test_the_demo_says_in_one_line_when_no_shop_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load(f"http://127.0.0.1:{free_port()}", 3, 1) is False
+    err = capsys.readouterr().err
+    assert err.startswith("bicameral demo: error: cannot drive the shop at")
+    assert err.count("\n") == 1
