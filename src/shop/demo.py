@@ -95,6 +95,7 @@ class Shop:
 
     def __init__(self, http: httpx.AsyncClient, concurrency: int, summary: Summary) -> None:
         self.http = http
+        self.concurrency = concurrency
         self.gate = asyncio.Semaphore(concurrency)
         self.summary = summary
 
@@ -209,12 +210,22 @@ async def _statuses(shop: Shop, tokens: dict[str, str], order_ids: list[str]) ->
 async def _until_final(
     shop: Shop, tokens: dict[str, str], progress: Progress, timeout: float = 300.0
 ) -> Statuses:
+    """Returns every order's status once all are final (or at ``timeout``).
+
+    Asks oldest first, a chunk at a time, and ends a round at the first chunk still pending,
+    so that polling leaves the shop's workers the CPU.
+    """
     task = progress.add_task("orders decided", total=len(tokens))
     deadline = time.perf_counter() + timeout
     statuses: Statuses = dict.fromkeys(tokens, ("PENDING", None))
+    chunk = max(8, shop.concurrency)
     while True:
         pending = [o for o, (s, _) in statuses.items() if s not in FINAL]
-        statuses |= await _statuses(shop, tokens, pending)
+        for start in range(0, len(pending), chunk):
+            found = await _statuses(shop, tokens, pending[start : start + chunk])
+            statuses |= found
+            if any(s not in FINAL for s, _ in found.values()):
+                break
         final = sum(s in FINAL for s, _ in statuses.values())
         progress.update(task, completed=final)
         if final == len(tokens) or time.perf_counter() > deadline:
