@@ -24,6 +24,7 @@ __all__ = ["Plan", "Summary", "drive", "load", "plan"]
 
 FINAL = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
 Line = dict[str, Any]
+Statuses = dict[str, tuple[str, str | None]]
 
 
 @dataclass
@@ -44,7 +45,7 @@ def plan(orders: int, *, seed: int | None = None, run: str | None = None) -> Pla
     customers = [f"demo-{run}-c{n}" for n in range(max(3, orders // 4))]
     stock_each = max(2, 3 * orders // len(skus))
     products = {
-        sku: (rng.randrange(200, 3000, 50), rng.randint(stock_each // 3, stock_each))
+        sku: (rng.randrange(200, 3000, 50), rng.randint(max(1, stock_each // 3), stock_each))
         for sku in skus
     }
     deposits = {c: rng.choice([1000, 5000, 15000, 40000]) for c in customers}
@@ -193,9 +194,6 @@ async def _send_all(shop: Shop, the_plan: Plan, progress: Progress) -> dict[str,
 def _count(shop: Shop, responses: list[httpx.Response]) -> list[httpx.Response]:
     shop.summary.failed += sum(r.status_code != 200 for r in responses)
     return responses
-
-
-Statuses = dict[str, tuple[str, str | None]]
 
 
 async def _statuses(shop: Shop, tokens: dict[str, str], order_ids: list[str]) -> Statuses:

@@ -17,3 +17,8 @@ def test_a_plan_asks_for_more_than_is_in_stock_and_names_an_unknown_product() ->
     assert skus - set(the_plan.products) == {"demo-r-unknown"}
     assert len(the_plan.orders) == 200
     assert min(the_plan.deposits.values()) < max(p for p, _ in the_plan.products.values()) * 3
+
+
+def test_even_a_tiny_plan_stocks_every_product() -> None:
+    for seed in range(50):
+        assert all(stock > 0 for _, stock in plan(1, seed=seed).products.values())
