@@ -1,8 +1,7 @@
-"""The shop in-process: a Node on embedded defaults under a temporary folder, served over HTTP."""
+"""The shop in-process for the order-flow tests: a Node on embedded defaults, served over HTTP."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 from bicameral.http.app import create_app
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
-from bicameral.runtime.status import command_side_status, projection_status
 from shop.app import services
 
 
@@ -42,21 +40,3 @@ async def observer(tmp_path: Path) -> AsyncIterator[Node]:
     node = Node(Settings.load(environ={}, data_dir=tmp_path / "data"), services(), roles=())
     yield node
     await node.stop()
-
-
-async def settle(node: Node, timeout: float = 60.0) -> None:
-    """Returns once every relay, reaction runner and projector has caught up, twice running."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    previous: list[tuple[str, str, int]] | None = None
-    while loop.time() < deadline:
-        rows = await projection_status(node) + await command_side_status(node)
-        heads = [(r.service, r.name, r.head) for r in rows]
-        if all(r.lag == 0 for r in rows):
-            if heads == previous:
-                return
-            previous = heads
-        else:
-            previous = None
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the shop did not settle in {timeout}s: {rows}")

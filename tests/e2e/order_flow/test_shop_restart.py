@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from bicameral.runtime.node import Node
-from tests.e2e.api import FINAL, answer, ok, product
-from tests.e2e.conftest import settle
-from tests.e2e.folds import check_shop
-from tests.e2e.processes import Process, free_port
+from tests.e2e.order_flow.api import FINAL, answer, ok, product
+from tests.e2e.order_flow.folds import check_shop
+from tests.e2e.order_flow.processes import Process, free_port
+from tests.e2e.order_flow.settling import settle
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from bicameral.runtime.node import Node
-from tests.e2e.api import answer, command, ok, order, product
-from tests.e2e.conftest import settle
-from tests.e2e.folds import check_shop
+from tests.e2e.order_flow.api import answer, command, ok, order, product
+from tests.e2e.order_flow.folds import check_shop
+from tests.e2e.order_flow.settling import settle
 
 SKUS = {"lamp": (2500, 6), "desk": (12000, 3), "chair": (4500, 5)}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from bicameral.runtime.node import Node
-from tests.e2e.api import answer, command, ok, order, product, query
-from tests.e2e.conftest import settle
+from tests.e2e.order_flow.api import answer, command, ok, order, product, query
+from tests.e2e.order_flow.settling import settle
 
 
 async def test_get_order_with_the_place_order_token_answers_at_once(

@@ -9,7 +9,7 @@ import httpx
 
 from bicameral import Envelope
 from bicameral.runtime.node import Node
-from tests.e2e.api import FINAL, answer
+from tests.e2e.order_flow.api import FINAL, answer
 
 
 async def log(node: Node, service: str) -> list[Envelope]:

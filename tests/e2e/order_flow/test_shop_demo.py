@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from shop.demo import drive, load
-from tests.e2e.processes import free_port
+from tests.e2e.order_flow.processes import free_port
 
 
 async def test_the_demo_drives_the_shop_and_finds_every_invariant_true(
