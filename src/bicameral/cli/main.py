@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bicameral.cli.demo import demo_app
 from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import ROLES, Node
@@ -33,6 +34,7 @@ events_app = typer.Typer(help="Read services' event logs.", no_args_is_help=True
 projections_app = typer.Typer(help="Inspect read models.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
+app.add_typer(demo_app, name="demo")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
