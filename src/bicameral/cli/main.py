@@ -6,6 +6,7 @@ Every failure is one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bicameral.cli.demo import demo_app
 from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import ROLES, Node
@@ -32,6 +34,7 @@ events_app = typer.Typer(help="Read services' event logs.", no_args_is_help=True
 projections_app = typer.Typer(help="Inspect read models.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
+app.add_typer(demo_app, name="demo")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
@@ -67,9 +70,11 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
     from bicameral.runtime.logs import configure_logging
     from bicameral.security.wiring import authenticator_for
 
+    base = f"http://{settings.host}:{settings.port}"
+    if not _can_listen(settings.host, settings.port):
+        raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
     http = create_app(node, authenticate=authenticator_for(settings))
-    base = f"http://{settings.host}:{settings.port}"
     if banner:
         names = ", ".join(node.runtimes)
         typer.echo(f"bicameral: serving {names} at {base}")
@@ -85,9 +90,23 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        if server.started:
+            raise
     if not server.started:
         raise fail(f"could not serve on {base} (is the port in use?)")
+
+
+def _can_listen(host: str, port: int) -> bool:
+    """Returns True when this process could listen on ``host:port`` now."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
+            return True
+    except OSError:
+        return False
 
 
 @app.command()

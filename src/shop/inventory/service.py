@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from bicameral import Service
-from shop.inventory import commands, queries
+from shop.inventory import commands, queries, reactions
+from shop.inventory.messages import StockReservationMade, StockReservationRefused
 from shop.inventory.projections import products
+from shop.orders.messages import OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected
 
 __all__ = ["inventory"]
 
 inventory = Service("inventory")
+inventory.events(StockReservationMade, StockReservationRefused)
 inventory.projection(products)
 inventory.command(key="sku", retries=3)(commands.register_product)
 inventory.command(key="sku", retries=3)(commands.receive_stock)
+inventory.command(key="order_id", retries=10, internal=True)(commands.reserve_stock)
+inventory.command(key="order_id", retries=10, internal=True)(commands.release_stock)
+inventory.command(key="order_id", retries=10, internal=True)(commands.sell_stock)
+inventory.command(key="order_id", retries=10, internal=True)(commands.return_stock)
 inventory.query(reads=[products])(queries.get_product)
 inventory.query(reads=[products])(queries.list_products)
+inventory.on(OrderPlaced)(reactions.reserve_placed)
+inventory.on(OrderConfirmed)(reactions.sell_confirmed)
+inventory.on(OrderRejected)(reactions.release_rejected)
+inventory.on(OrderCancelled)(reactions.return_cancelled)
