@@ -1,0 +1,93 @@
+"""The read-store contract against the Redis server, each test under its own key prefix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from bicameral.ports import ReadStore
+from bicameral.readstore.redis import RedisReadStore, index_value, split_url
+from bicameral.testing import ReadStoreContract, require_server
+
+URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """Returns a key prefix unique to the test; deletes its keys afterwards."""
+    require_server("redis")
+    name = f"t_{uuid.uuid4().hex}"
+    yield name
+    client = aioredis.Redis.from_url(URL)
+    try:
+        doomed = [key async for key in client.scan_iter(match=f"{name}:*")]
+        if doomed:
+            await client.delete(*doomed)
+    finally:
+        await client.aclose()
+
+
+class TestRedisReadStore(ReadStoreContract):
+    durable = True
+
+    @pytest.fixture(autouse=True)
+    def _prefix(self, prefix: str) -> None:
+        self.url = f"{URL}?prefix={prefix}"
+
+    async def make_store(self) -> ReadStore:
+        return RedisReadStore(self.url)
+
+    async def reopen(self, store: ReadStore) -> ReadStore:
+        return RedisReadStore(self.url)
+
+
+def test_the_url_names_the_key_prefix() -> None:
+    assert split_url("redis://h:6379/2?prefix=shop_orders") == ("redis://h:6379/2", "shop_orders")
+    assert split_url("redis://h:6379/0") == ("redis://h:6379/0", "bicameral")
+
+
+def test_index_values_are_canonical_json() -> None:
+    assert index_value(2.0) == index_value(2) == "2"
+    assert index_value({"b": 1, "a": 2}) == '{"a":2,"b":1}'
+    assert index_value("1") != index_value(1)
+
+
+async def test_a_field_declared_later_indexes_existing_documents(prefix: str) -> None:
+    store = RedisReadStore(f"{URL}?prefix={prefix}")
+    await store.start()
+    try:
+        await store.declare("items", ["owner"])
+        await store.commit("cp", 0, 1, {("items", "a"): {"owner": "ann", "n": 1}})
+        await store.declare("items", ["n"])
+        assert [k for k, _ in await store.find("items", "n", 1)] == ["a"]
+        await store.commit("cp", 1, 2, {("items", "a"): {"owner": "bob", "n": 2}})
+        assert await store.find("items", "n", 1) == []
+        assert [k for k, _ in await store.find("items", "owner", "bob")] == ["a"]
+    finally:
+        await store.close()
+
+
+async def test_a_store_with_stale_fields_still_indexes_its_commits(prefix: str) -> None:
+    url = f"{URL}?prefix={prefix}"
+    old, new = RedisReadStore(url), RedisReadStore(url)
+    await old.start()
+    await new.start()
+    try:
+        await old.declare("items", ["owner"])
+        await new.declare("items", ["owner", "n"])
+        assert await old.commit("cp", 0, 1, {("items", "a"): {"owner": "ann", "n": 7}})
+        assert [k for k, _ in await new.find("items", "n", 7)] == ["a"]
+    finally:
+        await old.close()
+        await new.close()
+
+
+async def test_an_unreachable_server_is_a_backend_error() -> None:
+    from bicameral.errors import BackendError
+
+    store = RedisReadStore("redis://127.0.0.1:1/0")
+    with pytest.raises(BackendError, match="cannot reach redis"):
+        await store.start()
