@@ -1,0 +1,341 @@
+"""NatsTransport: the transport port on NATS JetStream, one stream per source service.
+
+Stream ``BICAMERAL_<source>`` holds subjects ``bicameral.<source>.>`` (the prefix is chosen in
+the URL: ``nats://127.0.0.1:4222?prefix=shop``); each event is a CloudEvents JSON message on
+``bicameral.<source>.<type>`` with ``Nats-Msg-Id`` set to the event id.
+
+Publishes are pipelined and chained: each message carries ``Nats-Expected-Last-Sequence``, so
+the server stores it only right after its predecessor. The stream therefore always holds a
+prefix of the log in position order, whatever was lost or resent around a crash; events at or
+below the stream's last position are not sent again. Subscribers are durable pull consumers
+with explicit acks, started at the first stream sequence above the subscriber's position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from bicameral.envelope import Envelope, decode, encode
+from bicameral.errors import BackendError, ConfigurationError
+
+__all__ = ["NatsSubscription", "NatsTransport", "nats_name"]
+
+log = logging.getLogger("bicameral.transport.nats")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_WRONG_LAST_SEQUENCE = 10071
+_STREAM_NAME_IN_USE = 10058
+_ATTEMPTS = 3
+
+
+def nats_name(name: str) -> str:
+    """Returns ``name`` as a safe stream, consumer or subject-token name (hashed if changed)."""
+    safe = _UNSAFE.sub("_", name)
+    if safe != name or not safe:
+        safe = f"{safe}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def _subject_token(name: str) -> str:
+    return _UNSAFE.sub("_", name) or "_"
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """Returns the server URL without ``prefix`` and the stream prefix (default ``bicameral``)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), "bicameral")
+    if not prefix or _UNSAFE.search(prefix):
+        raise ConfigurationError(f"invalid nats prefix {prefix!r}: use letters, digits, _ and -")
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def _failed(what: str, exc: BaseException) -> BackendError:
+    return BackendError(f"nats {what} failed: {type(exc).__name__} {exc}".strip())
+
+
+class NatsTransport:
+    """Carries events between services through NATS JetStream."""
+
+    def __init__(self, url: str, *, ack_timeout: float = 5.0, connect_timeout: float = 5.0) -> None:
+        self.url, self.prefix = split_url(url)
+        self.ack_timeout = ack_timeout
+        self.connect_timeout = connect_timeout
+        self.epoch = 0
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._streams: set[str] = set()
+        self._tails: dict[str, tuple[int, int]] = {}
+
+    async def start(self) -> None:
+        """Connects; streams are created when a source is first used (idempotent)."""
+        if self._nc is not None:
+            return
+        nc = Client()
+        try:
+            await asyncio.wait_for(
+                nc.connect(
+                    servers=[self.url],
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    max_reconnect_attempts=-1,
+                    connect_timeout=2,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnect,
+                    reconnected_cb=self._on_reconnect,
+                ),
+                self.connect_timeout,
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            await nc.close()
+            raise BackendError(f"cannot reach nats at {self.url}: {exc or 'timeout'}") from exc
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self.ack_timeout)
+
+    async def close(self) -> None:
+        """Closes the connection."""
+        if self._nc is not None:
+            nc, self._nc, self._js = self._nc, None, None
+            await nc.close()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats %s: %s", self.url, exc)
+
+    async def _on_disconnect(self) -> None:
+        self.epoch += 1
+        self._tails.clear()
+
+    async def _on_reconnect(self) -> None:
+        self.epoch += 1
+        self._tails.clear()
+        log.info("nats %s: reconnected", self.url)
+
+    @property
+    def js(self) -> JetStreamContext:
+        """Returns the JetStream context."""
+        if self._js is None:
+            raise BackendError("transport is not started")
+        return self._js
+
+    def stream(self, source: str) -> str:
+        """Returns the stream name of ``source``."""
+        return f"{self.prefix.upper()}_{nats_name(source)}"
+
+    def subject(self, source: str, type_name: str = ">") -> str:
+        """Returns the subject of ``source``'s events of ``type_name`` (all with ``>``)."""
+        tokens = type_name.split(".") if type_name != ">" else [">"]
+        head = f"{self.prefix}.{nats_name(source)}"
+        return ".".join([head, *(t if t == ">" else _subject_token(t) for t in tokens)])
+
+    async def _ensure(self, source: str) -> str:
+        name = self.stream(source)
+        if name in self._streams:
+            return name
+        config = api.StreamConfig(
+            name=name,
+            subjects=[self.subject(source)],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            duplicate_window=120.0,
+        )
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:
+                raise _failed(f"creating stream {name}", exc) from exc
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise _failed(f"creating stream {name}", exc) from exc
+        self._streams.add(name)
+        return name
+
+    async def _position(self, stream: str, seq: int) -> int:
+        msg = await self.js.get_msg(stream, seq)
+        return decode(msg.data or b"").position
+
+    async def _tail(self, source: str, stream: str) -> tuple[int, int]:
+        """Returns (position, stream sequence) of the stream's last message, (0, seq) if none."""
+        info = await self.js.stream_info(stream)
+        last = info.state.last_seq
+        if not last or info.state.messages == 0:
+            return 0, last
+        tail = (await self._position(stream, last), last)
+        self._tails[source] = tail
+        return tail
+
+    async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:
+        """Writes events after the stream's last position, in order, each acked; else raises."""
+        if not envelopes:
+            return
+        try:
+            stream = await self._ensure(source)
+            for attempt in range(_ATTEMPTS):
+                tail = self._tails.get(source) or await self._tail(source, stream)
+                todo = [e for e in envelopes if e.position > tail[0]]
+                if not todo:
+                    return
+                try:
+                    await self._send(source, todo, tail[1])
+                    return
+                except nats.js.errors.BadRequestError as exc:
+                    self._tails.pop(source, None)
+                    if exc.err_code != _WRONG_LAST_SEQUENCE or attempt == _ATTEMPTS - 1:
+                        raise
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._tails.pop(source, None)
+            raise _failed(f"publish to {source}", exc) from exc
+
+    async def _send(self, source: str, todo: Sequence[Envelope], last_seq: int) -> None:
+        futures: list[asyncio.Future[api.PubAck]] = []
+        try:
+            for index, env in enumerate(todo):
+                headers = {
+                    "Nats-Msg-Id": env.id,
+                    "Nats-Expected-Last-Sequence": str(last_seq + index),
+                }
+                futures.append(
+                    await self.js.publish_async(
+                        self.subject(source, env.type), encode(env), headers=headers
+                    )
+                )
+            done, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+        failures = [f.exception() for f in futures if f in done and f.exception() is not None]
+        if failures:
+            raise failures[0]  # type: ignore[misc]
+        if pending:
+            raise nats.errors.TimeoutError
+        acks = [f.result() for f in futures]
+        if any(ack.duplicate for ack in acks):
+            self._tails.pop(source, None)
+        else:
+            self._tails[source] = (todo[-1].position, acks[-1].seq)
+
+    async def subscribe(self, source: str, consumer: str, after_position: int) -> NatsSubscription:
+        """Returns a durable pull subscription to ``source`` above ``after_position``."""
+        try:
+            stream = await self._ensure(source)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise _failed(f"subscribe to {source}", exc) from exc
+        sub = NatsSubscription(self, stream, nats_name(consumer), after_position)
+        await sub.open()
+        return sub
+
+    async def head(self, source: str) -> int:
+        """Returns the highest position the stream of ``source`` holds (0 when none)."""
+        try:
+            return (await self._tail(source, self.stream(source)))[0]
+        except nats.js.errors.NotFoundError:
+            return 0
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise _failed(f"head of {source}", exc) from exc
+
+    async def first_sequence_after(self, stream: str, position: int) -> int:
+        """Returns the first stream sequence holding a position above ``position``."""
+        info = await self.js.stream_info(stream)
+        low, high = max(info.state.first_seq, 1), info.state.last_seq + 1
+        if position <= 0 or info.state.messages == 0:
+            return low if info.state.messages else high
+        while low < high:
+            mid = (low + high) // 2
+            if await self._position(stream, mid) > position:
+                high = mid
+            else:
+                low = mid + 1
+        return low
+
+
+class NatsSubscription:
+    """A durable pull consumer of one stream, re-positioned after reconnects."""
+
+    def __init__(self, transport: NatsTransport, stream: str, durable: str, after: int) -> None:
+        self._transport = transport
+        self._stream = stream
+        self._durable = durable
+        self._after = after
+        self._epoch = -1
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._unacked: dict[str, list[Msg]] = {}
+
+    async def open(self) -> None:
+        """(Re)creates the durable consumer at the first message above the position."""
+        transport = self._transport
+        js = transport.js
+        self._epoch = transport.epoch
+        await self._drop_sub()
+        try:
+            start = await transport.first_sequence_after(self._stream, self._after)
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_consumer(self._stream, self._durable)
+            await js.add_consumer(
+                self._stream,
+                api.ConsumerConfig(
+                    durable_name=self._durable,
+                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=start,
+                    ack_policy=api.AckPolicy.EXPLICIT,
+                    ack_wait=30.0,
+                    max_ack_pending=20_000,
+                ),
+            )
+            self._sub = await js.pull_subscribe_bind(self._durable, self._stream)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._epoch = -1
+            raise _failed(f"subscribing {self._durable} to {self._stream}", exc) from exc
+
+    async def _drop_sub(self) -> None:
+        sub, self._sub = self._sub, None
+        self._unacked.clear()
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.debug("nats unsubscribe: %s", exc)
+
+    async def fetch(self, max_events: int, timeout: float) -> list[Envelope]:
+        """Returns the next events in stream order, [] when none came within ``timeout``."""
+        if self._epoch != self._transport.epoch or self._sub is None:
+            await self.open()
+        assert self._sub is not None
+        try:
+            msgs = await self._sub.fetch(max(1, max_events), timeout=max(timeout, 0.01))
+        except TimeoutError:
+            return []
+        except nats.errors.Error as exc:
+            self._epoch = -1
+            raise _failed(f"fetch from {self._stream}", exc) from exc
+        found: list[Envelope] = []
+        for msg in msgs:
+            env = decode(msg.data)
+            self._unacked.setdefault(env.id, []).append(msg)
+            found.append(env)
+        if found:
+            self._after = max(self._after, found[-1].position)
+        return found
+
+    async def ack(self, envelopes: Sequence[Envelope]) -> None:
+        """Acknowledges the messages that carried ``envelopes``."""
+        try:
+            for env in envelopes:
+                for msg in self._unacked.pop(env.id, ()):
+                    await msg.ack()
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise _failed(f"ack on {self._stream}", exc) from exc
+
+    async def close(self) -> None:
+        """Stops consuming; the durable consumer stays on the server."""
+        await self._drop_sub()
