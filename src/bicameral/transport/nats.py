@@ -7,7 +7,9 @@ the URL: ``nats://127.0.0.1:4222?prefix=shop``); each event is a CloudEvents JSO
 Publishes are pipelined and chained: each message carries ``Nats-Expected-Last-Sequence``, so
 the server stores it only right after its predecessor. The stream therefore always holds a
 prefix of the log in position order, whatever was lost or resent around a crash; events at or
-below the stream's last position are not sent again. Subscribers are durable pull consumers
+below the stream's last position are not sent again. After the connection drops, the next
+publish fails once: the server may have lost acknowledged events, and the caller (the relay)
+resumes from ``head``. Subscribers are durable pull consumers
 with explicit acks, started at the first stream sequence above the subscriber's position.
 """
 
@@ -79,6 +81,7 @@ class NatsTransport:
         self._js: JetStreamContext | None = None
         self._streams: set[str] = set()
         self._tails: dict[str, tuple[int, int]] = {}
+        self._epochs: dict[str, int] = {}
 
     async def start(self) -> None:
         """Connects; streams are created when a source is first used (idempotent)."""
@@ -178,15 +181,21 @@ class NatsTransport:
         """Writes events after the stream's last position, in order, each acked; else raises."""
         if not envelopes:
             return
+        if self._epochs.pop(source, self.epoch) != self.epoch:
+            raise BackendError(
+                f"the nats connection dropped since {source} last published, so the server may "
+                "have lost acknowledged events; resume from head()"
+            )
+        begun = self.epoch
         try:
             stream = await self._ensure(source)
             for attempt in range(_ATTEMPTS):
                 tail = self._tails.get(source) or await self._tail(source, stream)
                 todo = [e for e in envelopes if e.position > tail[0]]
-                if not todo:
-                    return
                 try:
-                    await self._send(source, todo, tail[1])
+                    if todo:
+                        await self._send(source, todo, tail[1])
+                    self._epochs[source] = begun
                     return
                 except nats.js.errors.BadRequestError as exc:
                     self._tails.pop(source, None)
@@ -237,6 +246,7 @@ class NatsTransport:
 
     async def head(self, source: str) -> int:
         """Returns the highest position the stream of ``source`` holds (0 when none)."""
+        self._epochs[source] = self.epoch
         try:
             return (await self._tail(source, self.stream(source)))[0]
         except nats.js.errors.NotFoundError:
