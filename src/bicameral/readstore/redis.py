@@ -53,14 +53,79 @@ local function split(s, n)
   return out
 end
 
-local function unindex(vals, k, nf, key)
-  local old = redis.call('HGET', vals, key)
-  if old then
-    local olds = split(old, nf)
-    for f = 1, nf do
-      if olds[f] ~= '' then redis.call('ZREM', KEYS[k + 2 + f], olds[f] .. '\\0' .. key) end
+local function fieldlists(nf)
+  local out = {}
+  for f = 1, nf do out[f] = {} end
+  return out
+end
+
+local function apply(k, nf, adds, rems)
+  for f = 1, nf do
+    if #rems[f] > 0 then redis.call('ZREM', KEYS[k + 2 + f], unpack(rems[f])) end
+    if #adds[f] > 0 then redis.call('ZADD', KEYS[k + 2 + f], unpack(adds[f])) end
+  end
+end
+
+-- Writes np documents starting at ARGV[a] (key, body, nf index values each) with indexes.
+local function put_indexed(k, nf, a, np)
+  local docs, vals, stride = KEYS[k + 1], KEYS[k + 2], 2 + nf
+  for i = 0, np - 1, 200 do
+    local n = math.min(np - i, 200)
+    local base = a + stride * i
+    local keys = {}
+    for j = 0, n - 1 do keys[j + 1] = ARGV[base + stride * j] end
+    local olds = redis.call('HMGET', vals, unpack(keys))
+    local bodies, packs, adds, rems = {}, {}, fieldlists(nf), fieldlists(nf)
+    for j = 0, n - 1 do
+      local at = base + stride * j
+      local key = ARGV[at]
+      bodies[#bodies + 1] = key
+      bodies[#bodies + 1] = ARGV[at + 1]
+      local packed = table.concat(ARGV, '\1', at + 2, at + 1 + nf)
+      local old = olds[j + 1]
+      if old ~= packed then
+        local was = {}
+        if old then was = split(old, nf) end
+        for f = 1, nf do
+          local new, w = ARGV[at + 1 + f], was[f] or ''
+          if w ~= new then
+            if w ~= '' then table.insert(rems[f], w .. '\0' .. key) end
+            if new ~= '' then
+              local t = adds[f]
+              t[#t + 1] = 0
+              t[#t + 1] = new .. '\0' .. key
+            end
+          end
+        end
+        packs[#packs + 1] = key
+        packs[#packs + 1] = packed
+      end
     end
-    redis.call('HDEL', vals, key)
+    apply(k, nf, adds, rems)
+    if #packs > 0 then redis.call('HSET', vals, unpack(packs)) end
+    redis.call('HSET', docs, unpack(bodies))
+  end
+end
+
+-- Deletes nd documents named at ARGV[a..] with their index entries.
+local function delete_indexed(k, nf, a, nd)
+  local docs, vals = KEYS[k + 1], KEYS[k + 2]
+  for i = 0, nd - 1, 200 do
+    local n = math.min(nd - i, 200)
+    local keys = {unpack(ARGV, a + i, a + i + n - 1)}
+    local olds = redis.call('HMGET', vals, unpack(keys))
+    local adds, rems = fieldlists(nf), fieldlists(nf)
+    for j = 1, n do
+      if olds[j] then
+        local was = split(olds[j], nf)
+        for f = 1, nf do
+          if was[f] ~= '' then table.insert(rems[f], was[f] .. '\0' .. keys[j]) end
+        end
+      end
+    end
+    apply(k, nf, adds, rems)
+    redis.call('HDEL', vals, unpack(keys))
+    redis.call('HDEL', docs, unpack(keys))
   end
 end
 
@@ -80,47 +145,22 @@ for g = 1, groups do
   local docs = KEYS[k + 1]
   a = a + 4
   if nf == 0 then
-    local i = 0
-    while i < np do
+    for i = 0, np - 1, 500 do
       local n = math.min(np - i, 500)
       redis.call('HSET', docs, unpack(ARGV, a + 2 * i, a + 2 * (i + n) - 1))
-      i = i + n
     end
     a = a + 2 * np
-    i = 0
-    while i < nd do
+    for i = 0, nd - 1, 500 do
       local n = math.min(nd - i, 500)
       redis.call('HDEL', docs, unpack(ARGV, a + i, a + i + n - 1))
-      i = i + n
     end
     a = a + nd
     k = k + 2
   else
-    local vals = KEYS[k + 2]
-    for p = 1, np do
-      local key = ARGV[a]
-      local packed = table.concat(ARGV, '\\1', a + 2, a + 1 + nf)
-      local old = redis.call('HGET', vals, key)
-      if old ~= packed then
-        local olds = {}
-        if old then olds = split(old, nf) end
-        for f = 1, nf do
-          local new, was = ARGV[a + 1 + f], olds[f] or ''
-          if was ~= new then
-            if was ~= '' then redis.call('ZREM', KEYS[k + 2 + f], was .. '\\0' .. key) end
-            if new ~= '' then redis.call('ZADD', KEYS[k + 2 + f], 0, new .. '\\0' .. key) end
-          end
-        end
-        redis.call('HSET', vals, key, packed)
-      end
-      redis.call('HSET', docs, key, ARGV[a + 1])
-      a = a + 2 + nf
-    end
-    for d = 1, nd do
-      unindex(vals, k, nf, ARGV[a])
-      redis.call('HDEL', docs, ARGV[a])
-      a = a + 1
-    end
+    put_indexed(k, nf, a, np)
+    a = a + np * (2 + nf)
+    delete_indexed(k, nf, a, nd)
+    a = a + nd
     k = k + 3 + nf
   end
 end
@@ -188,11 +228,17 @@ def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def index_value(value: Any) -> str:
-    """Returns the canonical JSON an indexed field's value is stored and matched as."""
+def _index_bytes(value: Any) -> bytes:
+    if type(value) is str:
+        return orjson.dumps(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def index_value(value: Any) -> str:
+    """Returns the canonical JSON an indexed field's value is stored and matched as."""
+    return _index_bytes(value).decode()
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -379,11 +425,15 @@ class RedisReadStore:
         if fields:
             keys.append(self._key("v", collection))
             keys += [self._index(collection, f) for f in fields]
+            add, dumps = args.append, orjson.dumps
             for key, doc in puts:
-                args += [key, orjson.dumps(doc), *self._encs(doc, fields)]
+                add(key)
+                add(dumps(doc))
+                for field in fields:
+                    add(_index_bytes(doc[field]) if field in doc else b"")
         else:
             for key, doc in puts:
-                args += [key, orjson.dumps(doc)]
+                args += (key, orjson.dumps(doc))
         args += dels
 
     @_translated
