@@ -91,3 +91,40 @@ async def test_an_unreachable_server_is_a_backend_error() -> None:
     store = RedisReadStore("redis://127.0.0.1:1/0")
     with pytest.raises(BackendError, match="cannot reach redis"):
         await store.start()
+
+
+async def test_large_batches_keep_indexes_equal_to_the_documents(prefix: str) -> None:
+    """Batches past the script's chunk size put, re-index and delete like the memory store."""
+    from bicameral.readstore.memory import MemoryReadStore
+
+    redis_store, model = RedisReadStore(f"{URL}?prefix={prefix}"), MemoryReadStore()
+    await redis_store.start()
+    try:
+        for store in (redis_store, model):
+            await store.declare("items", ["owner", "n"])
+        rounds: list[dict[tuple[str, str], dict[str, object] | None]] = [
+            {("items", f"k{i:04d}"): {"owner": f"o{i % 3}", "n": i % 5} for i in range(450)},
+            {("items", f"k{i:04d}"): {"owner": f"o{i % 4}"} for i in range(0, 450, 2)},
+            {("items", f"k{i:04d}"): None for i in range(0, 450, 3)},
+        ]
+        for position, changes in enumerate(rounds):
+            for store in (redis_store, model):
+                assert await store.commit("cp", position, position + 1, changes)
+        assert await redis_store.all("items") == await model.all("items")
+        for field, values in (("owner", ["o0", "o1", "o2", "o3"]), ("n", [0, 1, 2, 3, 4])):
+            for value in values:
+                found = await redis_store.find("items", field, value)
+                assert found == await model.find("items", field, value), (field, value)
+    finally:
+        await redis_store.close()
+
+
+async def test_find_on_an_undeclared_field_scans_the_collection(prefix: str) -> None:
+    store = RedisReadStore(f"{URL}?prefix={prefix}")
+    await store.start()
+    try:
+        await store.declare("items", [])
+        await store.commit("cp", 0, 1, {("items", "b"): {"c": 1}, ("items", "a"): {"c": 1}})
+        assert [k for k, _ in await store.find("items", "c", 1)] == ["a", "b"]
+    finally:
+        await store.close()
