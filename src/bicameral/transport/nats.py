@@ -20,13 +20,16 @@ import contextlib
 import hashlib
 import logging
 import re
+from collections import deque
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
 from bicameral.envelope import Envelope, decode, encode
@@ -40,6 +43,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _ATTEMPTS = 3
+_REQUEST_ENDED = {"404", "408", "409"}
+_MIN_PULL = 0.01
+_LINGER = 0.001
 
 
 def nats_name(name: str) -> str:
@@ -124,6 +130,13 @@ class NatsTransport:
         self.epoch += 1
         self._tails.clear()
         log.info("nats %s: reconnected", self.url)
+
+    @property
+    def nc(self) -> Client:
+        """Returns the connected client."""
+        if self._nc is None:
+            raise BackendError("transport is not started")
+        return self._nc
 
     @property
     def js(self) -> JetStreamContext:
@@ -270,7 +283,11 @@ class NatsTransport:
 
 
 class NatsSubscription:
-    """A durable pull consumer of one stream, re-positioned after reconnects."""
+    """A durable pull consumer of one stream, re-positioned after reconnects.
+
+    Pull requests ask for a batch that may linger until it expires; whatever they deliver is
+    buffered, so a fetch returns buffered events at once and waits only when none are left.
+    """
 
     def __init__(self, transport: NatsTransport, stream: str, durable: str, after: int) -> None:
         self._transport = transport
@@ -278,7 +295,11 @@ class NatsSubscription:
         self._durable = durable
         self._after = after
         self._epoch = -1
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._inbox: Subscription | None = None
+        self._buffer: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._owed = 0
+        self._owed_until = 0.0
         self._unacked: dict[str, list[Msg]] = {}
 
     async def open(self) -> None:
@@ -286,7 +307,7 @@ class NatsSubscription:
         transport = self._transport
         js = transport.js
         self._epoch = transport.epoch
-        await self._drop_sub()
+        await self._drop_inbox()
         try:
             start = await transport.first_sequence_after(self._stream, self._after)
             with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -302,40 +323,80 @@ class NatsSubscription:
                     max_ack_pending=20_000,
                 ),
             )
-            self._sub = await js.pull_subscribe_bind(self._durable, self._stream)
+            nc = transport.nc
+            self._inbox = await nc.subscribe(nc.new_inbox(), cb=self._on_msg)
         except (nats.errors.Error, TimeoutError) as exc:
             self._epoch = -1
             raise _failed(f"subscribing {self._durable} to {self._stream}", exc) from exc
 
-    async def _drop_sub(self) -> None:
-        sub, self._sub = self._sub, None
+    async def _on_msg(self, msg: Msg) -> None:
+        if msg.data or not msg.headers or api.Header.STATUS not in msg.headers:
+            self._buffer.append(msg)
+            self._owed -= 1
+        elif msg.headers[api.Header.STATUS] in _REQUEST_ENDED:
+            self._owed = 0
+        self._arrived.set()
+
+    async def _drop_inbox(self) -> None:
+        inbox, self._inbox = self._inbox, None
+        self._buffer.clear()
         self._unacked.clear()
-        if sub is not None:
+        self._owed = 0
+        if inbox is not None:
             try:
-                await sub.unsubscribe()
+                await inbox.unsubscribe()
             except (nats.errors.Error, TimeoutError) as exc:
                 log.debug("nats unsubscribe: %s", exc)
 
+    async def _pull(self, batch: int, timeout: float) -> None:
+        assert self._inbox is not None
+        loop = asyncio.get_running_loop()
+        if self._owed > 0 and loop.time() < self._owed_until:
+            return
+        expires = max(timeout, _MIN_PULL)
+        self._owed, self._owed_until = batch, loop.time() + expires
+        request = orjson.dumps({"batch": batch, "expires": int(expires * 1e9)})
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._durable}"
+        await self._transport.nc.publish(subject, request, reply=self._inbox.subject)
+
     async def fetch(self, max_events: int, timeout: float) -> list[Envelope]:
         """Returns the next events in stream order, [] when none came within ``timeout``."""
-        if self._epoch != self._transport.epoch or self._sub is None:
+        if self._epoch != self._transport.epoch or self._inbox is None:
             await self.open()
-        assert self._sub is not None
         try:
-            msgs = await self._sub.fetch(max(1, max_events), timeout=max(timeout, 0.01))
-        except TimeoutError:
-            return []
+            if not self._buffer:
+                await self._wait(max(1, max_events), timeout)
         except nats.errors.Error as exc:
             self._epoch = -1
             raise _failed(f"fetch from {self._stream}", exc) from exc
         found: list[Envelope] = []
-        for msg in msgs:
+        while self._buffer and len(found) < max_events:
+            msg = self._buffer.popleft()
             env = decode(msg.data)
             self._unacked.setdefault(env.id, []).append(msg)
             found.append(env)
         if found:
             self._after = max(self._after, found[-1].position)
         return found
+
+    async def _wait(self, batch: int, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._buffer:
+            self._arrived.clear()
+            await self._pull(batch, deadline - loop.time())
+            left = deadline - loop.time()
+            if left <= 0 and self._owed <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), max(left, _MIN_PULL))
+            if left <= 0:
+                break
+        while 0 < len(self._buffer) < batch and self._owed > 0:
+            seen = len(self._buffer)
+            await asyncio.sleep(_LINGER)
+            if len(self._buffer) == seen:
+                break
 
     async def ack(self, envelopes: Sequence[Envelope]) -> None:
         """Acknowledges the messages that carried ``envelopes``."""
@@ -348,4 +409,4 @@ class NatsSubscription:
 
     async def close(self) -> None:
         """Stops consuming; the durable consumer stays on the server."""
-        await self._drop_sub()
+        await self._drop_inbox()
