@@ -89,3 +89,59 @@ async def test_an_unreachable_server_is_a_backend_error() -> None:
     transport = NatsTransport("nats://127.0.0.1:1", connect_timeout=1.0)
     with pytest.raises(BackendError, match="cannot reach nats"):
         await transport.start()
+
+
+async def test_a_batch_that_would_leave_a_gap_is_refused(prefix: str) -> None:
+    transport = NatsTransport(f"{URL}?prefix={prefix}")
+    await transport.start()
+    try:
+        sent = envelopes("svc", 1, 6)
+        await transport.publish("svc", sent[:3])
+        with pytest.raises(BackendError, match="would leave a gap"):
+            await transport.publish("svc", sent[4:])
+        assert await transport.head("svc") == 3
+        await transport.publish("svc", sent[3:])
+        assert await transport.head("svc") == 6
+    finally:
+        await transport.close()
+
+
+async def test_a_restarted_relay_republishes_events_the_stream_lost(prefix: str) -> None:
+    """A relay checkpoint past the stream's end (acked, then lost in a crash) is published again."""
+    from bicameral.envelope import NewEvent
+    from bicameral.eventstore.memory import MemoryEventStore
+    from bicameral.ports import StreamAppend
+    from bicameral.relay import CHECKPOINT, Relay
+
+    store = MemoryEventStore("svc")
+    events = [NewEvent("svc.Happened", {"n": n}) for n in range(5)]
+    await store.append([StreamAppend("s-1", None, events)])
+    transport = NatsTransport(f"{URL}?prefix={prefix}")
+    await transport.start()
+    try:
+        await transport.publish("svc", (await store.read_all(0, 100))[:3])
+        await store.save_checkpoint(CHECKPOINT, 5)
+        assert await Relay(store, transport).step(timeout=0) == 2
+        assert await transport.head("svc") == 5
+        sub = await transport.subscribe("svc", "reader", 2)
+        got = await sub.fetch(100, 2.0)
+        await sub.close()
+        assert [e.position for e in got] == [3, 4, 5]
+    finally:
+        await transport.close()
+
+
+async def test_head_skips_deleted_messages_at_the_end(prefix: str) -> None:
+    transport = NatsTransport(f"{URL}?prefix={prefix}")
+    await transport.start()
+    try:
+        await transport.publish("svc", envelopes("svc", 1, 5))
+        for seq in (4, 5):
+            await transport.js.delete_msg(transport.stream("svc"), seq)
+        assert await transport.head("svc") == 3
+        sub = await transport.subscribe("svc", "reader", 1)
+        got = await sub.fetch(100, 2.0)
+        await sub.close()
+        assert [e.position for e in got] == [2, 3]
+    finally:
+        await transport.close()

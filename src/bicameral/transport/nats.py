@@ -7,9 +7,9 @@ the URL: ``nats://127.0.0.1:4222?prefix=shop``); each event is a CloudEvents JSO
 Publishes are pipelined and chained: each message carries ``Nats-Expected-Last-Sequence``, so
 the server stores it only right after its predecessor. The stream therefore always holds a
 prefix of the log in position order, whatever was lost or resent around a crash; events at or
-below the stream's last position are not sent again. After the connection drops, the next
-publish fails once: the server may have lost acknowledged events, and the caller (the relay)
-resumes from ``head``. Subscribers are durable pull consumers
+below the stream's last position are not sent again, and a batch that would leave a gap
+after it (the server lost acknowledged events in a crash) is refused, so the caller (the
+relay) resumes from ``head``. Subscribers are durable pull consumers
 with explicit acks, started at the first stream sequence above the subscriber's position.
 """
 
@@ -46,6 +46,7 @@ _ATTEMPTS = 3
 _REQUEST_ENDED = {"404", "408", "409"}
 _MIN_PULL = 0.01
 _LINGER = 0.001
+_WALK_BACK = 10_000
 
 
 def nats_name(name: str) -> str:
@@ -87,7 +88,6 @@ class NatsTransport:
         self._js: JetStreamContext | None = None
         self._streams: set[str] = set()
         self._tails: dict[str, tuple[int, int]] = {}
-        self._epochs: dict[str, int] = {}
 
     async def start(self) -> None:
         """Connects; streams are created when a source is first used (idempotent)."""
@@ -176,44 +176,70 @@ class NatsTransport:
         self._streams.add(name)
         return name
 
-    async def _position(self, stream: str, seq: int) -> int:
-        msg = await self.js.get_msg(stream, seq)
+    async def _position(self, source: str, seq: int) -> int:
+        """Returns the position of the first message at or after ``seq`` (0 if none)."""
+        try:
+            msg = await self.js.get_msg(
+                self.stream(source), seq, subject=self.subject(source), next=True
+            )
+        except nats.js.errors.NotFoundError:
+            return 0
         return decode(msg.data or b"").position
 
+    async def _walk_back(self, stream: str, last: int, first: int) -> int:
+        """Returns the position of the last message at or before ``last`` (deleted ones skipped)."""
+        for seq in range(last, max(first, last - _WALK_BACK) - 1, -1):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                return decode((await self.js.get_msg(stream, seq)).data or b"").position
+        return 0
+
     async def _tail(self, source: str, stream: str) -> tuple[int, int]:
-        """Returns (position, stream sequence) of the stream's last message, (0, seq) if none."""
+        """Returns the last message's position (0 if none) and the stream's last sequence."""
         info = await self.js.stream_info(stream)
-        last = info.state.last_seq
-        if not last or info.state.messages == 0:
-            return 0, last
-        tail = (await self._position(stream, last), last)
+        position = 0
+        if info.state.messages:
+            try:
+                msg = await self.js.get_msg(stream, subject=self.subject(source))
+                position = decode(msg.data or b"").position
+            except nats.js.errors.NotFoundError:
+                position = await self._walk_back(stream, info.state.last_seq, info.state.first_seq)
+        tail = (position, info.state.last_seq)
         self._tails[source] = tail
         return tail
 
     async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:
-        """Writes events after the stream's last position, in order, each acked; else raises."""
+        """Writes events after the stream's last position, in order, each acked; else raises.
+
+        Raises BackendError, sending nothing, when the first new event does not follow the
+        stream's last position: the server lost events, and the caller resumes from ``head``.
+        """
         if not envelopes:
             return
-        if self._epochs.pop(source, self.epoch) != self.epoch:
-            raise BackendError(
-                f"the nats connection dropped since {source} last published, so the server may "
-                "have lost acknowledged events; resume from head()"
-            )
-        begun = self.epoch
         try:
             stream = await self._ensure(source)
             for attempt in range(_ATTEMPTS):
-                tail = self._tails.get(source) or await self._tail(source, stream)
+                cached = self._tails.get(source)
+                tail = cached or await self._tail(source, stream)
                 todo = [e for e in envelopes if e.position > tail[0]]
+                if not todo:
+                    return
+                known = tail[0] > 0 or tail[1] == 0
+                if known and todo[0].position != tail[0] + 1:
+                    self._tails.pop(source, None)
+                    if cached is not None:
+                        continue
+                    raise BackendError(
+                        f"the stream of {source} ends at position {tail[0]}; publishing "
+                        f"{todo[0].position} would leave a gap (resume from head())"
+                    )
                 try:
-                    if todo:
-                        await self._send(source, todo, tail[1])
-                    self._epochs[source] = begun
+                    await self._send(source, todo, tail[1])
                     return
                 except nats.js.errors.BadRequestError as exc:
                     self._tails.pop(source, None)
                     if exc.err_code != _WRONG_LAST_SEQUENCE or attempt == _ATTEMPTS - 1:
                         raise
+            raise BackendError(f"the stream of {source} keeps moving under the publish")
         except (nats.errors.Error, TimeoutError) as exc:
             self._tails.pop(source, None)
             raise _failed(f"publish to {source}", exc) from exc
@@ -250,16 +276,15 @@ class NatsTransport:
     async def subscribe(self, source: str, consumer: str, after_position: int) -> NatsSubscription:
         """Returns a durable pull subscription to ``source`` above ``after_position``."""
         try:
-            stream = await self._ensure(source)
+            await self._ensure(source)
         except (nats.errors.Error, TimeoutError) as exc:
             raise _failed(f"subscribe to {source}", exc) from exc
-        sub = NatsSubscription(self, stream, nats_name(consumer), after_position)
+        sub = NatsSubscription(self, source, nats_name(consumer), after_position)
         await sub.open()
         return sub
 
     async def head(self, source: str) -> int:
         """Returns the highest position the stream of ``source`` holds (0 when none)."""
-        self._epochs[source] = self.epoch
         try:
             return (await self._tail(source, self.stream(source)))[0]
         except nats.js.errors.NotFoundError:
@@ -267,15 +292,15 @@ class NatsTransport:
         except (nats.errors.Error, TimeoutError) as exc:
             raise _failed(f"head of {source}", exc) from exc
 
-    async def first_sequence_after(self, stream: str, position: int) -> int:
-        """Returns the first stream sequence holding a position above ``position``."""
-        info = await self.js.stream_info(stream)
+    async def first_sequence_after(self, source: str, position: int) -> int:
+        """Returns the stream sequence from which messages hold positions above ``position``."""
+        info = await self.js.stream_info(self.stream(source))
         low, high = max(info.state.first_seq, 1), info.state.last_seq + 1
         if position <= 0 or info.state.messages == 0:
             return low if info.state.messages else high
         while low < high:
             mid = (low + high) // 2
-            if await self._position(stream, mid) > position:
+            if await self._position(source, mid) > position:
                 high = mid
             else:
                 low = mid + 1
@@ -289,9 +314,10 @@ class NatsSubscription:
     buffered, so a fetch returns buffered events at once and waits only when none are left.
     """
 
-    def __init__(self, transport: NatsTransport, stream: str, durable: str, after: int) -> None:
+    def __init__(self, transport: NatsTransport, source: str, durable: str, after: int) -> None:
         self._transport = transport
-        self._stream = stream
+        self._source = source
+        self._stream = transport.stream(source)
         self._durable = durable
         self._after = after
         self._epoch = -1
@@ -309,7 +335,7 @@ class NatsSubscription:
         self._epoch = transport.epoch
         await self._drop_inbox()
         try:
-            start = await transport.first_sequence_after(self._stream, self._after)
+            start = await transport.first_sequence_after(self._source, self._after)
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_consumer(self._stream, self._durable)
             await js.add_consumer(
