@@ -145,3 +145,17 @@ async def test_head_skips_deleted_messages_at_the_end(prefix: str) -> None:
         assert [e.position for e in got] == [2, 3]
     finally:
         await transport.close()
+
+
+async def test_a_deleted_stream_is_created_again(prefix: str) -> None:
+    transport = NatsTransport(f"{URL}?prefix={prefix}")
+    await transport.start()
+    try:
+        await transport.publish("svc", envelopes("svc", 1, 2))
+        await transport.js.delete_stream(transport.stream("svc"))
+        with pytest.raises(BackendError):
+            await transport.publish("svc", envelopes("svc", 3, 3))
+        await transport.publish("svc", envelopes("svc", 1, 1))
+        assert await transport.head("svc") == 1
+    finally:
+        await transport.close()

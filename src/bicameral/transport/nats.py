@@ -88,6 +88,7 @@ class NatsTransport:
         self._js: JetStreamContext | None = None
         self._streams: set[str] = set()
         self._tails: dict[str, tuple[int, int]] = {}
+        self._subjects: dict[tuple[str, str], str] = {}
 
     async def start(self) -> None:
         """Connects; streams are created when a source is first used (idempotent)."""
@@ -151,11 +152,21 @@ class NatsTransport:
 
     def subject(self, source: str, type_name: str = ">") -> str:
         """Returns the subject of ``source``'s events of ``type_name`` (all with ``>``)."""
-        tokens = type_name.split(".") if type_name != ">" else [">"]
-        head = f"{self.prefix}.{nats_name(source)}"
-        return ".".join([head, *(t if t == ">" else _subject_token(t) for t in tokens)])
+        found = self._subjects.get((source, type_name))
+        if found is None:
+            tokens = type_name.split(".") if type_name != ">" else [">"]
+            head = f"{self.prefix}.{nats_name(source)}"
+            found = ".".join([head, *(t if t == ">" else _subject_token(t) for t in tokens)])
+            self._subjects[(source, type_name)] = found
+        return found
 
-    async def _ensure(self, source: str) -> str:
+    def forget(self, source: str) -> None:
+        """Makes the next use of ``source`` check its stream exists again."""
+        self._streams.discard(self.stream(source))
+        self._tails.pop(source, None)
+
+    async def ensure(self, source: str) -> str:
+        """Creates the stream of ``source`` if missing; returns its name."""
         name = self.stream(source)
         if name in self._streams:
             return name
@@ -216,7 +227,7 @@ class NatsTransport:
         if not envelopes:
             return
         try:
-            stream = await self._ensure(source)
+            stream = await self.ensure(source)
             for attempt in range(_ATTEMPTS):
                 cached = self._tails.get(source)
                 tail = cached or await self._tail(source, stream)
@@ -242,6 +253,7 @@ class NatsTransport:
             raise BackendError(f"the stream of {source} keeps moving under the publish")
         except (nats.errors.Error, TimeoutError) as exc:
             self._tails.pop(source, None)
+            self.forget(source)
             raise _failed(f"publish to {source}", exc) from exc
 
     async def _send(self, source: str, todo: Sequence[Envelope], last_seq: int) -> None:
@@ -275,10 +287,6 @@ class NatsTransport:
 
     async def subscribe(self, source: str, consumer: str, after_position: int) -> NatsSubscription:
         """Returns a durable pull subscription to ``source`` above ``after_position``."""
-        try:
-            await self._ensure(source)
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise _failed(f"subscribe to {source}", exc) from exc
         sub = NatsSubscription(self, source, nats_name(consumer), after_position)
         await sub.open()
         return sub
@@ -335,6 +343,7 @@ class NatsSubscription:
         self._epoch = transport.epoch
         await self._drop_inbox()
         try:
+            await transport.ensure(self._source)
             start = await transport.first_sequence_after(self._source, self._after)
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_consumer(self._stream, self._durable)
@@ -353,6 +362,7 @@ class NatsSubscription:
             self._inbox = await nc.subscribe(nc.new_inbox(), cb=self._on_msg)
         except (nats.errors.Error, TimeoutError) as exc:
             self._epoch = -1
+            transport.forget(self._source)
             raise _failed(f"subscribing {self._durable} to {self._stream}", exc) from exc
 
     async def _on_msg(self, msg: Msg) -> None:
