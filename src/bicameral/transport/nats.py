@@ -89,6 +89,9 @@ class NatsTransport:
         self._streams: set[str] = set()
         self._tails: dict[str, tuple[int, int]] = {}
         self._subjects: dict[tuple[str, str], str] = {}
+        self._ack_prefix = ""
+        self._ack_count = 0
+        self._acks: dict[str, asyncio.Future[tuple[int, bool]]] = {}
 
     async def start(self) -> None:
         """Connects; streams are created when a source is first used (idempotent)."""
@@ -118,6 +121,7 @@ class NatsTransport:
         """Closes the connection."""
         if self._nc is not None:
             nc, self._nc, self._js = self._nc, None, None
+            self._ack_prefix = ""
             await nc.close()
 
     async def _on_error(self, exc: Exception) -> None:
@@ -256,21 +260,49 @@ class NatsTransport:
             self.forget(source)
             raise _failed(f"publish to {source}", exc) from exc
 
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._acks.pop(msg.subject[len(self._ack_prefix) :], None)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get(api.Header.STATUS) == "503":
+            future.set_exception(nats.js.errors.NoStreamResponseError())
+            return
+        reply = orjson.loads(msg.data)
+        if "error" in reply:
+            future.set_exception(nats.js.errors.APIError.from_error(reply["error"]))
+        else:
+            future.set_result((int(reply["seq"]), bool(reply.get("duplicate"))))
+
     async def _send(self, source: str, todo: Sequence[Envelope], last_seq: int) -> None:
-        futures: list[asyncio.Future[api.PubAck]] = []
+        """Publishes ``todo`` chained after ``last_seq``; raises unless every one is acked."""
+        nc, loop = self.nc, asyncio.get_running_loop()
+        if not self._ack_prefix:
+            self._ack_prefix = nc.new_inbox() + "."
+            await nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
+        futures: list[asyncio.Future[tuple[int, bool]]] = []
+        tokens: list[str] = []
         try:
             for index, env in enumerate(todo):
+                self._ack_count += 1
+                token = str(self._ack_count)
+                tokens.append(token)
+                future: asyncio.Future[tuple[int, bool]] = loop.create_future()
+                self._acks[token] = future
+                futures.append(future)
                 headers = {
                     "Nats-Msg-Id": env.id,
                     "Nats-Expected-Last-Sequence": str(last_seq + index),
                 }
-                futures.append(
-                    await self.js.publish_async(
-                        self.subject(source, env.type), encode(env), headers=headers
-                    )
+                await nc.publish(
+                    self.subject(source, env.type),
+                    encode(env),
+                    reply=self._ack_prefix + token,
+                    headers=headers,
                 )
             done, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
         finally:
+            for token in tokens:
+                self._acks.pop(token, None)
             for future in futures:
                 if not future.done():
                     future.cancel()
@@ -280,10 +312,10 @@ class NatsTransport:
         if pending:
             raise nats.errors.TimeoutError
         acks = [f.result() for f in futures]
-        if any(ack.duplicate for ack in acks):
+        if any(duplicate for _, duplicate in acks):
             self._tails.pop(source, None)
         else:
-            self._tails[source] = (todo[-1].position, acks[-1].seq)
+            self._tails[source] = (todo[-1].position, acks[-1][0])
 
     async def subscribe(self, source: str, consumer: str, after_position: int) -> NatsSubscription:
         """Returns a durable pull subscription to ``source`` above ``after_position``."""
