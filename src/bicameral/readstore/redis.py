@@ -297,10 +297,15 @@ class RedisReadStore:
         return f"{self._key('i', collection)}/{field}"
 
     async def _fields_of(self, collection: str, *, fresh: bool = False) -> list[str]:
-        if fresh or collection not in self._fields:
+        """Returns the collection's indexed fields; remembered once the collection is declared."""
+        found = None if fresh else self._fields.get(collection)
+        if found is None:
             raw = await self.redis.get(self._key("m", collection))
-            self._fields[collection] = list(orjson.loads(raw)) if raw else []
-        return self._fields[collection]
+            if raw is None:
+                self._fields.pop(collection, None)
+                return []
+            found = self._fields[collection] = list(orjson.loads(raw))
+        return found
 
     @_translated
     async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:

@@ -6,11 +6,11 @@ the URL: ``nats://127.0.0.1:4222?prefix=shop``); each event is a CloudEvents JSO
 
 Publishes are pipelined and chained: each message carries ``Nats-Expected-Last-Sequence``, so
 the server stores it only right after its predecessor. The stream therefore always holds a
-prefix of the log in position order, whatever was lost or resent around a crash; events at or
-below the stream's last position are not sent again, and a batch that would leave a gap
-after it (the server lost acknowledged events in a crash) is refused, so the caller (the
-relay) resumes from ``head``. Subscribers are durable pull consumers
-with explicit acks, started at the first stream sequence above the subscriber's position.
+prefix of the log in position order, whatever was lost or resent around a crash. Events at or
+below the stream's last position are not sent again, and a batch that would leave a gap after
+it (the server lost acknowledged events in a crash) is refused, so the caller (the relay)
+resumes from ``head``. Subscribers are durable pull consumers with explicit acks, started at
+the first stream sequence above the subscriber's position and re-positioned after a reconnect.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from nats.js import JetStreamContext, api
 from bicameral.envelope import Envelope, decode, encode
 from bicameral.errors import BackendError, ConfigurationError
 
-__all__ = ["NatsSubscription", "NatsTransport", "nats_name"]
+__all__ = ["NatsSubscription", "NatsTransport", "nats_name", "split_url"]
 
 log = logging.getLogger("bicameral.transport.nats")
 
@@ -256,7 +256,6 @@ class NatsTransport:
                         raise
             raise BackendError(f"the stream of {source} keeps moving under the publish")
         except (nats.errors.Error, TimeoutError) as exc:
-            self._tails.pop(source, None)
             self.forget(source)
             raise _failed(f"publish to {source}", exc) from exc
 
