@@ -17,6 +17,7 @@ changes nothing. Index values are canonical JSON made here, so ``find`` compares
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -66,34 +67,34 @@ local function apply(k, nf, adds, rems)
   end
 end
 
--- Writes np documents starting at ARGV[a] (key, body, nf index values each) with indexes.
-local function put_indexed(k, nf, a, np)
+-- Writes np documents (key, body, nf index values each) from items[a..] with their indexes.
+local function put_indexed(items, k, nf, a, np)
   local docs, vals, stride = KEYS[k + 1], KEYS[k + 2], 2 + nf
   for i = 0, np - 1, 200 do
     local n = math.min(np - i, 200)
     local base = a + stride * i
     local keys = {}
-    for j = 0, n - 1 do keys[j + 1] = ARGV[base + stride * j] end
+    for j = 0, n - 1 do keys[j + 1] = items[base + stride * j] end
     local olds = redis.call('HMGET', vals, unpack(keys))
     local bodies, packs, adds, rems = {}, {}, fieldlists(nf), fieldlists(nf)
     for j = 0, n - 1 do
       local at = base + stride * j
-      local key = ARGV[at]
+      local key = keys[j + 1]
       bodies[#bodies + 1] = key
-      bodies[#bodies + 1] = ARGV[at + 1]
-      local packed = table.concat(ARGV, '\1', at + 2, at + 1 + nf)
+      bodies[#bodies + 1] = items[at + 1]
+      local packed = table.concat(items, '\\1', at + 2, at + 1 + nf)
       local old = olds[j + 1]
       if old ~= packed then
         local was = {}
         if old then was = split(old, nf) end
         for f = 1, nf do
-          local new, w = ARGV[at + 1 + f], was[f] or ''
+          local new, w = items[at + 1 + f], was[f] or ''
           if w ~= new then
-            if w ~= '' then table.insert(rems[f], w .. '\0' .. key) end
+            if w ~= '' then table.insert(rems[f], w .. '\\0' .. key) end
             if new ~= '' then
               local t = adds[f]
               t[#t + 1] = 0
-              t[#t + 1] = new .. '\0' .. key
+              t[#t + 1] = new .. '\\0' .. key
             end
           end
         end
@@ -107,19 +108,19 @@ local function put_indexed(k, nf, a, np)
   end
 end
 
--- Deletes nd documents named at ARGV[a..] with their index entries.
-local function delete_indexed(k, nf, a, nd)
+-- Deletes nd documents named at items[a..] with their index entries.
+local function delete_indexed(items, k, nf, a, nd)
   local docs, vals = KEYS[k + 1], KEYS[k + 2]
   for i = 0, nd - 1, 200 do
     local n = math.min(nd - i, 200)
-    local keys = {unpack(ARGV, a + i, a + i + n - 1)}
+    local keys = {unpack(items, a + i, a + i + n - 1)}
     local olds = redis.call('HMGET', vals, unpack(keys))
     local adds, rems = fieldlists(nf), fieldlists(nf)
     for j = 1, n do
       if olds[j] then
         local was = split(olds[j], nf)
         for f = 1, nf do
-          if was[f] ~= '' then table.insert(rems[f], was[f] .. '\0' .. keys[j]) end
+          if was[f] ~= '' then table.insert(rems[f], was[f] .. '\\0' .. keys[j]) end
         end
       end
     end
@@ -129,40 +130,43 @@ local function delete_indexed(k, nf, a, nd)
   end
 end
 
+-- Writes np documents (key, body each) from items[1..], then deletes nd keys after them.
+local function put_plain(items, k, np, nd)
+  local docs = KEYS[k + 1]
+  for i = 0, np - 1, 500 do
+    local n = math.min(np - i, 500)
+    redis.call('HSET', docs, unpack(items, 1 + 2 * i, 2 * (i + n)))
+  end
+  local d = 2 * np + 1
+  for i = 0, nd - 1, 500 do
+    local n = math.min(nd - i, 500)
+    redis.call('HDEL', docs, unpack(items, d + i, d + i + n - 1))
+  end
+end
+
 local cp = redis.call('HGET', KEYS[1], ARGV[1])
 if (tonumber(cp) or 0) ~= tonumber(ARGV[2]) then return 0 end
 local groups = tonumber(ARGV[4])
 local a, k = 5, 2
 for g = 1, groups do
-  local nf, np, nd = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   if (redis.call('GET', KEYS[k]) or '[]') ~= ARGV[a] then return -1 end
-  a = a + 4 + np * (2 + nf) + nd
+  local nf = tonumber(ARGV[a + 1])
   if nf > 0 then k = k + 3 + nf else k = k + 2 end
+  a = a + 5
 end
 a, k = 5, 2
 for g = 1, groups do
   local nf, np, nd = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local docs = KEYS[k + 1]
-  a = a + 4
+  local items = cmsgpack.unpack(ARGV[a + 4])
   if nf == 0 then
-    for i = 0, np - 1, 500 do
-      local n = math.min(np - i, 500)
-      redis.call('HSET', docs, unpack(ARGV, a + 2 * i, a + 2 * (i + n) - 1))
-    end
-    a = a + 2 * np
-    for i = 0, nd - 1, 500 do
-      local n = math.min(nd - i, 500)
-      redis.call('HDEL', docs, unpack(ARGV, a + i, a + i + n - 1))
-    end
-    a = a + nd
+    put_plain(items, k, np, nd)
     k = k + 2
   else
-    put_indexed(k, nf, a, np)
-    a = a + np * (2 + nf)
-    delete_indexed(k, nf, a, nd)
-    a = a + nd
+    put_indexed(items, k, nf, 1, np)
+    delete_indexed(items, k, nf, 1 + np * (2 + nf), nd)
     k = k + 3 + nf
   end
+  a = a + 5
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
@@ -222,6 +226,19 @@ def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             raise BackendError(f"redis read store: {exc}") from exc
 
     return call
+
+
+_ARRAY32 = struct.Struct(">BI")
+
+
+def _strings(items: list[bytes]) -> bytes:
+    """Returns ``items`` as one MessagePack array of strings (read by the script's cmsgpack)."""
+    pack = _ARRAY32.pack
+    out = [pack(0xDD, len(items))]
+    for item in items:
+        out.append(pack(0xDB, len(item)))
+        out.append(item)
+    return b"".join(out)
 
 
 def _text(raw: bytes | str) -> str:
@@ -426,20 +443,22 @@ class RedisReadStore:
         args: list[Any],
     ) -> None:
         keys += [self._key("m", collection), self._key("d", collection)]
-        args += [orjson.dumps(fields).decode(), len(fields), len(puts), len(dels)]
+        items: list[bytes] = []
+        add, dumps = items.append, orjson.dumps
         if fields:
             keys.append(self._key("v", collection))
             keys += [self._index(collection, f) for f in fields]
-            add, dumps = args.append, orjson.dumps
             for key, doc in puts:
-                add(key)
+                add(key.encode())
                 add(dumps(doc))
                 for field in fields:
                     add(_index_bytes(doc[field]) if field in doc else b"")
         else:
             for key, doc in puts:
-                args += (key, orjson.dumps(doc))
-        args += dels
+                add(key.encode())
+                add(dumps(doc))
+        items += [key.encode() for key in dels]
+        args += [orjson.dumps(fields), len(fields), len(puts), len(dels), _strings(items)]
 
     @_translated
     async def checkpoint(self, checkpoint: str) -> int:
