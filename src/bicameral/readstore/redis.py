@@ -4,14 +4,15 @@ Keys, under a prefix chosen in the URL (``redis://host:6379/0?prefix=shop_orders
 
     {p}:checkpoints          hash  checkpoint name -> position
     {p}:m:{collection}       JSON list of the collection's indexed fields
-    {p}:d:{collection}       hash  key -> document JSON
-    {p}:v:{collection}       hash  key -> the document's index values, joined by \\x01
+    {p}:d:{collection}       hash  key -> the document's index values joined by \\x01, then
+                             \\x02, then the document JSON
     {p}:i:{collection}/{f}   sorted set (lexicographic) of ``value \\x00 key`` for field f
     {p}:lease:{name}         lease owner, expiring with the lease; {p}:leases names them
 
 A commit checks the checkpoint and every collection's indexed fields, then writes documents,
 index entries and the new checkpoint, all in one script, so a redelivered or raced batch
-changes nothing. Index values are canonical JSON made here, so ``find`` compares them exactly.
+changes nothing. Index values are canonical JSON made here, so ``find`` compares them exactly;
+keeping a document's old values beside it lets the script move its index entries on update.
 """
 
 from __future__ import annotations
@@ -62,21 +63,25 @@ end
 
 local function apply(k, nf, adds, rems)
   for f = 1, nf do
-    if #rems[f] > 0 then redis.call('ZREM', KEYS[k + 2 + f], unpack(rems[f])) end
-    if #adds[f] > 0 then redis.call('ZADD', KEYS[k + 2 + f], unpack(adds[f])) end
+    if #rems[f] > 0 then redis.call('ZREM', KEYS[k + 1 + f], unpack(rems[f])) end
+    if #adds[f] > 0 then redis.call('ZADD', KEYS[k + 1 + f], unpack(adds[f])) end
   end
 end
 
--- Writes np documents (key, body, nf index values each) from items[a..] with their indexes.
+local function packed_of(stored)
+  return string.sub(stored, 1, string.find(stored, '\\2', 1, true) - 1)
+end
+
+-- Writes np documents (key, stored value, nf index values each) from items[a..], indexed.
 local function put_indexed(items, k, nf, a, np)
-  local docs, vals, stride = KEYS[k + 1], KEYS[k + 2], 2 + nf
+  local docs, stride = KEYS[k + 1], 2 + nf
   for i = 0, np - 1, 200 do
     local n = math.min(np - i, 200)
     local base = a + stride * i
     local keys = {}
     for j = 0, n - 1 do keys[j + 1] = items[base + stride * j] end
-    local olds = redis.call('HMGET', vals, unpack(keys))
-    local bodies, packs, adds, rems = {}, {}, fieldlists(nf), fieldlists(nf)
+    local olds = redis.call('HMGET', docs, unpack(keys))
+    local bodies, adds, rems = {}, fieldlists(nf), fieldlists(nf)
     for j = 0, n - 1 do
       local at = base + stride * j
       local key = keys[j + 1]
@@ -84,6 +89,7 @@ local function put_indexed(items, k, nf, a, np)
       bodies[#bodies + 1] = items[at + 1]
       local packed = table.concat(items, '\\1', at + 2, at + 1 + nf)
       local old = olds[j + 1]
+      if old then old = packed_of(old) end
       if old ~= packed then
         local was = {}
         if old then was = split(old, nf) end
@@ -98,34 +104,30 @@ local function put_indexed(items, k, nf, a, np)
             end
           end
         end
-        packs[#packs + 1] = key
-        packs[#packs + 1] = packed
       end
     end
     apply(k, nf, adds, rems)
-    if #packs > 0 then redis.call('HSET', vals, unpack(packs)) end
     redis.call('HSET', docs, unpack(bodies))
   end
 end
 
 -- Deletes nd documents named at items[a..] with their index entries.
 local function delete_indexed(items, k, nf, a, nd)
-  local docs, vals = KEYS[k + 1], KEYS[k + 2]
+  local docs = KEYS[k + 1]
   for i = 0, nd - 1, 200 do
     local n = math.min(nd - i, 200)
     local keys = {unpack(items, a + i, a + i + n - 1)}
-    local olds = redis.call('HMGET', vals, unpack(keys))
+    local olds = redis.call('HMGET', docs, unpack(keys))
     local adds, rems = fieldlists(nf), fieldlists(nf)
     for j = 1, n do
       if olds[j] then
-        local was = split(olds[j], nf)
+        local was = split(packed_of(olds[j]), nf)
         for f = 1, nf do
           if was[f] ~= '' then table.insert(rems[f], was[f] .. '\\0' .. keys[j]) end
         end
       end
     end
     apply(k, nf, adds, rems)
-    redis.call('HDEL', vals, unpack(keys))
     redis.call('HDEL', docs, unpack(keys))
   end
 end
@@ -150,8 +152,7 @@ local groups = tonumber(ARGV[4])
 local a, k = 5, 2
 for g = 1, groups do
   if (redis.call('GET', KEYS[k]) or '[]') ~= ARGV[a] then return -1 end
-  local nf = tonumber(ARGV[a + 1])
-  if nf > 0 then k = k + 3 + nf else k = k + 2 end
+  k = k + 2 + tonumber(ARGV[a + 1])
   a = a + 5
 end
 a, k = 5, 2
@@ -160,12 +161,11 @@ for g = 1, groups do
   local items = cmsgpack.unpack(ARGV[a + 4])
   if nf == 0 then
     put_plain(items, k, np, nd)
-    k = k + 2
   else
     put_indexed(items, k, nf, 1, np)
     delete_indexed(items, k, nf, 1 + np * (2 + nf), nd)
-    k = k + 3 + nf
   end
+  k = k + 2 + nf
   a = a + 5
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
@@ -239,6 +239,12 @@ def _strings(items: list[bytes]) -> bytes:
         out.append(pack(0xDB, len(item)))
         out.append(item)
     return b"".join(out)
+
+
+def _document(stored: bytes | str) -> dict[str, Any]:
+    """Returns the document of a stored value (index values, \\x02, JSON)."""
+    raw = stored if isinstance(stored, bytes) else stored.encode()
+    return orjson.loads(raw[raw.index(b"\x02") + 1 :])  # type: ignore[no-any-return]
 
 
 def _text(raw: bytes | str) -> str:
@@ -356,34 +362,30 @@ class RedisReadStore:
         fields: list[str],
         docs: dict[Any, Any],
     ) -> None:
-        vals = self._key("v", collection)
-        pipe.delete(vals, *(self._index(collection, f) for f in old))
-        if not fields:
-            return
-        members: dict[str, dict[str, float]] = {f: {} for f in fields}
-        packed: dict[str, str] = {}
-        for key, body in docs.items():
-            encs = self._encs(orjson.loads(body), fields)
-            name = _text(key)
-            packed[name] = "\x01".join(encs)
+        if old:
+            pipe.delete(*(self._index(collection, f) for f in old))
+        members: dict[str, dict[bytes, float]] = {f: {} for f in fields}
+        stored: dict[bytes, bytes] = {}
+        for key, value in docs.items():
+            name = key if isinstance(key, bytes) else key.encode()
+            body = value[value.index(b"\x02") + 1 :]
+            doc = orjson.loads(body)
+            encs = [_index_bytes(doc[f]) if f in doc else b"" for f in fields]
+            stored[name] = b"\x01".join(encs) + b"\x02" + body
             for f, enc in zip(fields, encs, strict=True):
                 if enc:
-                    members[f][f"{enc}\x00{name}"] = 0
-        if packed:
-            pipe.hset(vals, mapping=packed)
+                    members[f][enc + b"\x00" + name] = 0
+        if stored:
+            pipe.hset(self._key("d", collection), mapping=stored)
         for f, found in members.items():
             if found:
                 pipe.zadd(self._index(collection, f), found)
-
-    @staticmethod
-    def _encs(doc: dict[str, Any], fields: list[str]) -> list[str]:
-        return [index_value(doc[f]) if f in doc else "" for f in fields]
 
     @_translated
     async def get(self, collection: str, key: str) -> dict[str, Any] | None:
         """Returns one document, or None."""
         raw = await self.redis.hget(self._key("d", collection), key)
-        return orjson.loads(raw) if raw is not None else None
+        return _document(raw) if raw is not None else None
 
     @_translated
     async def find(
@@ -401,14 +403,14 @@ class RedisReadStore:
             args=["[" + head, "(" + index_value(value) + "\x01", len(head.encode())],
         )
         return [
-            (k.decode(), orjson.loads(d)) for k, d in zip(keys, docs, strict=True) if d is not None
+            (k.decode(), _document(d)) for k, d in zip(keys, docs, strict=True) if d is not None
         ]
 
     @_translated
     async def all(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
         """Returns every ``(key, document)`` pair of a collection, by key."""
         raw = await self.redis.hgetall(self._key("d", collection))
-        return sorted((_text(k), orjson.loads(v)) for k, v in raw.items())
+        return sorted((_text(k), _document(v)) for k, v in raw.items())
 
     @_translated
     async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
@@ -446,17 +448,16 @@ class RedisReadStore:
         items: list[bytes] = []
         add, dumps = items.append, orjson.dumps
         if fields:
-            keys.append(self._key("v", collection))
             keys += [self._index(collection, f) for f in fields]
             for key, doc in puts:
+                encs = [_index_bytes(doc[f]) if f in doc else b"" for f in fields]
                 add(key.encode())
-                add(dumps(doc))
-                for field in fields:
-                    add(_index_bytes(doc[field]) if field in doc else b"")
+                add(b"\x01".join(encs) + b"\x02" + dumps(doc))
+                items += encs
         else:
             for key, doc in puts:
                 add(key.encode())
-                add(dumps(doc))
+                add(b"\x02" + dumps(doc))
         items += [key.encode() for key in dels]
         args += [orjson.dumps(fields), len(fields), len(puts), len(dels), _strings(items)]
 
@@ -478,7 +479,7 @@ class RedisReadStore:
         doomed: list[str] = []
         for collection in collections:
             fields = await self._fields_of(collection, fresh=True)
-            doomed += [self._key(kind, collection) for kind in "mdv"]
+            doomed += [self._key(kind, collection) for kind in "md"]
             doomed += [self._index(collection, f) for f in fields]
             self._fields.pop(collection, None)
         async with self.redis.pipeline(transaction=True) as pipe:
