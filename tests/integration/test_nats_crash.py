@@ -102,7 +102,8 @@ async def test_a_killed_nats_server_costs_no_subscriber_an_event(
     private_nats: PrivateNats,
 ) -> None:
     store = MemoryEventStore("svc")
-    relay_side, reader_side = NatsTransport(private_nats.url), NatsTransport(private_nats.url)
+    relay_side = NatsTransport(private_nats.url, ack_timeout=2.0)
+    reader_side = NatsTransport(private_nats.url, ack_timeout=2.0)
     await relay_side.start()
     await reader_side.start()
     stop = asyncio.Event()
