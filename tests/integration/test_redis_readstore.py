@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bicameral.ports import ReadStore
 from bicameral.readstore.redis import RedisReadStore, index_value, split_url
@@ -128,3 +131,45 @@ async def test_find_on_an_undeclared_field_scans_the_collection(prefix: str) -> 
         assert [k for k, _ in await store.find("items", "c", 1)] == ["a", "b"]
     finally:
         await store.close()
+
+
+_keys = st.sampled_from(["a", "b", "c", "d", "e:1", "ü"])
+_docs = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {"owner": st.sampled_from(["ann", "bob"])},
+        optional={"n": st.sampled_from([1, 2, 2.0, "2"]), "x": st.integers()},
+    ),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(st.dictionaries(_keys, _docs, max_size=6), min_size=1, max_size=5))
+def test_documents_and_indexes_match_the_memory_store(
+    prefix: str, batches: list[dict[str, dict[str, object] | None]]
+) -> None:
+    """Any sequence of batches leaves get, all and find as the memory store has them."""
+    from bicameral.readstore.memory import MemoryReadStore
+
+    collection = f"c{uuid.uuid4().hex[:8]}"
+
+    async def run() -> None:
+        redis_store, model = RedisReadStore(f"{URL}?prefix={prefix}"), MemoryReadStore()
+        await redis_store.start()
+        try:
+            for store in (redis_store, model):
+                await store.declare(collection, ["owner", "n"])
+            for position, batch in enumerate(batches):
+                changes = {(collection, k): d for k, d in batch.items()}
+                for store in (redis_store, model):
+                    assert await store.commit(collection, position, position + 1, changes)
+            assert await redis_store.all(collection) == await model.all(collection)
+            for field, value in (("owner", "ann"), ("owner", "bob"), ("n", 2), ("n", "2")):
+                expected = await model.find(collection, field, value)
+                assert await redis_store.find(collection, field, value) == expected
+        finally:
+            await redis_store.close()
+
+    asyncio.run(run())
