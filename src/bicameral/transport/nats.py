@@ -449,16 +449,16 @@ class NatsSubscription:
     async def _wait(self, batch: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        pulled = False
         while not self._buffer:
-            self._arrived.clear()
-            await self._pull(batch, deadline - loop.time())
             left = deadline - loop.time()
-            if left <= 0 and self._owed <= 0:
+            if pulled and left <= 0:
                 return
+            self._arrived.clear()
+            await self._pull(batch, left)
+            pulled = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), max(left, _MIN_PULL))
-            if left <= 0:
-                break
         while 0 < len(self._buffer) < batch and self._owed > 0:
             seen = len(self._buffer)
             await asyncio.sleep(_LINGER)
