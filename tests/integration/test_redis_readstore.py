@@ -138,7 +138,10 @@ _docs = st.one_of(
     st.none(),
     st.fixed_dictionaries(
         {"owner": st.sampled_from(["ann", "bob"])},
-        optional={"n": st.sampled_from([1, 2, 2.0, "2"]), "x": st.integers()},
+        optional={
+            "n": st.sampled_from([1, 2, 2.0, "2"]),
+            "x": st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        },
     ),
 )
 
