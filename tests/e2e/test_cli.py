@@ -78,7 +78,7 @@ def test_projections_status_shows_the_checkpoint_at_the_head(
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["service", "checkpoint", "position", "head", "lag", "lag_s", "owner"]
-    whole, *partitions = [r.split() for r in rows if r.startswith("inventory ")]
+    whole, *partitions = [r.split() for r in rows if r.split()[0] == "inventory"]
     head = server.head()
     assert whole[:5] == ["inventory", "products.v1:inventory", str(head), str(head), "0"]
     assert float(whole[5]) == 0.0
@@ -96,6 +96,7 @@ def test_status_shows_the_projection_and_the_relay(server: Server, skus: list[st
     workers = [row[1] for row in rows if row[0] == "inventory"]
     partitions = [f"products.v1:inventory#p{i}" for i in range(8)]
     assert workers == ["products.v1:inventory", *partitions, "relay", "reactions:orders"]
+    assert {row[0] for row in rows} == {"inventory", "orders", "payments"}
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:

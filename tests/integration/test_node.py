@@ -152,8 +152,8 @@ async def test_projection_status_counts_the_lag_until_the_projector_runs(
         await full.runtime("inventory").queries.ask(
             ListProducts(), CLERK, token=ConsistencyToken({"inventory": 3}), timeout=5.0
         )
-        (row,) = await projection_status(full)
-        assert (row.position, row.head, row.lag, row.lag_seconds) == (3, 3, 0, 0.0)
+        for row in await projection_status(full):
+            assert (row.position, row.head, row.lag, row.lag_seconds) == (3, 3, 0, 0.0)
     finally:
         await full.stop()
 
@@ -168,7 +168,15 @@ async def test_projection_status_counts_the_lag_until_the_projector_runs(
 
 def _cli_status(settings: Settings) -> list[str]:
     result = CliRunner().invoke(
-        cli, ["projections", "status", "--data-dir", str(settings.data_dir)]
+        cli,
+        [
+            "projections",
+            "status",
+            "--data-dir",
+            str(settings.data_dir),
+            "--app",
+            "shop.inventory.service:inventory",
+        ],
     )
     assert result.exit_code == 0, result.output
     header, row, *partitions = result.output.strip().splitlines()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ class ServiceRuntime:
     notifier: Notifier = field(default_factory=Notifier)
     partitions: int = 1
     lease_ttl: float = 10.0
+    worker: str | None = None
 
     def __post_init__(self) -> None:
         self.commands = CommandBus(
@@ -82,6 +84,7 @@ class ServiceRuntime:
             self.feed,
             partitions=self.partitions,
             ttl=self.lease_ttl,
+            worker=self.worker,
             notifier=self.notifier,
         )
 
@@ -130,6 +133,10 @@ class Node:
         self.settings = settings
         self.factory = factory or BackendFactory()
         transport = self.factory.transport(settings.transport)
+        # A node of every role (``bicameral up``) is the only projector of its data: it keeps
+        # one worker name, so after a crash it takes its partitions back without waiting for
+        # its old leases to expire.
+        worker = f"{socket.gethostname()}:up" if roles == frozenset(ROLES) else None
         self.runtimes: dict[str, ServiceRuntime] = {}
         for service in services:
             urls = settings.service(service.name)
@@ -142,6 +149,7 @@ class Node:
                 authorizer,
                 partitions=settings.partitions,
                 lease_ttl=settings.lease_ttl,
+                worker=worker,
             )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
