@@ -134,6 +134,14 @@ def settings(layout: Layout, tmp_path: Path) -> Settings:
     return Settings.load(config=config, environ={})
 
 
+async def create_stores(settings: Settings) -> None:
+    """Creates every store before the processes start (SQLite files refuse a crowd at birth)."""
+    node = Node(settings, load_services(APP), roles=())
+    for backend in node.factory.started():
+        await backend.start()
+    await node.stop()
+
+
 @pytest.fixture
 def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
     """Every role of every service as its own process, and nginx in front; killed at the end."""
@@ -146,6 +154,7 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     cluster = Cluster(tmp_path, tmp_path / "bicameral.toml", env)
     credentials(settings)  # makes the embedded signing key before the processes race to
+    asyncio.run(create_stores(settings))
     try:
         apis: list[str] = []
         upstreams: dict[str, list[int]] = {}
