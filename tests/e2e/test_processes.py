@@ -153,7 +153,8 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BICAMERAL_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     cluster = Cluster(tmp_path, tmp_path / "bicameral.toml", env)
-    credentials(settings)  # makes the embedded signing key before the processes race to
+    # The signing key and the stores are made here once, not by processes racing to make them.
+    credentials(settings)
     asyncio.run(create_stores(settings))
     try:
         apis: list[str] = []
