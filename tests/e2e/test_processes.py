@@ -225,6 +225,7 @@ class Load:
     """Commands and queries sent through nginx."""
 
     http: httpx.AsyncClient
+    alive: Callable[[], None] = lambda: None
     sent: int = 0
     gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
@@ -232,6 +233,7 @@ class Load:
         """Sends one command until it is applied (same Idempotency-Key on every try)."""
         key = str(uuid.uuid4())
         for _ in range(20):
+            self.alive()
             try:
                 async with self.gate:
                     response = await self.http.post(
@@ -342,6 +344,7 @@ class OrderFlow:
 
     async def until_final(self, load: Load) -> dict[str, dict[str, Any]]:
         for _ in range(600):
+            load.alive()
             orders = await self.statuses(load)
             if len(orders) == len(self.orders) and all(
                 o["status"] in self.final for o in orders.values()
@@ -470,25 +473,32 @@ async def test_every_role_in_its_own_process_survives_killed_projectors_and_rela
     untested = services - {name for flow in flows for name in flow.needs}
     assert not untested, f"no flow drives {sorted(untested)}: add one to FLOWS"
     await wait_for(lambda: partitions_spread(node, cluster), "sharing the partitions", cluster)
-    load = Load(client)
+
+    down: set[str] = set()  # killed on purpose, not restarted yet
+
+    def alive() -> None:
+        dead = [name for name in cluster.dead() if name not in down]
+        assert not dead, f"{dead} exited:\n{cluster.logs()}"
+
     crashed = asyncio.Event()
+    load = Load(client, alive)
 
     async def crash() -> None:
         """Kills a projector and the relay of every service; restarts them while load goes on."""
         if crashed.is_set():
             return
         crashed.set()
-        for name in services:
-            cluster.kill(f"{name}-projector-1")
-            cluster.kill(f"{name}-relay")
+        down.update(f"{name}-{role}" for name in services for role in ("projector-1", "relay"))
+        for name in sorted(down):
+            cluster.kill(name)
         sent = load.sent
         for _ in range(30):
             if load.sent >= sent + 60:
                 break
             await asyncio.sleep(0.1)
-        for name in services:
-            cluster.restart(f"{name}-projector-1")
-            cluster.restart(f"{name}-relay")
+        for name in sorted(down):
+            cluster.restart(name)
+        down.clear()
 
     await asyncio.gather(*(flow.drive(load, crash) for flow in flows))
     assert crashed.is_set()
