@@ -26,6 +26,7 @@ from bicameral.errors import (
     BicameralError,
     ConcurrencyError,
     IdempotencyKeyReusedError,
+    NotFoundError,
     PermissionDeniedError,
 )
 from bicameral.messages import Command, Query
@@ -42,7 +43,9 @@ __all__ = [
     "QueryBus",
     "QueryCall",
     "QueryMiddleware",
+    "RecordFilter",
     "StoreReadModel",
+    "VisibleReadModel",
 ]
 
 log = logging.getLogger("bicameral.bus")
@@ -101,6 +104,8 @@ CommandNext = Callable[[CommandCall], Awaitable[CommandResult]]
 CommandMiddleware = Callable[[CommandCall, CommandNext], Awaitable[CommandResult]]
 QueryNext = Callable[[QueryCall], Awaitable[Any]]
 QueryMiddleware = Callable[[QueryCall, QueryNext], Awaitable[Any]]
+RecordFilter = Callable[[Any], bool]
+"""Returns True when the caller may see a record (an aggregate, or a read-model document)."""
 
 
 class Authorizer(Protocol):
@@ -112,6 +117,13 @@ class Authorizer(Protocol):
 
     async def authorize_query(self, call: QueryCall) -> None:
         """Returns when the query may run; raises AuthenticationError or PermissionDeniedError."""
+        ...
+
+    def record_filter(self, call: CommandCall | QueryCall) -> RecordFilter | None:
+        """Returns which loaded records (aggregates, documents) the caller may see; None: all.
+
+        A record the caller may not see looks as if it did not exist.
+        """
         ...
 
 
@@ -126,6 +138,10 @@ class AllowAll:
     async def authorize_query(self, call: QueryCall) -> None:
         """Allows every query."""
 
+    def record_filter(self, call: CommandCall | QueryCall) -> RecordFilter | None:
+        """Returns None: every record is visible."""
+        return None
+
 
 def request_hash(command: Command) -> str:
     """Returns a digest of a command's type and body, to recognise a repeated request."""
@@ -136,10 +152,14 @@ def request_hash(command: Command) -> str:
 class _UnitOfWork:
     """The repositories one command handler call used, saved in one atomic append."""
 
-    def __init__(self, service: Service, store: EventStore) -> None:
+    def __init__(
+        self, service: Service, store: EventStore, visible: RecordFilter | None = None
+    ) -> None:
         self._service = service
         self._store = store
+        self._visible = visible
         self._repos: dict[type[Aggregate], Repository[Any]] = {}
+        self.hidden: list[Aggregate] = []
 
     def repository(self, cls: type[Any]) -> Repository[Any]:
         repo = self._repos.get(cls)
@@ -151,7 +171,12 @@ class _UnitOfWork:
         if param.kind == "aggregate":
             assert param.cls is not None
             assert call.handler.key is not None
-            return await self.repository(param.cls).get(call.handler.key(call.command))
+            key = call.handler.key(call.command)
+            aggregate = await self.repository(param.cls).get(key)
+            if self._visible is not None and aggregate.exists and not self._visible(aggregate):
+                aggregate = param.cls(key)  # another's: looks new, and is never saved
+                self.hidden.append(aggregate)
+            return aggregate
         if param.kind == "repository":
             assert param.cls is not None
             return self.repository(param.cls)
@@ -240,13 +265,16 @@ class CommandBus:
         handler = call.handler
         key = call.context.idempotency_key
         digest = request_hash(call.command) if key is not None else ""
+        visible = self._authorizer.record_filter(call)
         attempt = 0
         while True:
-            uow = _UnitOfWork(self.service, self.store)
+            uow = _UnitOfWork(self.service, self.store, visible)
             args = [await uow.argument(p, call) for p in handler.params]
             outcome = handler.fn(call.command, *args)
             if handler.is_async:
                 await outcome
+            if any(agg.pending for agg in uow.hidden):
+                raise NotFoundError(f"{handler.command.message_name}: no such entity")
             appends = uow.collect(call.context.event_metadata())
             try:
                 result = await self.store.append(appends, idempotency_key=key, request_hash=digest)
@@ -287,6 +315,27 @@ class StoreReadModel:
     async def all(self, collection: str) -> list[dict[str, Any]]:
         """Returns every document of a collection, ordered by key."""
         return [doc for _, doc in await self._store.all(self._table(collection))]
+
+
+class VisibleReadModel:
+    """A ReadModel showing only the documents a filter lets the caller see."""
+
+    def __init__(self, reads: ReadModel, visible: RecordFilter) -> None:
+        self._reads = reads
+        self._visible = visible
+
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """Returns one document if visible, or None."""
+        doc = await self._reads.get(collection, key)
+        return doc if doc is not None and self._visible(doc) else None
+
+    async def find(self, collection: str, field: str, value: Any) -> list[dict[str, Any]]:
+        """Returns the visible documents whose indexed ``field`` equals ``value``."""
+        return [d for d in await self._reads.find(collection, field, value) if self._visible(d)]
+
+    async def all(self, collection: str) -> list[dict[str, Any]]:
+        """Returns every visible document of a collection, ordered by key."""
+        return [d for d in await self._reads.all(collection) if self._visible(d)]
 
 
 class QueryBus:
@@ -364,10 +413,12 @@ class QueryBus:
         return await next(call)
 
     async def _handle(self, call: QueryCall) -> Any:
+        visible = self._authorizer.record_filter(call)
+        reads = self.read_model if visible is None else VisibleReadModel(self.read_model, visible)
         args: list[Any] = []
         for param in call.handler.params:
             if param.kind == "readmodel":
-                args.append(self.read_model)
+                args.append(reads)
             elif param.kind == "context":
                 args.append(call.context)
             elif param.kind == "principal":

@@ -6,6 +6,7 @@ Every failure is one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,8 +31,10 @@ app = typer.Typer(
 )
 events_app = typer.Typer(help="Read services' event logs.", no_args_is_help=True)
 projections_app = typer.Typer(help="Inspect read models.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for the API.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
+app.add_typer(token_app, name="token")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
@@ -65,17 +68,21 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
 
     from bicameral.http.app import create_app
     from bicameral.runtime.logs import configure_logging
-    from bicameral.security.wiring import authenticator_for
 
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
-    http = create_app(node, authenticate=authenticator_for(settings))
+    try:
+        http = create_app(node)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
     base = f"http://{settings.host}:{settings.port}"
     if banner:
         names = ", ".join(node.runtimes)
         typer.echo(f"bicameral: serving {names} at {base}")
         typer.echo(f"  API docs:  {base}/docs")
-        typer.echo(f"  health:    {base}/health    metrics: {base}/metrics")
+        typer.echo(f"  health:    {base}/health    metrics: {base}/metrics (role admin)")
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
+        if not settings.auth.get("jwks_file"):
+            _token_help(settings, base)
     config = uvicorn.Config(
         http,
         host=settings.host,
@@ -88,6 +95,16 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
     server.run()
     if not server.started:
         raise fail(f"could not serve on {base} (is the port in use?)")
+
+
+def _token_help(settings: Settings, base: str) -> None:
+    data_dir = shlex.quote(str(settings.data_dir))
+    typer.echo("  tokens:    commands and queries need a bearer token; get one with")
+    typer.echo(
+        f"             TOKEN=$(bicameral token issue --subject me --roles admin "
+        f"--data-dir {data_dir})"
+    )
+    typer.echo(f'             curl -H "Authorization: Bearer $TOKEN" {base}/...')
 
 
 @app.command()
@@ -270,6 +287,36 @@ def status(
     run(work)
 
 
+@token_app.command("issue")
+def token_issue(
+    subject: Annotated[str, typer.Option(help="Who the token names (its sub claim).")],
+    roles: Annotated[str, typer.Option(help="Comma-separated roles, e.g. admin or customer.")] = "",
+    ttl: Annotated[str, typer.Option(help="How long it is valid: 90s, 15m, 1h, 7d.")] = "1h",
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print a token signed with the embedded key of the data dir (made if missing)."""
+    from bicameral.security.tokens import issue_token, parse_ttl
+    from bicameral.security.wiring import AuthSettings, embedded_key
+
+    try:
+        settings = settings_from(config, data_dir=data_dir)
+        auth = AuthSettings.from_mapping(settings.auth)
+        if auth.jwks_file is not None:
+            raise ConfigurationError("auth uses a JWKS file: get tokens from its identity provider")
+        token = issue_token(
+            embedded_key(settings),
+            subject=subject,
+            roles=[r.strip() for r in roles.split(",") if r.strip()],
+            ttl=parse_ttl(ttl),
+            issuer=auth.issuer,
+            audience=auth.audience,
+        )
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    typer.echo(token)
+
+
 def main() -> None:
     """Runs the command line."""
     try:
@@ -277,3 +324,7 @@ def main() -> None:
     except BicameralError as exc:  # pragma: no cover - commands catch their own
         typer.echo(f"bicameral: error: {exc.detail}", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

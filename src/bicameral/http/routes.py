@@ -5,7 +5,6 @@ FastAPI validates them and shows each message's schema in the OpenAPI document (
 ``from __future__ import annotations`` here).
 """
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -14,16 +13,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bicameral.consistency import ConsistencyToken
-from bicameral.context import MessageContext, Principal
-from bicameral.errors import InvalidMessageError, PermissionDeniedError, UnknownMessageError
+from bicameral.context import MessageContext
+from bicameral.errors import InvalidMessageError, UnknownMessageError
 from bicameral.messages import validate_message
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
+from bicameral.security.authn import Authenticator
+from bicameral.security.authorizer import refuse
 from bicameral.service import CommandHandler, QueryHandler
 
 __all__ = ["Authenticator", "CommandResponse", "message_schemas", "service_router"]
-
-Authenticator = Callable[[Request], Awaitable[Principal]]
 
 
 class CommandResponse(BaseModel):
@@ -130,7 +129,7 @@ def _command_route(
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> JSONResponse:
         if handler.internal:
-            raise PermissionDeniedError(f"{name} is internal to {runtime.name}")
+            raise refuse(ctx.principal, f"{name} (internal to {runtime.name})")
         body = validate_message(cls, await _json_body(request), "body")
         if idempotency_key is not None:
             ctx = MessageContext(
@@ -145,12 +144,11 @@ def _command_route(
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(result.to_json(), headers=headers)
 
-    if handler.internal:
-        return
     router.add_api_route(
         f"/commands/{name}",
         endpoint,
         methods=["POST"],
+        include_in_schema=not handler.internal,
         name=f"{runtime.name}.{name}",
         summary=f"{name} ({runtime.name} command)",
         description=handler.fn.__doc__ or "",

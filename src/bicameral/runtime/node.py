@@ -23,6 +23,7 @@ from bicameral.relay import Relay
 from bicameral.runtime.backends import BackendFactory
 from bicameral.runtime.settings import Settings
 from bicameral.saga import ReactionRunner
+from bicameral.security.wiring import authorizer_for
 from bicameral.service import Service
 
 __all__ = ["ROLES", "Node", "ServiceRuntime"]
@@ -98,7 +99,10 @@ class ServiceRuntime:
 
 
 class Node:
-    """Starts backends and workers for the chosen services and roles; stops them cleanly."""
+    """Starts backends and workers for the chosen services and roles; stops them cleanly.
+
+    Every bus enforces ``authorizer``: by default the handlers' policies, deny by default.
+    """
 
     def __init__(
         self,
@@ -114,6 +118,7 @@ class Node:
         if unknown:
             raise ConfigurationError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         self.settings = settings
+        self.authorizer = authorizer or authorizer_for(settings)
         self.factory = factory or BackendFactory()
         transport = self.factory.transport(settings.transport)
         self.runtimes: dict[str, ServiceRuntime] = {}
@@ -125,7 +130,7 @@ class Node:
                 self.factory.read_store(urls.reads_url),
                 transport,
                 roles,
-                authorizer,
+                self.authorizer,
             )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
