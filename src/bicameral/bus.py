@@ -104,8 +104,9 @@ CommandNext = Callable[[CommandCall], Awaitable[CommandResult]]
 CommandMiddleware = Callable[[CommandCall, CommandNext], Awaitable[CommandResult]]
 QueryNext = Callable[[QueryCall], Awaitable[Any]]
 QueryMiddleware = Callable[[QueryCall, QueryNext], Awaitable[Any]]
-RecordFilter = Callable[[Any], bool]
-"""Returns True when the caller may see a record (an aggregate, or a read-model document)."""
+RecordFilter = Callable[[str | None, Any], bool]
+"""Returns True when the caller may see a record: ``(collection, document)`` of a read model,
+or ``(None, aggregate)``."""
 
 
 class Authorizer(Protocol):
@@ -173,7 +174,11 @@ class _UnitOfWork:
             assert call.handler.key is not None
             key = call.handler.key(call.command)
             aggregate = await self.repository(param.cls).get(key)
-            if self._visible is not None and aggregate.exists and not self._visible(aggregate):
+            if (
+                self._visible is not None
+                and aggregate.exists
+                and not self._visible(None, aggregate)
+            ):
                 aggregate = param.cls(key)  # another's: looks new, and is never saved
                 self.hidden.append(aggregate)
             return aggregate
@@ -327,15 +332,16 @@ class VisibleReadModel:
     async def get(self, collection: str, key: str) -> dict[str, Any] | None:
         """Returns one document if visible, or None."""
         doc = await self._reads.get(collection, key)
-        return doc if doc is not None and self._visible(doc) else None
+        return doc if doc is not None and self._visible(collection, doc) else None
 
     async def find(self, collection: str, field: str, value: Any) -> list[dict[str, Any]]:
         """Returns the visible documents whose indexed ``field`` equals ``value``."""
-        return [d for d in await self._reads.find(collection, field, value) if self._visible(d)]
+        found = await self._reads.find(collection, field, value)
+        return [d for d in found if self._visible(collection, d)]
 
     async def all(self, collection: str) -> list[dict[str, Any]]:
         """Returns every visible document of a collection, ordered by key."""
-        return [d for d in await self._reads.all(collection) if self._visible(d)]
+        return [d for d in await self._reads.all(collection) if self._visible(collection, d)]
 
 
 class QueryBus:

@@ -58,7 +58,7 @@ class PolicyAuthorizer:
             return None
         if policy.decide(principal, message) is not Decision.OWN_RECORDS:
             return None
-        return lambda record: policy.owns(principal, message, record)
+        return lambda collection, record: policy.owns(principal, message, collection, record)
 
     @staticmethod
     def _check(principal: Principal, message: Message, policy: Policy | None, name: str) -> None:

@@ -3,14 +3,16 @@
     ADMIN = allow(roles={"admin"})
     inventory.command(key="sku", policy=ADMIN | allow(roles={"staff"}))
     payments.command(policy=ADMIN | allow(roles={"customer"}, owner="customer_id"))
-    orders.query(policy=ADMIN | allow(roles={"customer"}, record_owner="customer_id"))
+    orders.query(policy=ADMIN | allow(roles={"customer"}, record_owner="customer_id",
+                                      collections={"orders"}))
     inventory.query(policy=PUBLIC)
 
 A policy is a list of rules; a principal may send the message when any rule allows it. A rule
 allows when the principal holds one of its ``roles`` (or, with no roles, is authenticated), and
 ``owner``, a field of the message, equals the principal's subject. ``record_owner`` names a
-field of the aggregate or read-model documents the handler loads: records whose field is not
-the subject are hidden, so another user's entity looks like one that does not exist (404).
+field of the aggregate or read-model documents the handler loads (``collections`` limits it to
+some collections): records whose field is not the subject are hidden, so another user's
+entity looks like one that does not exist (404).
 A handler with no policy is denied to everyone but the service itself.
 """
 
@@ -50,6 +52,7 @@ class Rule:
     public: bool = False
     owner: str | None = None
     record_owner: str | None = None
+    collections: frozenset[str] = frozenset()
 
     def decide(self, principal: Principal, message: Message) -> Decision:
         """Returns ALLOW, OWN_RECORDS (allowed for the principal's records only) or DENY."""
@@ -63,9 +66,12 @@ class Rule:
             return Decision.DENY
         return Decision.ALLOW if self.record_owner is None else Decision.OWN_RECORDS
 
-    def owns(self, principal: Principal, record: Any) -> bool:
-        """Returns True when ``record`` belongs to ``principal`` under this rule."""
+    def owns(self, principal: Principal, collection: str | None, record: Any) -> bool:
+        """Returns True when ``record`` (a document of ``collection``, or an aggregate when
+        None) belongs to ``principal`` under this rule, or is not one this rule restricts."""
         if self.record_owner is None:
+            return True
+        if collection is not None and self.collections and collection not in self.collections:
             return True
         value = field_of(record, self.record_owner)
         return value is not None and value == principal.subject
@@ -95,10 +101,13 @@ class Policy:
                 best = decision
         return best
 
-    def owns(self, principal: Principal, message: Message, record: Any) -> bool:
+    def owns(
+        self, principal: Principal, message: Message, collection: str | None, record: Any
+    ) -> bool:
         """Returns True when a rule that allows ``principal`` partly covers ``record``."""
         return any(
-            rule.decide(principal, message) is Decision.OWN_RECORDS and rule.owns(principal, record)
+            rule.decide(principal, message) is Decision.OWN_RECORDS
+            and rule.owns(principal, collection, record)
             for rule in self.rules
         )
 
@@ -113,11 +122,13 @@ def allow(
     roles: Iterable[str] = (),
     owner: str | None = None,
     record_owner: str | None = None,
+    collections: Iterable[str] = (),
 ) -> Policy:
     """Returns a one-rule policy: holders of any of ``roles`` (any authenticated principal if
     none), where the message's ``owner`` field and the loaded records' ``record_owner`` field
-    are the principal's subject."""
-    return Policy((Rule(frozenset(roles), False, owner, record_owner),))
+    are the principal's subject. ``collections`` limits ``record_owner`` to the documents of
+    those read-model collections (aggregates are always checked)."""
+    return Policy((Rule(frozenset(roles), False, owner, record_owner, frozenset(collections)),))
 
 
 PUBLIC = Policy((Rule(public=True),))

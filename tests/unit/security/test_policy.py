@@ -58,10 +58,19 @@ def test_a_record_owner_rule_allows_only_the_principals_records() -> None:
     policy = allow(roles={"admin"}) | allow(roles={"customer"}, record_owner="customer_id")
     msg = Deposit(customer_id="", amount=0)
     assert policy.decide(ALICE, msg) is Decision.OWN_RECORDS
-    assert policy.owns(ALICE, msg, {"customer_id": "alice"})
-    assert not policy.owns(ALICE, msg, {"customer_id": "bob"})
-    assert not policy.owns(ALICE, msg, {"other": "alice"})
+    assert policy.owns(ALICE, msg, "orders", {"customer_id": "alice"})
+    assert not policy.owns(ALICE, msg, "orders", {"customer_id": "bob"})
+    assert not policy.owns(ALICE, msg, "orders", {"other": "alice"})
+    assert not policy.owns(ALICE, msg, None, Deposit(customer_id="bob", amount=1))
     assert policy.decide(ADMIN, msg) is Decision.ALLOW
+
+
+def test_a_record_owner_rule_may_be_limited_to_some_collections() -> None:
+    policy = allow(roles={"customer"}, record_owner="customer_id", collections={"orders"})
+    msg = Deposit(customer_id="", amount=0)
+    assert not policy.owns(ALICE, msg, "orders", {"customer_id": "bob"})
+    assert policy.owns(ALICE, msg, "catalogue", {"sku": "mug"})
+    assert not policy.owns(ALICE, msg, None, Deposit(customer_id="bob", amount=1))
 
 
 def test_fields_are_read_from_documents_and_objects() -> None:
