@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from bicameral.bus import CommandCall, QueryCall, RecordFilter
 from bicameral.context import Principal
 from bicameral.errors import AuthenticationError, PermissionDeniedError
@@ -17,9 +19,12 @@ from bicameral.security.policy import Decision, Policy
 
 __all__ = ["PolicyAuthorizer", "refuse"]
 
+log = logging.getLogger("bicameral.security")
+
 
 def refuse(principal: Principal, what: str) -> AuthenticationError | PermissionDeniedError:
     """Returns the error refusing ``principal``: 401 when anonymous, else 403."""
+    log.info("refused %s to %s", what, principal.subject or "anonymous")
     if principal.is_anonymous:
         return AuthenticationError(f"{what} needs credentials")
     return PermissionDeniedError(f"{what} is not allowed for {principal.subject}")
@@ -39,9 +44,7 @@ class PolicyAuthorizer:
         if principal.service is not None:
             return
         if call.handler.internal:
-            if principal.is_anonymous:
-                raise AuthenticationError(f"{name} needs credentials")
-            raise PermissionDeniedError(f"{name} is internal: only services may send it")
+            raise refuse(principal, f"{name} (internal: only services may send it)")
         self._check(principal, call.command, _policy(call.handler.policy), name)
 
     async def authorize_query(self, call: QueryCall) -> None:
