@@ -168,23 +168,25 @@ class _UnitOfWork:
             repo = self._repos[cls] = Repository(cls, self._store, self._service.registry)
         return repo
 
+    async def load(self, cls: type[Any], key: str) -> Any:
+        """Returns aggregate ``key``, or a blank stand-in (never saved) if the caller may not
+        see it."""
+        aggregate = await self.repository(cls).get(key)
+        if self._visible is not None and aggregate.exists and not self._visible(None, aggregate):
+            aggregate = cls(key)  # another's: looks new, and is never saved
+            self.hidden.append(aggregate)
+        return aggregate
+
     async def argument(self, param: Param, call: CommandCall) -> Any:
         if param.kind == "aggregate":
             assert param.cls is not None
             assert call.handler.key is not None
-            key = call.handler.key(call.command)
-            aggregate = await self.repository(param.cls).get(key)
-            if (
-                self._visible is not None
-                and aggregate.exists
-                and not self._visible(None, aggregate)
-            ):
-                aggregate = param.cls(key)  # another's: looks new, and is never saved
-                self.hidden.append(aggregate)
-            return aggregate
+            return await self.load(param.cls, call.handler.key(call.command))
         if param.kind == "repository":
             assert param.cls is not None
-            return self.repository(param.cls)
+            if self._visible is None:
+                return self.repository(param.cls)
+            return _VisibleRepository(self, param.cls)
         if param.kind == "context":
             return call.context
         if param.kind == "principal":
@@ -196,6 +198,22 @@ class _UnitOfWork:
         for repo in self._repos.values():
             appends.extend(repo.collect(metadata))
         return appends
+
+
+class _VisibleRepository(Repository[Any]):
+    """A Repository handing out only the aggregates the caller may see (others look new)."""
+
+    def __init__(self, uow: _UnitOfWork, cls: type[Any]) -> None:
+        self._uow = uow
+        self.cls = cls
+
+    async def get(self, id: str) -> Any:
+        """Returns the aggregate with ``id``, or a blank one if the caller may not see it."""
+        return await self._uow.load(self.cls, id)
+
+    def collect(self, metadata: dict[str, object]) -> list[Any]:
+        """Returns nothing: the unit of work saves what its own repositories loaded."""
+        return []
 
 
 class CommandBus:

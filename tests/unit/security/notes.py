@@ -10,6 +10,7 @@ from bicameral import (
     Projection,
     Query,
     ReadModel,
+    Repository,
     Service,
     View,
     allow,
@@ -36,6 +37,11 @@ class Archive(Command):
 
 class Touch(Command):
     note_id: str
+
+
+class Merge(Command):
+    into: str
+    other: str
 
 
 class GetNote(Query):
@@ -92,6 +98,13 @@ def touch(cmd: Touch, note: Note) -> None:
     note.record(NoteEdited(note_id=cmd.note_id, text="touched"))
 
 
+async def merge(cmd: Merge, notes: Repository[Note]) -> None:
+    into, other = await notes.get(cmd.into), await notes.get(cmd.other)
+    if not (into.exists and other.exists):
+        raise NotFoundError("no such note")
+    into.record(NoteEdited(note_id=cmd.into, text=other.text))
+
+
 def archive(cmd: Archive, note: Note) -> None:
     note.record(NoteEdited(note_id=cmd.note_id, text="archived"))
 
@@ -111,5 +124,6 @@ notes.command(key="note_id", policy=ADMIN_RULE | allow(roles={"user"}, owner="ow
 notes.command(key="note_id", policy=ADMIN_RULE | allow(roles={"user"}, record_owner="owner"))(edit)
 notes.command(key="note_id")(unguarded)
 notes.command(key="note_id", policy=allow(roles={"user"}, record_owner="owner"))(touch)
+notes.command(policy=allow(roles={"user"}, record_owner="owner"))(merge)
 notes.command(key="note_id", internal=True, policy=ADMIN_RULE)(archive)
 notes.query(policy=ADMIN_RULE | allow(roles={"user"}, record_owner="owner"))(get_note)

@@ -25,6 +25,7 @@ from tests.unit.security.notes import (
     CreateNote,
     EditNote,
     GetNote,
+    Merge,
     Touch,
     Unguarded,
     notes,
@@ -148,3 +149,14 @@ async def test_events_record_the_acting_principal(node: Node) -> None:
         "service": "notes",
         "on_behalf_of": "alice",
     }
+
+
+async def test_a_repository_hands_out_only_the_callers_aggregates(node: Node) -> None:
+    bus = node.runtime("notes").commands
+    await bus.dispatch(CreateNote(note_id="a1", owner="alice"), ALICE)
+    await bus.dispatch(CreateNote(note_id="a2", owner="alice"), ALICE)
+    await bus.dispatch(CreateNote(note_id="b1", owner="bob"), BOB)
+    with pytest.raises(NotFoundError):
+        await bus.dispatch(Merge(into="a1", other="b1"), ALICE)
+    assert await head(node) == 3
+    assert (await bus.dispatch(Merge(into="a1", other="a2"), ALICE)).position == 4
