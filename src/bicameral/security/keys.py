@@ -7,6 +7,7 @@ again whenever it changes, so a key can be added before use and removed to revok
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -58,15 +59,25 @@ class KeySet(Protocol):
 
 
 def embedded_secret(data_dir: Path) -> bytes:
-    """Returns the embedded HS256 secret, writing a new one (mode 0600) on first use."""
+    """Returns the embedded HS256 secret, writing a new one (mode 0600) on first use.
+
+    The new key is written to a private temporary file and then linked into place, so
+    processes starting at once all end up with the one complete key.
+    """
     path = Path(data_dir) / EMBEDDED_KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(48) + "\n")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
     return _read_secret(path)
 
 

@@ -98,3 +98,12 @@ def test_keys_of_algorithms_not_accepted_are_left_out(tmp_path: Path) -> None:
     keys = JwksFileKeySet(tmp_path / "jwks.json", frozenset({"EdDSA"}))
     with pytest.raises(AuthenticationError):
         keys.key("r", "RS256")
+
+
+def test_processes_starting_at_once_share_one_complete_secret(tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(4) as pool:
+        secrets = set(pool.map(embedded_secret, [tmp_path] * 16))
+    assert len(secrets) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [EMBEDDED_KEY_FILE]
