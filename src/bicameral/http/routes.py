@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bicameral.consistency import ConsistencyToken
-from bicameral.context import MessageContext
+from bicameral.context import MessageContext, Principal
 from bicameral.errors import InvalidMessageError, UnknownMessageError
 from bicameral.messages import validate_message
 from bicameral.runtime.node import ServiceRuntime
@@ -65,6 +65,11 @@ async def _json_body(request: Request) -> Any:
             "the request body is not valid JSON",
             [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
         ) from None
+
+
+def _scoped(principal: Principal, key: str) -> str:
+    """Returns the key as stored: one caller's keys never replay another caller's result."""
+    return f"{principal.subject}\x1f{key}" if principal.subject else key
 
 
 def message_schemas(runtime: ServiceRuntime) -> dict[str, Any]:
@@ -136,7 +141,7 @@ def _command_route(
                 principal=ctx.principal,
                 correlation_id=ctx.correlation_id,
                 traceparent=ctx.traceparent,
-                idempotency_key=idempotency_key,
+                idempotency_key=_scoped(ctx.principal, idempotency_key),
             )
         result = await runtime.commands.dispatch(body, ctx)
         headers = {"X-Consistency-Token": result.token.encode()}

@@ -60,3 +60,19 @@ async def test_a_handler_without_a_policy_answers_403_even_to_an_admin(
         "/notes/commands/Unguarded", json={"note_id": "n"}, headers=bearer("root", "admin")
     )
     assert response.status_code == 403
+
+
+async def test_an_idempotency_key_never_replays_another_callers_result(
+    client: httpx.AsyncClient, bearer: TokenFactory
+) -> None:
+    alice, bob = bearer("alice", "user"), bearer("bob", "user")
+    create = {"note_id": "n1", "owner": "alice"}
+    await client.post("/notes/commands/CreateNote", json=create, headers=alice)
+    path, edit, key = "/notes/commands/EditNote", {"note_id": "n1", "text": "hi"}, "k1"
+    first = await client.post(path, json=edit, headers=alice | {"Idempotency-Key": key})
+    again = await client.post(path, json=edit, headers=alice | {"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    theirs = await client.post(path, json=edit, headers=bob | {"Idempotency-Key": key})
+    assert theirs.status_code == 404
+    assert "Idempotent-Replayed" not in theirs.headers
