@@ -11,7 +11,7 @@ import pytest
 from bicameral.http.app import create_app
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
-from tests.conftest import TokenFactory
+from tests.unit.security.conftest import TokenFactory
 from tests.unit.security.notes import notes
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CREDENTIALS, Api
+from tests.e2e.access.conftest import CREDENTIALS, Api
 
 Credentials = Callable[[str, str, tuple[str, ...]], dict[str, str]]
 

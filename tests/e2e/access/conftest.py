@@ -1,4 +1,5 @@
-"""The shop served in-process over HTTP (ASGI), on embedded defaults under a temporary dir."""
+"""Access-control tests: the shop served in-process over HTTP (ASGI), on embedded defaults
+under a temporary dir, with credentials of every kind."""
 
 from __future__ import annotations
 
