@@ -19,9 +19,11 @@ install: $(STAMP)
 run: install
 	$(BIN)/bicameral up --port $(PORT) --data-dir $(BICAMERAL_DATA_DIR)
 
+LINT_PATHS := src tests $(wildcard bench)
+
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/lint-imports
 
 typecheck: install

@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bicameral.runtime.settings import Settings
+
+pytest.register_assert_rewrite("tests.cloudevents", "tests.unit.tally")
+
+hypothesis_settings.register_profile("thorough", max_examples=2_000, deadline=None)
+"""Run ``pytest --hypothesis-profile=thorough tests/unit`` to search much harder."""
 
 
 @pytest.fixture

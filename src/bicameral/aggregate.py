@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar, Generic, TypeVar, cast
 
 from bicameral.envelope import NewEvent
+from bicameral.errors import ConfigurationError
 from bicameral.messages import Event, MessageRegistry
 from bicameral.ports import EventStore, StreamAppend
 
@@ -113,6 +114,18 @@ class Repository(Generic[A]):
         return aggregate
 
     def collect(self, metadata: dict[str, object]) -> list[StreamAppend]:
-        """Returns the appends of every tracked aggregate with pending events."""
+        """Returns the appends of every tracked aggregate with pending events.
+
+        Refuses (ConfigurationError) an event whose class the registry cannot decode, since
+        its stream could not be loaded again.
+        """
+        for aggregate in self._seen.values():
+            for event in aggregate.pending:
+                if self._registry.get(event.type_name) is not type(event):
+                    raise ConfigurationError(
+                        f"{type(event).__qualname__} ({event.type_name}) is not declared by the "
+                        "service, so its stream could not be loaded again; declare it with "
+                        "Service.events()",
+                    )
         appends = (agg.collect(metadata) for agg in self._seen.values())
         return [a for a in appends if a is not None]

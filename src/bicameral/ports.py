@@ -175,6 +175,21 @@ class ReadStore(Protocol):
         """Deletes collections and checkpoints (a rebuild's discarded version)."""
         ...
 
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Takes or renews lease ``name`` for ``owner`` for ``ttl`` seconds.
+
+        Returns False, changing nothing, while another owner holds it unexpired.
+        """
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Gives up lease ``name`` if ``owner`` holds it."""
+        ...
+
+    async def leases(self, prefix: str) -> dict[str, str]:
+        """Returns the unexpired leases whose names start with ``prefix``: name -> owner."""
+        ...
+
 
 @runtime_checkable
 class Subscription(Protocol):

@@ -18,7 +18,7 @@ from typing import Any
 from bicameral.bus import CommandBus
 from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError
+from bicameral.errors import BackendError, BicameralError, ConcurrencyError
 from bicameral.feeds import Feed
 from bicameral.messages import Command
 from bicameral.service import Reaction
@@ -29,11 +29,16 @@ log = logging.getLogger("bicameral.saga")
 
 
 def service_principal(service: str, cause: Envelope | None = None) -> Principal:
-    """Returns the identity a service acts with, for the user behind ``cause`` if any."""
+    """Returns the identity a service acts with, for the user behind ``cause`` if any.
+
+    The user is the one the cause's actor acted for, or that actor itself unless it is a
+    service: a service acting for nobody passes nobody on.
+    """
     user = None
     if cause is not None:
         actor = cause.principal
-        user = actor.get("on_behalf_of") or actor.get("subject") or None
+        user = actor.get("on_behalf_of") or (None if actor.get("service") else actor.get("subject"))
+        user = user or None
     return Principal(
         subject=f"service:{service}",
         roles=frozenset({"service"}),
@@ -93,16 +98,20 @@ class ReactionRunner:
             )
             try:
                 await self.bus.dispatch(command, context)
-            except BackendError:
+            except (BackendError, ConcurrencyError):
                 raise
             except BicameralError as exc:
                 log.warning("%s: %s refused: %s", reaction.name, command.message_name, exc.detail)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Handles events until ``stop`` is set; backs off and retries on backend errors."""
+        """Handles events until ``stop`` is set; backs off and retries on backend errors.
+
+        A command still in conflict after its retries is retried with the whole batch (the
+        inbox makes the batch's earlier commands no-ops), never dropped.
+        """
         while not stop.is_set():
             try:
                 await self.step(timeout=0.5)
-            except BackendError as exc:
+            except (BackendError, ConcurrencyError) as exc:
                 log.warning("%s: %s; retrying", self.checkpoint_name, exc)
                 await asyncio.sleep(1.0)

@@ -68,8 +68,18 @@ class Param:
     cls: type[Any] | None = None
 
 
+_ALLOWED = {
+    Command: frozenset({"aggregate", "repository", "context", "principal"}),
+    Query: frozenset({"readmodel", "context", "principal"}),
+    Event: frozenset({"envelope"}),
+}
+
+
 def _params(fn: Callable[..., Any], message_base: type[Message]) -> tuple[type[Any], list[Param]]:
-    hints = typing.get_type_hints(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError) as exc:
+        raise ConfigurationError(f"{fn.__qualname__}: cannot resolve annotations: {exc}") from None
     names = list(inspect.signature(fn).parameters)
     if not names:
         raise ConfigurationError(f"{fn.__qualname__} must take the message as first parameter")
@@ -96,6 +106,11 @@ def _params(fn: Callable[..., Any], message_base: type[Message]) -> tuple[type[A
             params.append(Param("envelope"))
         else:
             raise ConfigurationError(f"{fn.__qualname__}: cannot provide parameter {name!r}")
+        if params[-1].kind not in _ALLOWED[message_base]:
+            raise ConfigurationError(
+                f"{fn.__qualname__}: a {message_base.__name__.lower()} handler cannot take "
+                f"{params[-1].kind} (parameter {name!r})"
+            )
     return message, params
 
 
@@ -158,6 +173,28 @@ class Service:
         for cls in classes:
             self.registry.register(cls)
 
+    @typing.overload
+    def command(
+        self,
+        fn: F,
+        *,
+        key: str | Callable[[Any], str] | None = None,
+        retries: int = 0,
+        internal: bool = False,
+        policy: Any = None,
+    ) -> F: ...
+
+    @typing.overload
+    def command(
+        self,
+        fn: None = None,
+        *,
+        key: str | Callable[[Any], str] | None = None,
+        retries: int = 0,
+        internal: bool = False,
+        policy: Any = None,
+    ) -> Callable[[F], F]: ...
+
     def command(
         self,
         fn: F | None = None,
@@ -166,7 +203,7 @@ class Service:
         retries: int = 0,
         internal: bool = False,
         policy: Any = None,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Registers a command handler (as a decorator, with or without arguments).
 
         ``key`` names the command field (or a function of the command) holding the id of the
@@ -196,13 +233,31 @@ class Service:
 
         return register(fn) if fn is not None else register
 
+    @typing.overload
+    def query(
+        self,
+        fn: F,
+        *,
+        reads: Sequence[Projection] | None = None,
+        policy: Any = None,
+    ) -> F: ...
+
+    @typing.overload
+    def query(
+        self,
+        fn: None = None,
+        *,
+        reads: Sequence[Projection] | None = None,
+        policy: Any = None,
+    ) -> Callable[[F], F]: ...
+
     def query(
         self,
         fn: F | None = None,
         *,
         reads: Sequence[Projection] | None = None,
         policy: Any = None,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Registers a query handler; ``reads`` names the projections it reads (default: all)."""
 
         def register(fn: F) -> F:

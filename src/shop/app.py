@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from bicameral import Service
 from shop.inventory.service import inventory
+from shop.orders.service import orders_service
+from shop.payments.service import payments
 
 __all__ = ["services"]
 
 
 def services() -> list[Service]:
     """Returns every microservice of the shop."""
-    return [inventory]
+    return [inventory, orders_service, payments]

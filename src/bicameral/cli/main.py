@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bicameral.cli.demo import demo_app
 from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import ROLES, Node
@@ -35,6 +37,7 @@ token_app = typer.Typer(help="Bearer tokens for the API.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
 app.add_typer(token_app, name="token")
+app.add_typer(demo_app, name="demo")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
@@ -69,12 +72,14 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
     from bicameral.http.app import create_app
     from bicameral.runtime.logs import configure_logging
 
+    base = f"http://{settings.host}:{settings.port}"
+    if not _can_listen(settings.host, settings.port):
+        raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
     try:
         http = create_app(node)
     except BicameralError as exc:
         raise fail(exc.detail) from None
-    base = f"http://{settings.host}:{settings.port}"
     if banner:
         names = ", ".join(node.runtimes)
         typer.echo(f"bicameral: serving {names} at {base}")
@@ -92,7 +97,11 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        if server.started:
+            raise
     if not server.started:
         raise fail(f"could not serve on {base} (is the port in use?)")
 
@@ -105,6 +114,16 @@ def _token_help(settings: Settings, base: str) -> None:
         f"--data-dir {data_dir})"
     )
     typer.echo(f'             curl -H "Authorization: Bearer $TOKEN" {base}/...')
+
+
+def _can_listen(host: str, port: int) -> bool:
+    """Returns True when this process could listen on ``host:port`` now."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
+            return True
+    except OSError:
+        return False
 
 
 @app.command()
@@ -304,11 +323,12 @@ def token_issue(
         auth = AuthSettings.from_mapping(settings.auth)
         if auth.jwks_file is not None:
             raise ConfigurationError("auth uses a JWKS file: get tokens from its identity provider")
+        lifetime = parse_ttl(ttl)
         token = issue_token(
             embedded_key(settings),
             subject=subject,
             roles=[r.strip() for r in roles.split(",") if r.strip()],
-            ttl=parse_ttl(ttl),
+            ttl=lifetime,
             issuer=auth.issuer,
             audience=auth.audience,
         )

@@ -73,14 +73,16 @@ def _scoped(principal: Principal, key: str) -> str:
 
 
 def message_schemas(runtime: ServiceRuntime) -> dict[str, Any]:
-    """Returns the JSON schemas of a service's HTTP commands, for the OpenAPI components."""
+    """Returns the JSON schemas of a service's HTTP commands and queries, for OpenAPI."""
     schemas: dict[str, Any] = {}
-    for handler in runtime.service.commands.values():
-        if handler.internal:
-            continue
-        schema = handler.command.model_json_schema(ref_template="#/components/schemas/{model}")
+    messages: list[type[BaseModel]] = [
+        h.command for h in runtime.service.commands.values() if not h.internal
+    ]
+    messages += [h.query for h in runtime.service.queries.values()]
+    for message in messages:
+        schema = message.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
-        schemas[handler.command.__name__] = schema
+        schemas[message.__name__] = schema
     return schemas
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ class MemoryReadStore:
     def __init__(self) -> None:
         self._collections: dict[str, dict[str, dict[str, Any]]] = {}
         self._checkpoints: dict[str, int] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
 
     async def start(self) -> None:
         """Does nothing: memory needs no schema."""
@@ -76,3 +78,26 @@ class MemoryReadStore:
             self._collections.pop(name, None)
         for name in checkpoints:
             self._checkpoints.pop(name, None)
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Takes or renews a lease unless another owner holds it unexpired."""
+        now = time.monotonic()
+        holder = self._leases.get(name)
+        if holder is not None and holder[0] != owner and holder[1] > now:
+            return False
+        self._leases[name] = (owner, now + ttl)
+        return True
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Gives up a lease held by ``owner``."""
+        if self._leases.get(name, ("", 0.0))[0] == owner:
+            del self._leases[name]
+
+    async def leases(self, prefix: str) -> dict[str, str]:
+        """Returns unexpired leases under ``prefix``."""
+        now = time.monotonic()
+        return {
+            n: owner
+            for n, (owner, until) in self._leases.items()
+            if n.startswith(prefix) and until > now
+        }

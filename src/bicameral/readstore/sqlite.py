@@ -9,6 +9,7 @@ together on power loss, which the projector then folds again.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,9 +42,11 @@ class SqliteReadStore:
             return
         try:
             self._conn = connect(self.path, self.synchronous)
-            self._conn.execute(
+            self._conn.executescript(
                 "CREATE TABLE IF NOT EXISTS checkpoints "
-                "(name TEXT PRIMARY KEY, position INTEGER NOT NULL)"
+                "(name TEXT PRIMARY KEY, position INTEGER NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS leases "
+                "(name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);"
             )
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open read store {self.path}: {exc}") from exc
@@ -156,3 +159,26 @@ class SqliteReadStore:
         self.conn.executemany(
             "DELETE FROM checkpoints WHERE name = ?", [(name,) for name in checkpoints]
         )
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Takes or renews a lease unless another owner holds it unexpired."""
+        now = time.time()
+        cursor = self.conn.execute(
+            "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+            "WHERE leases.owner = excluded.owner OR leases.until <= ?",
+            (name, owner, now + ttl, now),
+        )
+        return cursor.rowcount == 1
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Gives up a lease held by ``owner``."""
+        self.conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    async def leases(self, prefix: str) -> dict[str, str]:
+        """Returns unexpired leases under ``prefix``."""
+        rows = self.conn.execute(
+            "SELECT name, owner FROM leases WHERE substr(name, 1, ?) = ? AND until > ?",
+            (len(prefix), prefix, time.time()),
+        )
+        return {str(n): str(o) for n, o in rows}

@@ -123,14 +123,78 @@ class Settings:
         values["auth"] = auth
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["services"] = services
+        for key, value in list(values.items()):
+            if key in _CHECKS:
+                values[key] = _checked(key, value)
         try:
-            if "data_dir" in values:
-                values["data_dir"] = Path(values["data_dir"])
-            if "port" in values:
-                values["port"] = int(values["port"])
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"bad setting: {exc}") from None
+
+
+def _port(value: Any) -> int:
+    port: int = _number(value, int)
+    if not 0 <= port <= 65535:
+        raise ValueError("not a TCP port (0-65535)")
+    return port
+
+
+def _seconds(value: Any, *, positive: bool = False) -> float:
+    seconds = float(_number(value, float))
+    if seconds < 0 or (positive and seconds == 0):
+        raise ValueError("not a positive number of seconds" if positive else "negative")
+    return seconds
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"not a {kind.__name__}")
+    if kind is int and isinstance(value, float):
+        raise ValueError("not a whole number")
+    return kind(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
+
+
+_CHECKS: dict[str, Any] = {
+    "app": _text,
+    "data_dir": lambda v: Path(_text(v)) if not isinstance(v, Path) else v,
+    "host": _text,
+    "port": _port,
+    "transport_url": _text,
+    "events_url": _text,
+    "reads_url": _text,
+    "consistency_timeout": _seconds,
+    "max_consistency_timeout": lambda v: _seconds(v, positive=True),
+}
+
+
+def _checked(key: str, value: Any) -> Any:
+    """Returns ``value`` converted for setting ``key``; ConfigurationError naming it otherwise."""
+    try:
+        return _CHECKS[key](value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"bad setting {key} = {value!r}: {exc}") from None
+
+
+def _services(path: Path, raw: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{path}: [services] must be a table of service tables")
+    services: dict[str, dict[str, str]] = {}
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"{path}: services.{name} must be a table")
+        unknown = set(table) - set(ServiceSettings.__dataclass_fields__)
+        if unknown:
+            raise ConfigurationError(
+                f"{path}: unknown settings of services.{name}: {sorted(unknown)}"
+            )
+        services[str(name)] = {k: _checked(k, v) for k, v in table.items()}
+    return services
 
 
 def _from_toml(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
@@ -140,7 +204,7 @@ def _from_toml(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
         raise ConfigurationError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
-    services = {str(k): dict(v) for k, v in data.pop("services", {}).items()}
+    services = _services(path, data.pop("services", {}))
     defaults = data.pop("defaults", {})
     values = {**data, **defaults}
     known = set(Settings.__dataclass_fields__) - {"services"}

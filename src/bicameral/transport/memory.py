@@ -56,23 +56,25 @@ class MemoryTransport:
 
 
 class MemorySubscription:
-    """Delivers one source's events above a position."""
+    """Delivers one source's events above a position; each at most once per subscription."""
 
     def __init__(self, transport: MemoryTransport, source: str, after: int) -> None:
         self._transport = transport
         self._source = source
         self._after = after
+        self._cursor = after
 
     async def fetch(self, max_events: int, timeout: float) -> list[Envelope]:
         """Returns the next events, waiting up to ``timeout`` for one."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            found = [e for e in self._transport.events(self._source) if e.position > self._after][
-                :max_events
-            ]
+            log = self._transport.events(self._source)
+            found = [e for e in log if e.position > self._cursor][:max_events]
             left = deadline - loop.time()
             if found or left <= 0:
+                if found:
+                    self._cursor = found[-1].position
                 return found
             await self._transport._notify().wait(left)
 

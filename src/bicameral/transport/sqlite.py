@@ -96,13 +96,14 @@ class SqliteTransport:
 
 
 class SqliteSubscription:
-    """Delivers one source's events above the consumer's position."""
+    """Delivers one source's events above the consumer's position, each once per subscription."""
 
     def __init__(self, transport: SqliteTransport, source: str, consumer: str, after: int) -> None:
         self._transport = transport
         self._source = source
         self._consumer = consumer
         self._after = after
+        self._cursor = after
 
     async def fetch(self, max_events: int, timeout: float) -> list[Envelope]:
         """Returns the next events, waiting up to ``timeout`` for one."""
@@ -112,11 +113,14 @@ class SqliteSubscription:
             rows = self._transport.conn.execute(
                 "SELECT body FROM messages WHERE source = ? AND position > ? "
                 "ORDER BY position LIMIT ?",
-                (self._source, self._after, max_events),
+                (self._source, self._cursor, max_events),
             ).fetchall()
             left = deadline - loop.time()
             if rows or left <= 0:
-                return [decode(body) for (body,) in rows]
+                found = [decode(body) for (body,) in rows]
+                if found:
+                    self._cursor = found[-1].position
+                return found
             await self._transport.notifier.wait(min(left, _POLL))
 
     async def ack(self, envelopes: Sequence[Envelope]) -> None:

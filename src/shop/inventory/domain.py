@@ -1,22 +1,46 @@
-"""Inventory's write model: the Product aggregate and its invariants."""
+"""Inventory's write model: the Product and Reservation aggregates and their invariants.
+
+A product's ``available = on_hand - reserved`` never drops below zero. A reservation holds
+every line of one order, or none: ``reserve_all_or_none`` decides it for all products at once,
+and the command bus appends every touched stream in one atomic step.
+"""
 
 from __future__ import annotations
 
-from bicameral import Aggregate, Event, RuleViolation
-from shop.inventory.messages import ProductRegistered, StockReceived
+from collections.abc import Mapping, Sequence
 
-__all__ = ["Product"]
+from bicameral import Aggregate, Event, RuleViolation
+from shop.inventory.messages import (
+    PricedLine,
+    ProductRegistered,
+    StockLine,
+    StockReceived,
+    StockReleased,
+    StockReservationMade,
+    StockReservationRefused,
+    StockReserved,
+    StockReturned,
+    StockSold,
+)
+
+__all__ = ["Product", "Reservation", "merge_lines", "reserve_all_or_none"]
 
 
 class Product(Aggregate):
-    """A product's catalogue entry and stock; ``available = on_hand - reserved`` stays >= 0."""
+    """A product's catalogue entry and stock, with the units held and sold per order."""
 
     def __init__(self, id: str) -> None:
         super().__init__(id)
         self.name = ""
         self.price_cents = 0
         self.on_hand = 0
-        self.reserved = 0
+        self.held: dict[str, int] = {}
+        self.sold: dict[str, int] = {}
+
+    @property
+    def reserved(self) -> int:
+        """Returns the units held for orders."""
+        return sum(self.held.values())
 
     @property
     def available(self) -> int:
@@ -35,6 +59,31 @@ class Product(Aggregate):
             raise RuleViolation("quantity must be positive")
         self.record(StockReceived(sku=self.id, quantity=quantity))
 
+    def hold(self, order_id: str, quantity: int) -> None:
+        """Holds units for an order; refuses more than are available."""
+        if quantity > self.available:
+            raise RuleViolation(f"only {self.available} of {self.id!r} available")
+        if order_id not in self.held:
+            self.record(StockReserved(sku=self.id, order_id=order_id, quantity=quantity))
+
+    def release(self, order_id: str) -> None:
+        """Gives back the units held for an order (nothing if none are held)."""
+        quantity = self.held.get(order_id)
+        if quantity is not None:
+            self.record(StockReleased(sku=self.id, order_id=order_id, quantity=quantity))
+
+    def sell(self, order_id: str) -> None:
+        """Sells the units held for an order (nothing if none are held)."""
+        quantity = self.held.get(order_id)
+        if quantity is not None:
+            self.record(StockSold(sku=self.id, order_id=order_id, quantity=quantity))
+
+    def restock(self, order_id: str) -> None:
+        """Puts the units sold to an order back on hand (nothing if none were sold)."""
+        quantity = self.sold.get(order_id)
+        if quantity is not None:
+            self.record(StockReturned(sku=self.id, order_id=order_id, quantity=quantity))
+
     def apply(self, event: Event) -> None:
         """Changes state for one event."""
         match event:
@@ -42,3 +91,75 @@ class Product(Aggregate):
                 self.name, self.price_cents = name, price
             case StockReceived(quantity=quantity):
                 self.on_hand += quantity
+            case StockReserved(order_id=order_id, quantity=quantity):
+                self.held[order_id] = quantity
+            case StockReleased(order_id=order_id):
+                del self.held[order_id]
+            case StockSold(order_id=order_id, quantity=quantity):
+                del self.held[order_id]
+                self.on_hand -= quantity
+                self.sold[order_id] = quantity
+            case StockReturned(order_id=order_id, quantity=quantity):
+                del self.sold[order_id]
+                self.on_hand += quantity
+
+
+class Reservation(Aggregate):
+    """The stock inventory holds for one order: made (with its lines) or refused, once."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.lines: list[PricedLine] = []
+        self.refused = False
+
+    @property
+    def skus(self) -> list[str]:
+        """Returns the skus the reservation holds."""
+        return [line.sku for line in self.lines]
+
+    def apply(self, event: Event) -> None:
+        """Changes state for one event."""
+        match event:
+            case StockReservationMade(lines=lines):
+                self.lines = list(lines)
+            case StockReservationRefused():
+                self.refused = True
+
+
+def merge_lines(lines: Sequence[StockLine]) -> dict[str, int]:
+    """Returns the quantity wanted per sku, in first-seen order."""
+    wanted: dict[str, int] = {}
+    for line in lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    return wanted
+
+
+def reserve_all_or_none(
+    reservation: Reservation, wanted: Mapping[str, int], products: Mapping[str, Product]
+) -> None:
+    """Holds every wanted unit on its product and records the reservation, or records why not.
+
+    Does nothing when the order's reservation was already decided. An unknown sku wins over a
+    lack of stock as the reason.
+    """
+    if reservation.exists:
+        return
+    order_id = reservation.id
+    unknown = [sku for sku in wanted if not products[sku].exists]
+    short = [sku for sku, q in wanted.items() if sku not in unknown and products[sku].available < q]
+    if unknown or short:
+        reason = "unknown_product" if unknown else "out_of_stock"
+        skus = unknown or short
+        reservation.record(StockReservationRefused(order_id=order_id, reason=reason, skus=skus))
+        return
+    priced: list[PricedLine] = []
+    for sku, quantity in wanted.items():
+        product = products[sku]
+        product.hold(order_id, quantity)
+        priced.append(
+            PricedLine(
+                sku=sku, name=product.name, quantity=quantity, unit_price_cents=product.price_cents
+            )
+        )
+    total = sum(line.quantity * line.unit_price_cents for line in priced)
+    reservation.record(StockReservationMade(order_id=order_id, lines=priced, total_cents=total))

@@ -1,23 +1,65 @@
-"""Inventory's public contract: its commands, queries and events."""
+"""Inventory's public contract: its commands, queries and events.
+
+The internal commands (``ReserveStock``, ``ReleaseStock``, ``SellStock``, ``ReturnStock``) are
+sent only by inventory's reactions to the orders service's events; ``StockReservationMade`` and
+``StockReservationRefused`` are what the orders service reacts to.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bicameral import Command, Event, Query
 
 __all__ = [
     "GetProduct",
     "ListProducts",
+    "OrderId",
+    "PricedLine",
     "ProductRegistered",
     "ReceiveStock",
+    "RefusalReason",
     "RegisterProduct",
+    "ReleaseStock",
+    "ReserveStock",
+    "ReturnStock",
+    "SellStock",
+    "Sku",
+    "StockLine",
     "StockReceived",
+    "StockReleased",
+    "StockReservationMade",
+    "StockReservationRefused",
+    "StockReserved",
+    "StockReturned",
+    "StockSold",
 ]
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+OrderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+RefusalReason = Literal["out_of_stock", "unknown_product"]
+
+
+class StockLine(BaseModel):
+    """Units of one product."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: Sku
+    quantity: Annotated[int, Field(gt=0)]
+
+
+class PricedLine(BaseModel):
+    """Units of one product reserved for an order, with its name and price at reservation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str
+    name: str
+    quantity: int
+    unit_price_cents: int
 
 
 class RegisterProduct(Command):
@@ -33,6 +75,31 @@ class ReceiveStock(Command):
 
     sku: Sku
     quantity: Annotated[int, Field(gt=0)]
+
+
+class ReserveStock(Command):
+    """Reserves every line of an order, or none of them (internal)."""
+
+    order_id: OrderId
+    lines: Annotated[list[StockLine], Field(min_length=1)]
+
+
+class ReleaseStock(Command):
+    """Gives back the units an order had reserved (internal)."""
+
+    order_id: OrderId
+
+
+class SellStock(Command):
+    """Turns an order's reserved units into sold ones (internal)."""
+
+    order_id: OrderId
+
+
+class ReturnStock(Command):
+    """Puts a cancelled order's sold units back on hand (internal)."""
+
+    order_id: OrderId
 
 
 class GetProduct(Query):
@@ -54,3 +121,51 @@ class ProductRegistered(Event, name="inventory.ProductRegistered"):
 class StockReceived(Event, name="inventory.StockReceived"):
     sku: str
     quantity: int
+
+
+class StockReserved(Event, name="inventory.StockReserved"):
+    """Units of one product held for an order (product stream)."""
+
+    sku: str
+    order_id: str
+    quantity: int
+
+
+class StockReleased(Event, name="inventory.StockReleased"):
+    """Units held for an order given back to the available stock (product stream)."""
+
+    sku: str
+    order_id: str
+    quantity: int
+
+
+class StockSold(Event, name="inventory.StockSold"):
+    """Units held for an order sold: they leave the stock on hand (product stream)."""
+
+    sku: str
+    order_id: str
+    quantity: int
+
+
+class StockReturned(Event, name="inventory.StockReturned"):
+    """Units sold to a cancelled order back on hand (product stream)."""
+
+    sku: str
+    order_id: str
+    quantity: int
+
+
+class StockReservationMade(Event, name="inventory.StockReservationMade"):
+    """Every line of an order is reserved, at these names and prices (reservation stream)."""
+
+    order_id: str
+    lines: list[PricedLine]
+    total_cents: int
+
+
+class StockReservationRefused(Event, name="inventory.StockReservationRefused"):
+    """No line of an order is reserved, and why (reservation stream)."""
+
+    order_id: str
+    reason: RefusalReason
+    skus: list[str]

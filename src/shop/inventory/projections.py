@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from bicameral import Projection, View
-from shop.inventory.messages import ProductRegistered, StockReceived
+from shop.inventory.messages import (
+    ProductRegistered,
+    StockReceived,
+    StockReleased,
+    StockReserved,
+    StockReturned,
+    StockSold,
+)
 
 __all__ = ["products"]
 
@@ -26,11 +33,36 @@ def registered(event: ProductRegistered, view: View) -> None:
     )
 
 
-@products.on(StockReceived)
-async def received(event: StockReceived, view: View) -> None:
-    doc = await view.get("products", event.sku)
+async def _change(view: View, sku: str, on_hand: int = 0, reserved: int = 0) -> None:
+    doc = await view.get("products", sku)
     if doc is None:
         return
-    doc["on_hand"] += event.quantity
+    doc["on_hand"] += on_hand
+    doc["reserved"] += reserved
     doc["available"] = doc["on_hand"] - doc["reserved"]
-    view.put("products", event.sku, doc)
+    view.put("products", sku, doc)
+
+
+@products.on(StockReceived)
+async def received(event: StockReceived, view: View) -> None:
+    await _change(view, event.sku, on_hand=event.quantity)
+
+
+@products.on(StockReserved)
+async def reserved(event: StockReserved, view: View) -> None:
+    await _change(view, event.sku, reserved=event.quantity)
+
+
+@products.on(StockReleased)
+async def released(event: StockReleased, view: View) -> None:
+    await _change(view, event.sku, reserved=-event.quantity)
+
+
+@products.on(StockSold)
+async def sold(event: StockSold, view: View) -> None:
+    await _change(view, event.sku, on_hand=-event.quantity, reserved=-event.quantity)
+
+
+@products.on(StockReturned)
+async def returned(event: StockReturned, view: View) -> None:
+    await _change(view, event.sku, on_hand=event.quantity)

@@ -40,10 +40,12 @@ def test_token_issue_prints_a_token_the_api_accepts(tmp_path: Path) -> None:
 
 
 def test_token_issue_refuses_a_bad_ttl_in_one_line(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["token", "issue", "--subject", "a", "--ttl", "soon"])
+    args = ["token", "issue", "--subject", "a", "--ttl", "soon", "--data-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
     assert "not a duration" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_events_tail_shows_who_sent_each_command(settings: Settings) -> None:

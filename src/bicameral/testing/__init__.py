@@ -1,0 +1,15 @@
+"""Test support, public for users too: contract suites per port, fakes, server checks.
+
+Subclass a contract suite once per backend and implement its factory::
+
+    class TestMyEventStore(EventStoreContract):
+        async def make_store(self) -> EventStore:
+            return MyEventStore("svc", ...)
+"""
+
+from bicameral.testing.contracts.eventstore import EventStoreContract
+from bicameral.testing.contracts.readstore import ReadStoreContract
+from bicameral.testing.contracts.transport import TransportContract
+from bicameral.testing.servers import require_server
+
+__all__ = ["EventStoreContract", "ReadStoreContract", "TransportContract", "require_server"]

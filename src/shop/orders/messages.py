@@ -1,0 +1,149 @@
+"""Orders' public contract: its commands, queries and events.
+
+``OrderPlaced``, ``OrderReserved``, ``OrderConfirmed``, ``OrderRejected`` and ``OrderCancelled``
+drive the other services; the internal commands are sent only by orders' own reactions to
+inventory's and payments' events.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bicameral import Command, Event, Query
+
+__all__ = [
+    "CancelOrder",
+    "ConfirmOrder",
+    "GetOrder",
+    "Id",
+    "ListCustomerOrders",
+    "OrderCancelled",
+    "OrderConfirmed",
+    "OrderLine",
+    "OrderPlaced",
+    "OrderRejected",
+    "OrderReserved",
+    "PlaceOrder",
+    "PricedLine",
+    "Reason",
+    "RecordReservation",
+    "RejectOrder",
+    "Status",
+]
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Status = Literal["PENDING", "CONFIRMED", "REJECTED", "CANCELLED"]
+Reason = Literal["out_of_stock", "insufficient_funds", "unknown_product"]
+
+
+class OrderLine(BaseModel):
+    """Units of one product a customer asks for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: Id
+    quantity: Annotated[int, Field(gt=0)]
+
+
+class PricedLine(BaseModel):
+    """Units of one product with the name and unit price inventory reserved them at."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str
+    name: str
+    quantity: int
+    unit_price_cents: int
+
+
+class PlaceOrder(Command):
+    """Places a new order; it is PENDING until stock and payment decide it."""
+
+    order_id: Id
+    customer_id: Id
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=100)]
+
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, lines: list[OrderLine]) -> list[OrderLine]:
+        skus = [line.sku for line in lines]
+        if len(set(skus)) != len(skus):
+            raise ValueError("each sku may appear on one line only")
+        return lines
+
+
+class CancelOrder(Command):
+    """Cancels a CONFIRMED order: its stock goes back on hand and its money is refunded."""
+
+    order_id: Id
+
+
+class RecordReservation(Command):
+    """Notes the stock inventory reserved for an order, at its prices (internal)."""
+
+    order_id: Id
+    lines: list[PricedLine]
+    total_cents: int
+
+
+class ConfirmOrder(Command):
+    """Confirms a reserved and paid order (internal)."""
+
+    order_id: Id
+
+
+class RejectOrder(Command):
+    """Rejects a pending order for a reason (internal)."""
+
+    order_id: Id
+    reason: Reason
+
+
+class GetOrder(Query):
+    """One order with its lines, status and total."""
+
+    order_id: Id
+
+
+class ListCustomerOrders(Query):
+    """A customer's orders, by order id."""
+
+    customer_id: Id
+
+
+class OrderPlaced(Event, name="orders.OrderPlaced"):
+    order_id: str
+    customer_id: str
+    lines: list[OrderLine]
+
+
+class OrderReserved(Event, name="orders.OrderReserved"):
+    """Inventory holds the order's stock at these prices; the customer is to be charged."""
+
+    order_id: str
+    customer_id: str
+    lines: list[PricedLine]
+    total_cents: int
+
+
+class OrderConfirmed(Event, name="orders.OrderConfirmed"):
+    order_id: str
+    customer_id: str
+    total_cents: int
+
+
+class OrderRejected(Event, name="orders.OrderRejected"):
+    """The order failed; ``reserved`` says whether inventory holds stock to release."""
+
+    order_id: str
+    customer_id: str
+    reason: Reason
+    reserved: bool
+
+
+class OrderCancelled(Event, name="orders.OrderCancelled"):
+    order_id: str
+    customer_id: str
+    total_cents: int

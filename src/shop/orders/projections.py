@@ -1,0 +1,77 @@
+"""Orders' read models: the orders themselves, and inventory's catalogue folded in for names.
+
+An order document holds inventory's names and prices once its stock is reserved; until then (or
+when it never is) the ``catalogue`` read model, folded from inventory's events, supplies them.
+"""
+
+from __future__ import annotations
+
+from bicameral import Projection, View
+from shop.inventory.messages import ProductRegistered
+from shop.orders.messages import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPlaced,
+    OrderRejected,
+    OrderReserved,
+)
+
+__all__ = ["catalogue", "orders"]
+
+orders = Projection("orders", collections={"orders": ["customer_id"]})
+catalogue = Projection("catalogue", collections={"catalogue": []})
+
+
+@orders.on(OrderPlaced)
+def placed(event: OrderPlaced, view: View) -> None:
+    view.put(
+        "orders",
+        event.order_id,
+        {
+            "order_id": event.order_id,
+            "customer_id": event.customer_id,
+            "status": "PENDING",
+            "reason": None,
+            "lines": [
+                {"sku": line.sku, "name": None, "quantity": line.quantity, "unit_price_cents": None}
+                for line in event.lines
+            ],
+            "priced": False,
+        },
+    )
+
+
+async def _update(view: View, order_id: str, **fields: object) -> None:
+    doc = await view.get("orders", order_id)
+    if doc is not None:
+        view.put("orders", order_id, doc | fields)
+
+
+@orders.on(OrderReserved)
+async def reserved(event: OrderReserved, view: View) -> None:
+    lines = [line.model_dump() for line in event.lines]
+    await _update(view, event.order_id, lines=lines, priced=True)
+
+
+@orders.on(OrderConfirmed)
+async def confirmed(event: OrderConfirmed, view: View) -> None:
+    await _update(view, event.order_id, status="CONFIRMED")
+
+
+@orders.on(OrderRejected)
+async def rejected(event: OrderRejected, view: View) -> None:
+    await _update(view, event.order_id, status="REJECTED", reason=event.reason)
+
+
+@orders.on(OrderCancelled)
+async def cancelled(event: OrderCancelled, view: View) -> None:
+    await _update(view, event.order_id, status="CANCELLED")
+
+
+@catalogue.on(ProductRegistered)
+def product_registered(event: ProductRegistered, view: View) -> None:
+    view.put(
+        "catalogue",
+        event.sku,
+        {"sku": event.sku, "name": event.name, "price_cents": event.price_cents},
+    )

@@ -1,0 +1,1 @@
+"""The payments service: customers' balances, charges and refunds."""

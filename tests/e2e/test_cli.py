@@ -1,0 +1,136 @@
+"""The ``bicameral`` command line next to a running shop: the log, projection status, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Server, cli
+
+LINE_FIELDS = ("date", "time", "service", "position", "type", "stream")
+
+
+@pytest.fixture(scope="module")
+def skus(client: httpx.Client) -> list[str]:
+    """Registers three products and receives stock for the first; returns their skus."""
+    made = [f"cli-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for sku in made:
+        body = {"sku": sku, "name": "Thing", "price_cents": 5}
+        assert client.post("/inventory/commands/RegisterProduct", json=body).is_success
+    stock = {"sku": made[0], "quantity": 4}
+    response = client.post("/inventory/commands/ReceiveStock", json=stock)
+    token = response.json()["consistency_token"]
+    caught_up = client.get(
+        "/inventory/queries/ListProducts", headers={"X-Consistency-Token": token}
+    )
+    assert caught_up.is_success
+    return made
+
+
+def stored(server: Server) -> list[tuple[int, str, str, str]]:
+    """Returns (position, type, stream, principal subject) of each event in the SQLite log."""
+    with contextlib.closing(sqlite3.connect(server.events_db())) as conn:
+        rows = conn.execute(
+            "SELECT position, type, stream_id, metadata FROM events ORDER BY position"
+        )
+        return [(p, t, s, json.loads(m)["principal"]["subject"]) for p, t, s, m in rows]
+
+
+def parse(line: str) -> dict[str, str]:
+    parts = line.split(maxsplit=len(LINE_FIELDS))
+    return dict(zip((*LINE_FIELDS, "actor"), parts, strict=True))
+
+
+def test_events_tail_prints_the_newest_events_oldest_first(server: Server, skus: list[str]) -> None:
+    result = cli("events", "tail", "--data-dir", str(server.data_dir), "--limit", "3")
+    assert result.returncode == 0, result.stderr
+    lines = [parse(line) for line in result.stdout.splitlines()]
+    expected = stored(server)[-3:]
+    assert [(int(f["position"]), f["type"], f["stream"], f["service"]) for f in lines] == [
+        (p, t, s, "inventory") for p, t, s, _ in expected
+    ]
+    for fields, (_, _, _, subject) in zip(lines, expected, strict=True):
+        assert fields["actor"].startswith(subject or "-")
+    assert lines[-1]["type"] == "inventory.StockReceived.v1"
+    assert lines[-1]["stream"] == f"product-{skus[0]}"
+
+
+def test_events_tail_of_one_service_shows_the_whole_short_log(
+    server: Server, skus: list[str]
+) -> None:
+    result = cli("events", "tail", "--service", "inventory", "--data-dir", str(server.data_dir))
+    assert result.returncode == 0, result.stderr
+    positions = [int(parse(line)["position"]) for line in result.stdout.splitlines()]
+    assert positions == [p for p, *_ in stored(server)][-20:]
+
+
+def test_projections_status_shows_the_checkpoint_at_the_head(
+    server: Server, skus: list[str]
+) -> None:
+    result = cli("projections", "status", "--data-dir", str(server.data_dir))
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["service", "checkpoint", "position", "head", "lag", "lag_s"]
+    (row,) = [r.split() for r in rows]
+    head = server.head()
+    assert row[:5] == ["inventory", "products.v1:inventory", str(head), str(head), "0"]
+    assert float(row[5]) == 0.0
+
+
+def test_status_shows_the_projection_and_the_relay(server: Server, skus: list[str]) -> None:
+    result = cli("status", "--data-dir", str(server.data_dir))
+    assert result.returncode == 0, result.stderr
+    workers = [line.split()[1] for line in result.stdout.splitlines()[1:]]
+    assert workers == ["products.v1:inventory", "relay"]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 1, result
+    err = result.stderr
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("bicameral: error: ")
+    for word in words:
+        assert word in lines[0]
+
+
+def test_an_unknown_data_dir_is_one_error_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing-here"
+    for command in (["events", "tail"], ["projections", "status"], ["status"]):
+        assert_one_line_error(cli(*command, "--data-dir", str(missing)), str(missing))
+    assert not missing.exists(), "looking must not create the data dir"
+
+
+def test_an_unknown_service_is_one_error_line(server: Server) -> None:
+    result = cli("events", "tail", "--service", "nope", "--data-dir", str(server.data_dir))
+    assert_one_line_error(result, "nope")
+
+
+def test_a_missing_config_file_is_one_error_line(tmp_path: Path) -> None:
+    assert_one_line_error(
+        cli("projections", "status", "--config", str(tmp_path / "x.toml")), "x.toml"
+    )
+
+
+def test_a_bad_config_value_is_one_error_line(tmp_path: Path) -> None:
+    config = tmp_path / "bicameral.toml"
+    config.write_text('port = "eighty"\n')
+    assert_one_line_error(cli("up", "--config", str(config)), "port")
+
+
+def test_serving_on_a_port_in_use_is_one_error_line(server: Server, tmp_path: Path) -> None:
+    result = cli("up", "--port", str(server.port), "--data-dir", str(tmp_path / "d"))
+    assert_one_line_error(result, str(server.port))
+
+
+def test_an_unknown_app_is_one_error_line(tmp_path: Path) -> None:
+    result = cli("up", "--app", "no_such_module:services", "--data-dir", str(tmp_path))
+    assert_one_line_error(result, "no_such_module")
