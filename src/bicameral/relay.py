@@ -1,7 +1,9 @@
 """The Relay: publishes a service's event log to the transport, in position order.
 
-It saves its checkpoint after each published batch. After a crash it publishes again from
-the checkpoint; the transport drops the overlap by event id, so subscribers see each once.
+It saves its checkpoint after each published batch. When it starts, and after any backend
+error, it resumes from the lower of its checkpoint and the transport's head, so events a broker
+lost after acknowledging them (a killed NATS server) are published again; the transport drops
+the overlap by event id, so subscribers see each once.
 """
 
 from __future__ import annotations
@@ -26,16 +28,28 @@ class Relay:
         self.store = store
         self.transport = transport
         self.batch_size = batch_size
+        self._after: int | None = None
 
     async def step(self, timeout: float = 1.0) -> int:
         """Publishes the next batch, if any; returns how many events it published."""
-        after = await self.store.load_checkpoint(CHECKPOINT)
+        try:
+            return await self._step(timeout)
+        except BaseException:
+            self._after = None
+            raise
+
+    async def _step(self, timeout: float) -> int:
+        if self._after is None:
+            saved = await self.store.load_checkpoint(CHECKPOINT)
+            self._after = min(saved, await self.transport.head(self.store.service))
+        after = self._after
         batch = await self.store.read_all(after, self.batch_size)
         if not batch:
             if not await self.store.wait_for(after, timeout):
                 return 0
             batch = await self.store.read_all(after, self.batch_size)
         await self.transport.publish(self.store.service, batch)
+        self._after = batch[-1].position
         await self.store.save_checkpoint(CHECKPOINT, batch[-1].position)
         return len(batch)
 

@@ -78,7 +78,7 @@ def test_projections_status_shows_the_checkpoint_at_the_head(
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["service", "checkpoint", "position", "head", "lag", "lag_s"]
-    (row,) = [r.split() for r in rows]
+    (row,) = [r.split() for r in rows if r.split()[0] == "inventory"]
     head = server.head()
     assert row[:5] == ["inventory", "products.v1:inventory", str(head), str(head), "0"]
     assert float(row[5]) == 0.0
@@ -87,8 +87,10 @@ def test_projections_status_shows_the_checkpoint_at_the_head(
 def test_status_shows_the_projection_and_the_relay(server: Server, skus: list[str]) -> None:
     result = cli("status", "--data-dir", str(server.data_dir))
     assert result.returncode == 0, result.stderr
-    workers = [line.split()[1] for line in result.stdout.splitlines()[1:]]
-    assert workers == ["products.v1:inventory", "relay"]
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    workers = [row[1] for row in rows if row[0] == "inventory"]
+    assert workers[:2] == ["products.v1:inventory", "relay"]
+    assert {row[0] for row in rows} == {"inventory", "orders", "payments"}
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:

@@ -164,7 +164,15 @@ async def test_projection_status_counts_the_lag_until_the_projector_runs(
 
 def _cli_status(settings: Settings) -> list[str]:
     result = CliRunner().invoke(
-        cli, ["projections", "status", "--data-dir", str(settings.data_dir)]
+        cli,
+        [
+            "projections",
+            "status",
+            "--data-dir",
+            str(settings.data_dir),
+            "--app",
+            "shop.inventory.service:inventory",
+        ],
     )
     assert result.exit_code == 0, result.output
     header, row = result.output.strip().splitlines()

@@ -1,0 +1,512 @@
+"""RedisReadStore: the read store port on Redis, every commit one Lua script.
+
+Keys, under a prefix chosen in the URL (``redis://host:6379/0?prefix=shop_orders``)::
+
+    {p}:checkpoints          hash  checkpoint name -> position
+    {p}:m:{collection}       JSON list of the collection's indexed fields
+    {p}:d:{collection}       hash  key -> the document's index values joined by \\x01, then
+                             \\x02, then the document JSON
+    {p}:i:{collection}/{f}   sorted set (lexicographic) of ``value \\x00 key`` for field f
+    {p}:lease:{name}         lease owner, expiring with the lease; {p}:leases names them
+
+A commit checks the checkpoint and every collection's indexed fields, then writes documents,
+index entries and the new checkpoint, all in one script, so a redelivered or raced batch
+changes nothing. Index values are canonical JSON made here, so ``find`` compares them exactly;
+keeping a document's old values beside it lets the script move its index entries on update.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, WatchError
+
+from bicameral.errors import BackendError, ConfigurationError
+from bicameral.ports import Changes
+from bicameral.readstore import checked_name
+
+__all__ = ["RedisReadStore", "index_value", "split_url"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_CHUNK = 500
+_STALE_FIELDS = -1
+
+_COMMIT = """
+local function split(s, n)
+  local out, start = {}, 1
+  for f = 1, n do
+    local e = string.find(s, '\\1', start, true)
+    if e then
+      out[f] = string.sub(s, start, e - 1)
+      start = e + 1
+    else
+      out[f] = string.sub(s, start)
+      start = #s + 2
+    end
+  end
+  return out
+end
+
+local function fieldlists(nf)
+  local out = {}
+  for f = 1, nf do out[f] = {} end
+  return out
+end
+
+local function apply(k, nf, adds, rems)
+  for f = 1, nf do
+    if #rems[f] > 0 then redis.call('ZREM', KEYS[k + 1 + f], unpack(rems[f])) end
+    if #adds[f] > 0 then redis.call('ZADD', KEYS[k + 1 + f], unpack(adds[f])) end
+  end
+end
+
+local function packed_of(stored)
+  return string.sub(stored, 1, string.find(stored, '\\2', 1, true) - 1)
+end
+
+-- Writes np documents (key, stored value, nf index values each) from items[a..], indexed.
+local function put_indexed(items, k, nf, a, np)
+  local docs, stride = KEYS[k + 1], 2 + nf
+  for i = 0, np - 1, 200 do
+    local n = math.min(np - i, 200)
+    local base = a + stride * i
+    local keys = {}
+    for j = 0, n - 1 do keys[j + 1] = items[base + stride * j] end
+    local olds = redis.call('HMGET', docs, unpack(keys))
+    local bodies, adds, rems = {}, fieldlists(nf), fieldlists(nf)
+    for j = 0, n - 1 do
+      local at = base + stride * j
+      local key = keys[j + 1]
+      bodies[#bodies + 1] = key
+      bodies[#bodies + 1] = items[at + 1]
+      local packed = table.concat(items, '\\1', at + 2, at + 1 + nf)
+      local old = olds[j + 1]
+      if old then old = packed_of(old) end
+      if old ~= packed then
+        local was = {}
+        if old then was = split(old, nf) end
+        for f = 1, nf do
+          local new, w = items[at + 1 + f], was[f] or ''
+          if w ~= new then
+            if w ~= '' then table.insert(rems[f], w .. '\\0' .. key) end
+            if new ~= '' then
+              local t = adds[f]
+              t[#t + 1] = 0
+              t[#t + 1] = new .. '\\0' .. key
+            end
+          end
+        end
+      end
+    end
+    apply(k, nf, adds, rems)
+    redis.call('HSET', docs, unpack(bodies))
+  end
+end
+
+-- Deletes nd documents named at items[a..] with their index entries.
+local function delete_indexed(items, k, nf, a, nd)
+  local docs = KEYS[k + 1]
+  for i = 0, nd - 1, 200 do
+    local n = math.min(nd - i, 200)
+    local keys = {unpack(items, a + i, a + i + n - 1)}
+    local olds = redis.call('HMGET', docs, unpack(keys))
+    local adds, rems = fieldlists(nf), fieldlists(nf)
+    for j = 1, n do
+      if olds[j] then
+        local was = split(packed_of(olds[j]), nf)
+        for f = 1, nf do
+          if was[f] ~= '' then table.insert(rems[f], was[f] .. '\\0' .. keys[j]) end
+        end
+      end
+    end
+    apply(k, nf, adds, rems)
+    redis.call('HDEL', docs, unpack(keys))
+  end
+end
+
+-- Writes np documents (key, body each) from items[1..], then deletes nd keys after them.
+local function put_plain(items, k, np, nd)
+  local docs = KEYS[k + 1]
+  for i = 0, np - 1, 500 do
+    local n = math.min(np - i, 500)
+    redis.call('HSET', docs, unpack(items, 1 + 2 * i, 2 * (i + n)))
+  end
+  local d = 2 * np + 1
+  for i = 0, nd - 1, 500 do
+    local n = math.min(nd - i, 500)
+    redis.call('HDEL', docs, unpack(items, d + i, d + i + n - 1))
+  end
+end
+
+local cp = redis.call('HGET', KEYS[1], ARGV[1])
+if (tonumber(cp) or 0) ~= tonumber(ARGV[2]) then return 0 end
+local groups = tonumber(ARGV[4])
+local a, k = 5, 2
+for g = 1, groups do
+  if (redis.call('GET', KEYS[k]) or '[]') ~= ARGV[a] then return -1 end
+  k = k + 2 + tonumber(ARGV[a + 1])
+  a = a + 5
+end
+a, k = 5, 2
+for g = 1, groups do
+  local nf, np, nd = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local items = cmsgpack.unpack(ARGV[a + 4])
+  if nf == 0 then
+    put_plain(items, k, np, nd)
+  else
+    put_indexed(items, k, nf, 1, np)
+    delete_indexed(items, k, nf, 1 + np * (2 + nf), nd)
+  end
+  k = k + 2 + nf
+  a = a + 5
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+_FIND = """
+local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
+local keys, docs = {}, {}
+local skip = tonumber(ARGV[3])
+for i, m in ipairs(members) do keys[i] = string.sub(m, skip + 1) end
+local i = 0
+while i < #keys do
+  local n = math.min(#keys - i, 500)
+  local got = redis.call('HMGET', KEYS[2], unpack(keys, i + 1, i + n))
+  for j = 1, n do docs[i + j] = got[j] end
+  i = i + n
+end
+return {keys, docs}
+"""
+
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+"""
+
+_LEASES = """
+local found = {}
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if string.sub(name, 1, #ARGV[2]) == ARGV[2] then
+    local owner = redis.call('GET', ARGV[1] .. name)
+    if owner then
+      table.insert(found, name)
+      table.insert(found, owner)
+    else
+      redis.call('SREM', KEYS[1], name)
+    end
+  end
+end
+return found
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    @functools.wraps(fn)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except RedisError as exc:
+            raise BackendError(f"redis read store: {exc}") from exc
+
+    return call
+
+
+_ARRAY32 = struct.Struct(">BI")
+
+
+def _strings(items: list[bytes]) -> bytes:
+    """Returns ``items`` as one MessagePack array of strings (read by the script's cmsgpack)."""
+    pack = _ARRAY32.pack
+    out = [pack(0xDD, len(items))]
+    for item in items:
+        out.append(pack(0xDB, len(item)))
+        out.append(item)
+    return b"".join(out)
+
+
+def _document(stored: bytes | str) -> dict[str, Any]:
+    """Returns the document of a stored value (index values, \\x02, JSON)."""
+    raw = stored if isinstance(stored, bytes) else stored.encode()
+    return orjson.loads(raw[raw.index(b"\x02") + 1 :])  # type: ignore[no-any-return]
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _index_bytes(value: Any) -> bytes:
+    if type(value) is str:
+        return orjson.dumps(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def index_value(value: Any) -> str:
+    """Returns the canonical JSON an indexed field's value is stored and matched as."""
+    return _index_bytes(value).decode()
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """Returns the Redis URL without ``prefix`` and the key prefix (default ``bicameral``)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), "bicameral")
+    if not prefix or any(c in prefix for c in " {}*?[]"):
+        raise ConfigurationError(f"invalid redis key prefix {prefix!r}")
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+class RedisReadStore:
+    """Query-side documents of one or more services in Redis, under one key prefix."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.prefix = split_url(url)
+        self._redis: aioredis.Redis | None = None
+        self._fields: dict[str, list[str]] = {}
+
+    async def start(self) -> None:
+        """Connects and checks the server answers (idempotent)."""
+        if self._redis is not None:
+            return
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            await client.ping()
+        except RedisError as exc:
+            await client.aclose()
+            raise BackendError(f"cannot reach redis at {self.url}: {exc}") from exc
+        self._redis = client
+        self._commit = client.register_script(_COMMIT)
+        self._find = client.register_script(_FIND)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._leases = client.register_script(_LEASES)
+
+    async def close(self) -> None:
+        """Closes the connections."""
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """Returns the connected client."""
+        if self._redis is None:
+            raise BackendError("read store is not started")
+        return self._redis
+
+    def _key(self, kind: str, collection: str) -> str:
+        return f"{self.prefix}:{kind}:{checked_name(collection)}"
+
+    def _index(self, collection: str, field: str) -> str:
+        return f"{self._key('i', collection)}/{field}"
+
+    async def _fields_of(self, collection: str, *, fresh: bool = False) -> list[str]:
+        """Returns the collection's indexed fields; remembered once the collection is declared."""
+        found = None if fresh else self._fields.get(collection)
+        if found is None:
+            raw = await self.redis.get(self._key("m", collection))
+            if raw is None:
+                self._fields.pop(collection, None)
+                return []
+            found = self._fields[collection] = list(orjson.loads(raw))
+        return found
+
+    @_translated
+    async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
+        """Records the collection's indexed fields, indexing existing documents for new ones."""
+        wanted = {checked_name(f) for f in indexes}
+        meta, docs_key = self._key("m", collection), self._key("d", collection)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(meta, docs_key)
+                    raw = await pipe.get(meta)
+                    current: list[str] = list(orjson.loads(raw)) if raw else []
+                    fields = sorted(wanted | set(current))
+                    if raw is not None and fields == current:
+                        break
+                    docs = await pipe.hgetall(docs_key)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    self._reindex(pipe, collection, current, fields, docs)
+                    pipe.set(meta, orjson.dumps(fields))
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        self._fields[collection] = fields
+
+    def _reindex(
+        self,
+        pipe: Any,
+        collection: str,
+        old: list[str],
+        fields: list[str],
+        docs: dict[Any, Any],
+    ) -> None:
+        if old:
+            pipe.delete(*(self._index(collection, f) for f in old))
+        members: dict[str, dict[bytes, float]] = {f: {} for f in fields}
+        stored: dict[bytes, bytes] = {}
+        for key, value in docs.items():
+            name = key if isinstance(key, bytes) else key.encode()
+            body = value[value.index(b"\x02") + 1 :]
+            doc = orjson.loads(body)
+            encs = [_index_bytes(doc[f]) if f in doc else b"" for f in fields]
+            stored[name] = b"\x01".join(encs) + b"\x02" + body
+            for f, enc in zip(fields, encs, strict=True):
+                if enc:
+                    members[f][enc + b"\x00" + name] = 0
+        if stored:
+            pipe.hset(self._key("d", collection), mapping=stored)
+        for f, found in members.items():
+            if found:
+                pipe.zadd(self._index(collection, f), found)
+
+    @_translated
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """Returns one document, or None."""
+        raw = await self.redis.hget(self._key("d", collection), key)
+        return _document(raw) if raw is not None else None
+
+    @_translated
+    async def find(
+        self, collection: str, field: str, value: Any
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Returns ``(key, document)`` pairs whose ``field`` equals ``value``, by key.
+
+        Uses the field's index when declared; scans the collection otherwise.
+        """
+        if field not in await self._fields_of(collection):
+            return [(k, d) for k, d in await self.all(collection) if d.get(field) == value]
+        head = index_value(value) + "\x00"
+        keys, docs = await self._find(
+            keys=[self._index(collection, field), self._key("d", collection)],
+            args=["[" + head, "(" + index_value(value) + "\x01", len(head.encode())],
+        )
+        return [
+            (k.decode(), _document(d)) for k, d in zip(keys, docs, strict=True) if d is not None
+        ]
+
+    @_translated
+    async def all(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
+        """Returns every ``(key, document)`` pair of a collection, by key."""
+        raw = await self.redis.hgetall(self._key("d", collection))
+        return sorted((_text(k), _document(v)) for k, v in raw.items())
+
+    @_translated
+    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
+        """Writes ``changes`` and moves the checkpoint in one script, if at ``expected``."""
+        by_collection: dict[str, tuple[list[tuple[str, dict[str, Any]]], list[str]]] = {}
+        for (collection, key), doc in changes.items():
+            puts, dels = by_collection.setdefault(collection, ([], []))
+            if doc is None:
+                dels.append(key)
+            else:
+                puts.append((key, doc))
+        fresh = False
+        for _ in range(3):
+            keys: list[str] = [f"{self.prefix}:checkpoints"]
+            args: list[Any] = [checkpoint, expected, position, len(by_collection)]
+            for collection, (puts, dels) in by_collection.items():
+                fields = await self._fields_of(collection, fresh=fresh)
+                self._group(collection, fields, puts, dels, keys, args)
+            done = await self._commit(keys=keys, args=args)
+            if done != _STALE_FIELDS:
+                return bool(done)
+            fresh = True
+        raise BackendError(f"indexed fields keep changing under commit of {checkpoint}")
+
+    def _group(
+        self,
+        collection: str,
+        fields: list[str],
+        puts: list[tuple[str, dict[str, Any]]],
+        dels: list[str],
+        keys: list[str],
+        args: list[Any],
+    ) -> None:
+        keys += [self._key("m", collection), self._key("d", collection)]
+        items: list[bytes] = []
+        add, dumps = items.append, orjson.dumps
+        if fields:
+            keys += [self._index(collection, f) for f in fields]
+            for key, doc in puts:
+                encs = [_index_bytes(doc[f]) if f in doc else b"" for f in fields]
+                add(key.encode())
+                add(b"\x01".join(encs) + b"\x02" + dumps(doc))
+                items += encs
+        else:
+            for key, doc in puts:
+                add(key.encode())
+                add(b"\x02" + dumps(doc))
+        items += [key.encode() for key in dels]
+        args += [orjson.dumps(fields), len(fields), len(puts), len(dels), _strings(items)]
+
+    @_translated
+    async def checkpoint(self, checkpoint: str) -> int:
+        """Returns a checkpoint's position (0 if never committed)."""
+        raw = await self.redis.hget(f"{self.prefix}:checkpoints", checkpoint)
+        return int(raw) if raw is not None else 0
+
+    @_translated
+    async def checkpoints(self) -> dict[str, int]:
+        """Returns every checkpoint by name."""
+        raw = await self.redis.hgetall(f"{self.prefix}:checkpoints")
+        return {_text(k): int(v) for k, v in raw.items()}
+
+    @_translated
+    async def drop(self, collections: Sequence[str], checkpoints: Sequence[str]) -> None:
+        """Deletes collections (documents and indexes) and checkpoints."""
+        doomed: list[str] = []
+        for collection in collections:
+            fields = await self._fields_of(collection, fresh=True)
+            doomed += [self._key(kind, collection) for kind in "md"]
+            doomed += [self._index(collection, f) for f in fields]
+            self._fields.pop(collection, None)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if doomed:
+                pipe.delete(*doomed)
+            if checkpoints:
+                pipe.hdel(f"{self.prefix}:checkpoints", *checkpoints)
+            await pipe.execute()
+
+    @_translated
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Takes or renews a lease unless another owner holds it unexpired."""
+        got = await self._acquire(
+            keys=[f"{self.prefix}:lease:{name}", f"{self.prefix}:leases"],
+            args=[owner, max(1, int(ttl * 1000)), name],
+        )
+        return bool(got)
+
+    @_translated
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Gives up a lease held by ``owner``."""
+        await self._release(keys=[f"{self.prefix}:lease:{name}"], args=[owner])
+
+    @_translated
+    async def leases(self, prefix: str) -> dict[str, str]:
+        """Returns unexpired leases under ``prefix``."""
+        found = await self._leases(
+            keys=[f"{self.prefix}:leases"], args=[f"{self.prefix}:lease:", prefix]
+        )
+        return {found[i].decode(): found[i + 1].decode() for i in range(0, len(found), 2)}
