@@ -45,10 +45,11 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 
 
 CREDENTIALS = ("no token", "expired", "bad signature", "wrong audience")
+Credentials = Callable[[str, str, tuple[str, ...]], dict[str, str]]
 
 
 @pytest.fixture
-def credentials(settings: Settings) -> Callable[[str, str, tuple[str, ...]], dict[str, str]]:
+def credentials(settings: Settings) -> Credentials:
     """Returns ``credentials(kind, subject, roles)``: the headers of one row of the matrix."""
 
     def make(kind: str, subject: str, roles: tuple[str, ...]) -> dict[str, str]:

@@ -21,6 +21,7 @@ from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
 from bicameral.security.keys import EMBEDDED_KEY_FILE
 from bicameral.security.wiring import verifier_for
+from tests.e2e.order_flow.settling import settle
 
 runner = CliRunner()
 
@@ -74,6 +75,64 @@ def test_events_tail_shows_who_sent_each_command(settings: Settings) -> None:
     assert result.exit_code == 0, result.output
     (line,) = [ln for ln in result.stdout.splitlines() if "ProductRegistered" in ln]
     assert line.endswith("sam[staff]")
+
+
+def test_events_tail_shows_the_user_behind_each_saga_step(settings: Settings) -> None:
+    root = issue(settings.data_dir, "--subject", "root", "--roles", "admin")
+    alice = issue(settings.data_dir, "--subject", "alice", "--roles", "customer")
+
+    async def order_flow() -> None:
+        node = Node(settings, load_services("shop.app:services"), ROLES)
+        await node.start()
+        try:
+            transport = httpx.ASGITransport(app=create_app(node, manage_node=False))
+            async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+                for path, token, body in (
+                    (
+                        "inventory/commands/RegisterProduct",
+                        root,
+                        {"sku": "mug", "name": "Mug", "price_cents": 100},
+                    ),
+                    ("inventory/commands/ReceiveStock", root, {"sku": "mug", "quantity": 1}),
+                    (
+                        "payments/commands/DepositFunds",
+                        alice,
+                        {"customer_id": "alice", "amount_cents": 100},
+                    ),
+                    (
+                        "orders/commands/PlaceOrder",
+                        alice,
+                        {
+                            "order_id": "o1",
+                            "customer_id": "alice",
+                            "lines": [{"sku": "mug", "quantity": 1}],
+                        },
+                    ),
+                ):
+                    headers = {"Authorization": f"Bearer {token}"}
+                    response = await client.post(f"/{path}", json=body, headers=headers)
+                    assert response.status_code == 200, response.text
+            await settle(node)
+        finally:
+            await node.stop()
+
+    asyncio.run(order_flow())
+    result = runner.invoke(
+        app,
+        [
+            "events",
+            "tail",
+            "--service",
+            "payments",
+            "--data-dir",
+            str(settings.data_dir),
+            "--app",
+            "shop.app:services",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = [ln for ln in result.stdout.splitlines() if "PaymentCaptured" in ln]
+    assert line.endswith("service:payments[service] for alice")
 
 
 def test_up_prints_how_to_get_a_token_and_the_api_takes_it(tmp_path: Path) -> None:
