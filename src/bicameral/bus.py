@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from bicameral import metrics
 from bicameral.aggregate import Aggregate, Repository
 from bicameral.consistency import ConsistencyToken, Notifier, wait_for_positions
-from bicameral.context import MessageContext
+from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
 from bicameral.errors import (
     BicameralError,
@@ -127,6 +127,12 @@ class Authorizer(Protocol):
         """
         ...
 
+    def screen(self, principal: Principal, handler: CommandHandler | QueryHandler) -> None:
+        """Returns unless no message of ``handler`` could be allowed for ``principal``; checked
+        before the message is read, so a caller without the right never learns its schema's
+        errors. Raises AuthenticationError or PermissionDeniedError."""
+        ...
+
 
 class AllowAll:
     """The permissive authorizer: anyone may send anything but internal commands."""
@@ -142,6 +148,9 @@ class AllowAll:
     def record_filter(self, call: CommandCall | QueryCall) -> RecordFilter | None:
         """Returns None: every record is visible."""
         return None
+
+    def screen(self, principal: Principal, handler: CommandHandler | QueryHandler) -> None:
+        """Lets everyone through (internal commands are refused when sent)."""
 
 
 def request_hash(command: Command) -> str:
@@ -236,6 +245,10 @@ class CommandBus:
         for mw in reversed([self._observe, self._authorize, *middleware, self._idempotent]):
             chain = _bind(mw, chain)
         self._chain = chain
+
+    def screen(self, principal: Principal, handler: CommandHandler) -> None:
+        """Raises an AccessError when ``principal`` could send no message of ``handler``."""
+        self._authorizer.screen(principal, handler)
 
     async def dispatch(self, command: Command, context: MessageContext) -> CommandResult:
         """Returns the result of running ``command``; raises a BicameralError when refused."""
@@ -383,6 +396,10 @@ class QueryBus:
         for mw in reversed([self._observe, self._authorize, *middleware, self._consistent]):
             chain = _bind(mw, chain)
         self._chain = chain
+
+    def screen(self, principal: Principal, handler: QueryHandler) -> None:
+        """Raises an AccessError when ``principal`` could send no query of ``handler``."""
+        self._authorizer.screen(principal, handler)
 
     async def ask(
         self,

@@ -137,6 +137,7 @@ def _command_route(
     ) -> JSONResponse:
         if handler.internal:
             raise refuse(ctx.principal, f"{name} (internal to {runtime.name})")
+        runtime.commands.screen(ctx.principal, handler)
         body = validate_message(cls, await _json_body(request), "body")
         if idempotency_key is not None:
             ctx = MessageContext(
@@ -176,9 +177,13 @@ def _query_route(
     result = handler.result
     response_model = result if isinstance(result, type) and issubclass(result, BaseModel) else None
 
+    async def screened(ctx: Annotated[MessageContext, Depends(context)]) -> MessageContext:
+        runtime.queries.screen(ctx.principal, handler)  # before the parameters are validated
+        return ctx
+
     async def endpoint(
         params: Annotated[cls, Query()],  # type: ignore[valid-type]
-        ctx: Annotated[MessageContext, Depends(context)],
+        ctx: Annotated[MessageContext, Depends(screened)],
         x_consistency_token: Annotated[str | None, Header()] = None,
         x_consistency_timeout: Annotated[str | None, Header()] = None,
     ) -> Any:

@@ -16,6 +16,7 @@ from bicameral.context import Principal
 from bicameral.errors import AuthenticationError, PermissionDeniedError
 from bicameral.messages import Message
 from bicameral.security.policy import Decision, Policy
+from bicameral.service import CommandHandler, QueryHandler
 
 __all__ = ["PolicyAuthorizer", "refuse"]
 
@@ -62,6 +63,20 @@ class PolicyAuthorizer:
         if policy.decide(principal, message) is not Decision.OWN_RECORDS:
             return None
         return lambda collection, record: policy.owns(principal, message, collection, record)
+
+    def screen(self, principal: Principal, handler: CommandHandler | QueryHandler) -> None:
+        """Raises unless some message of ``handler`` could be allowed for ``principal``."""
+        if principal.service is not None:
+            return
+        if isinstance(handler, CommandHandler):
+            name = handler.command.message_name
+            if handler.internal:
+                raise refuse(principal, f"{name} (internal: only services may send it)")
+        else:
+            name = handler.query.message_name
+        policy = _policy(handler.policy)
+        if policy is None or not policy.admits(principal):
+            raise refuse(principal, name)
 
     @staticmethod
     def _check(principal: Principal, message: Message, policy: Policy | None, name: str) -> None:

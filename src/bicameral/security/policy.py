@@ -111,6 +111,14 @@ class Policy:
             for rule in self.rules
         )
 
+    def admits(self, principal: Principal) -> bool:
+        """Returns True when some rule could allow ``principal``, whatever the message."""
+        return any(
+            rule.public
+            or (not principal.is_anonymous and (not rule.roles or principal.has_role(*rule.roles)))
+            for rule in self.rules
+        )
+
     @property
     def is_public(self) -> bool:
         """Returns True when anyone, even without credentials, is allowed."""

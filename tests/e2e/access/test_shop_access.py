@@ -218,3 +218,23 @@ async def test_the_customer_who_placed_an_order_is_on_the_payment_event(
     ]
     assert placed[0].principal == {"subject": "alice", "roles": ["customer"]}
     assert captured.metadata["correlation_id"] == placed[0].metadata["correlation_id"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "who", "status"),
+    [("no token", ALICE, 401), ("expired", ALICE, 401), ("wrong role", SAM, 403)],
+)
+@pytest.mark.parametrize("name", ["PlaceOrder", "CancelOrder", "GetOrder", "GetBalance"])
+async def test_callers_without_the_right_learn_nothing_of_the_message_schema(
+    api: Api,
+    credentials: Credentials,
+    name: str,
+    kind: str,
+    who: tuple[str, tuple[str, ...]],
+    status: int,
+) -> None:
+    call = next(c for c in CALLS if c.name == name)
+    malformed = Call(call.service, name, {}, call.audience)
+    response = await send(api, malformed, credentials(kind, *who))
+    assert response.status_code == status, response.text
+    assert "errors" not in response.json()

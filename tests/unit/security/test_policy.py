@@ -86,3 +86,12 @@ def test_fields_are_read_from_documents_and_objects() -> None:
 def test_an_empty_policy_denies_everyone(subject: str, roles: frozenset[str]) -> None:
     principal = Principal(subject, roles)
     assert Policy().decide(principal, Deposit(customer_id=subject, amount=1)) is Decision.DENY
+
+
+def test_a_policy_admits_whoever_some_rule_could_allow() -> None:
+    assert CUSTOMER_OR_ADMIN.admits(ALICE)
+    assert CUSTOMER_OR_ADMIN.admits(ADMIN)
+    assert not CUSTOMER_OR_ADMIN.admits(Principal("sam", frozenset({"staff"})))
+    assert not CUSTOMER_OR_ADMIN.admits(ANONYMOUS)
+    assert PUBLIC.admits(ANONYMOUS)
+    assert allow().admits(Principal("anyone"))
