@@ -39,10 +39,12 @@ from bicameral.messages import Command, Event, Message, MessageRegistry, Query
 from bicameral.ports import EventStore, ReadStore, StreamAppend, Transport
 from bicameral.projection import Projection, View
 from bicameral.projector import Projector
+from bicameral.security.policy import PUBLIC, Policy, allow
 from bicameral.service import ReadModel, Service
 
 __all__ = [
     "ANONYMOUS",
+    "PUBLIC",
     "AccessError",
     "Aggregate",
     "AllowAll",
@@ -71,6 +73,7 @@ __all__ = [
     "NotCaughtUpError",
     "NotFoundError",
     "PermissionDeniedError",
+    "Policy",
     "Principal",
     "Projection",
     "Projector",
@@ -86,6 +89,7 @@ __all__ = [
     "Transport",
     "UnknownMessageError",
     "View",
+    "allow",
     "from_cloudevent",
     "to_cloudevent",
 ]

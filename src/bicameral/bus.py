@@ -20,12 +20,13 @@ from pydantic import BaseModel
 from bicameral import metrics
 from bicameral.aggregate import Aggregate, Repository
 from bicameral.consistency import ConsistencyToken, Notifier, wait_for_positions
-from bicameral.context import MessageContext
+from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
 from bicameral.errors import (
     BicameralError,
     ConcurrencyError,
     IdempotencyKeyReusedError,
+    NotFoundError,
     PermissionDeniedError,
 )
 from bicameral.messages import Command, Query
@@ -43,7 +44,9 @@ __all__ = [
     "QueryBus",
     "QueryCall",
     "QueryMiddleware",
+    "RecordFilter",
     "StoreReadModel",
+    "VisibleReadModel",
 ]
 
 log = logging.getLogger("bicameral.bus")
@@ -102,6 +105,9 @@ CommandNext = Callable[[CommandCall], Awaitable[CommandResult]]
 CommandMiddleware = Callable[[CommandCall, CommandNext], Awaitable[CommandResult]]
 QueryNext = Callable[[QueryCall], Awaitable[Any]]
 QueryMiddleware = Callable[[QueryCall, QueryNext], Awaitable[Any]]
+RecordFilter = Callable[[str | None, Any], bool]
+"""Returns True when the caller may see a record: ``(collection, document)`` of a read model,
+or ``(None, aggregate)``."""
 
 
 class Authorizer(Protocol):
@@ -113,6 +119,19 @@ class Authorizer(Protocol):
 
     async def authorize_query(self, call: QueryCall) -> None:
         """Returns when the query may run; raises AuthenticationError or PermissionDeniedError."""
+        ...
+
+    def record_filter(self, call: CommandCall | QueryCall) -> RecordFilter | None:
+        """Returns which loaded records (aggregates, documents) the caller may see; None: all.
+
+        A record the caller may not see looks as if it did not exist.
+        """
+        ...
+
+    def screen(self, principal: Principal, handler: CommandHandler | QueryHandler) -> None:
+        """Returns unless no message of ``handler`` could be allowed for ``principal``; checked
+        before the message is read, so a caller without the right never learns its schema's
+        errors. Raises AuthenticationError or PermissionDeniedError."""
         ...
 
 
@@ -127,6 +146,13 @@ class AllowAll:
     async def authorize_query(self, call: QueryCall) -> None:
         """Allows every query."""
 
+    def record_filter(self, call: CommandCall | QueryCall) -> RecordFilter | None:
+        """Returns None: every record is visible."""
+        return None
+
+    def screen(self, principal: Principal, handler: CommandHandler | QueryHandler) -> None:
+        """Lets everyone through (internal commands are refused when sent)."""
+
 
 def request_hash(command: Command) -> str:
     """Returns a digest of a command's type and body, to recognise a repeated request."""
@@ -137,10 +163,14 @@ def request_hash(command: Command) -> str:
 class _UnitOfWork:
     """The repositories one command handler call used, saved in one atomic append."""
 
-    def __init__(self, service: Service, store: EventStore) -> None:
+    def __init__(
+        self, service: Service, store: EventStore, visible: RecordFilter | None = None
+    ) -> None:
         self._service = service
         self._store = store
+        self._visible = visible
         self._repos: dict[type[Aggregate], Repository[Any]] = {}
+        self.hidden: list[Aggregate] = []
 
     def repository(self, cls: type[Any]) -> Repository[Any]:
         repo = self._repos.get(cls)
@@ -148,14 +178,25 @@ class _UnitOfWork:
             repo = self._repos[cls] = Repository(cls, self._store, self._service.registry)
         return repo
 
+    async def load(self, cls: type[Any], key: str) -> Any:
+        """Returns aggregate ``key``, or a blank stand-in (never saved) if the caller may not
+        see it."""
+        aggregate = await self.repository(cls).get(key)
+        if self._visible is not None and aggregate.exists and not self._visible(None, aggregate):
+            aggregate = cls(key)  # another's: looks new, and is never saved
+            self.hidden.append(aggregate)
+        return aggregate
+
     async def argument(self, param: Param, call: CommandCall) -> Any:
         if param.kind == "aggregate":
             assert param.cls is not None
             assert call.handler.key is not None
-            return await self.repository(param.cls).get(call.handler.key(call.command))
+            return await self.load(param.cls, call.handler.key(call.command))
         if param.kind == "repository":
             assert param.cls is not None
-            return self.repository(param.cls)
+            if self._visible is None:
+                return self.repository(param.cls)
+            return _VisibleRepository(self, param.cls)
         if param.kind == "context":
             return call.context
         if param.kind == "principal":
@@ -167,6 +208,22 @@ class _UnitOfWork:
         for repo in self._repos.values():
             appends.extend(repo.collect(metadata))
         return appends
+
+
+class _VisibleRepository(Repository[Any]):
+    """A Repository handing out only the aggregates the caller may see (others look new)."""
+
+    def __init__(self, uow: _UnitOfWork, cls: type[Any]) -> None:
+        self._uow = uow
+        self.cls = cls
+
+    async def get(self, id: str) -> Any:
+        """Returns the aggregate with ``id``, or a blank one if the caller may not see it."""
+        return await self._uow.load(self.cls, id)
+
+    def collect(self, metadata: dict[str, object]) -> list[Any]:
+        """Returns nothing: the unit of work saves what its own repositories loaded."""
+        return []
 
 
 class CommandBus:
@@ -189,6 +246,10 @@ class CommandBus:
         for mw in reversed([self._observe, self._authorize, *middleware, self._idempotent]):
             chain = _bind(mw, chain)
         self._chain = chain
+
+    def screen(self, principal: Principal, handler: CommandHandler) -> None:
+        """Raises an AccessError when ``principal`` could send no message of ``handler``."""
+        self._authorizer.screen(principal, handler)
 
     async def dispatch(self, command: Command, context: MessageContext) -> CommandResult:
         """Returns the result of running ``command``; raises a BicameralError when refused."""
@@ -241,13 +302,16 @@ class CommandBus:
         handler = call.handler
         key = call.context.idempotency_key
         digest = request_hash(call.command) if key is not None else ""
+        visible = self._authorizer.record_filter(call)
         attempt = 0
         while True:
-            uow = _UnitOfWork(self.service, self.store)
+            uow = _UnitOfWork(self.service, self.store, visible)
             args = [await uow.argument(p, call) for p in handler.params]
             outcome = handler.fn(call.command, *args)
             if handler.is_async:
                 await outcome
+            if any(agg.pending for agg in uow.hidden):
+                raise NotFoundError(f"{handler.command.message_name}: no such entity")
             appends = uow.collect(call.context.event_metadata())
             try:
                 result = await self.store.append(appends, idempotency_key=key, request_hash=digest)
@@ -290,6 +354,28 @@ class StoreReadModel:
         return [doc for _, doc in await self._store.all(self._table(collection))]
 
 
+class VisibleReadModel:
+    """A ReadModel showing only the documents a filter lets the caller see."""
+
+    def __init__(self, reads: ReadModel, visible: RecordFilter) -> None:
+        self._reads = reads
+        self._visible = visible
+
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """Returns one document if visible, or None."""
+        doc = await self._reads.get(collection, key)
+        return doc if doc is not None and self._visible(collection, doc) else None
+
+    async def find(self, collection: str, field: str, value: Any) -> list[dict[str, Any]]:
+        """Returns the visible documents whose indexed ``field`` equals ``value``."""
+        found = await self._reads.find(collection, field, value)
+        return [d for d in found if self._visible(collection, d)]
+
+    async def all(self, collection: str) -> list[dict[str, Any]]:
+        """Returns every visible document of a collection, ordered by key."""
+        return [d for d in await self._reads.all(collection) if self._visible(collection, d)]
+
+
 class QueryBus:
     """Serves each query from read models, first waiting for a consistency token if given."""
 
@@ -313,6 +399,10 @@ class QueryBus:
         for mw in reversed([self._observe, self._authorize, *middleware, self._consistent]):
             chain = _bind(mw, chain)
         self._chain = chain
+
+    def screen(self, principal: Principal, handler: QueryHandler) -> None:
+        """Raises an AccessError when ``principal`` could send no query of ``handler``."""
+        self._authorizer.screen(principal, handler)
 
     async def ask(
         self,
@@ -374,10 +464,12 @@ class QueryBus:
         return await projection_position(self.store, checkpoint, self.partitions)
 
     async def _handle(self, call: QueryCall) -> Any:
+        visible = self._authorizer.record_filter(call)
+        reads = self.read_model if visible is None else VisibleReadModel(self.read_model, visible)
         args: list[Any] = []
         for param in call.handler.params:
             if param.kind == "readmodel":
-                args.append(self.read_model)
+                args.append(reads)
             elif param.kind == "context":
                 args.append(call.context)
             elif param.kind == "principal":

@@ -295,12 +295,14 @@ async def _invariants(shop: Shop, the_plan: Plan, kept: list[Any]) -> dict[str, 
     }
 
 
-def load(url: str, orders: int, concurrency: int) -> bool:
-    """Runs the demo against the shop at ``url``, prints its summary; True if it all held."""
+def load(url: str, orders: int, concurrency: int, token: str = "") -> bool:
+    """Runs the demo against the shop at ``url`` as the bearer of ``token`` (an admin's),
+    prints its summary; True if it all held."""
     console = Console()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def run() -> Summary:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as http:
             (await http.get("/health")).raise_for_status()
             return await drive(http, orders, concurrency, console=console)
 

@@ -1,7 +1,7 @@
 """The shop as a user runs it: ``bicameral up`` in a subprocess, driven over HTTP and the CLI.
 
-Every request goes through ``client_options`` (one set of default headers), so requiring
-credentials later means changing ``HEADERS`` only.
+Every request goes through ``client_options`` (one set of default headers): an admin's bearer
+token, signed with the server's embedded key.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+from bicameral.security.keys import embedded_secret
+from bicameral.security.tokens import issue_token
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 HEADERS: dict[str, str] = {}
@@ -125,9 +128,16 @@ class Server:
             return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
 
 
+def admin_headers(data_dir: Path) -> dict[str, str]:
+    """Returns the headers of an admin, with a token signed by ``data_dir``'s embedded key
+    (what ``bicameral token issue --roles admin`` prints)."""
+    token = issue_token(embedded_secret(data_dir), subject="e2e-admin", roles=["admin"])
+    return {**HEADERS, "Authorization": f"Bearer {token}"}
+
+
 def client_options(server: Server) -> dict[str, Any]:
-    """Returns the options of every e2e HTTP client of ``server``."""
-    return {"base_url": server.url, "headers": HEADERS, "timeout": 30.0}
+    """Returns the options of every e2e HTTP client of ``server``: it acts as an admin."""
+    return {"base_url": server.url, "headers": admin_headers(server.data_dir), "timeout": 30.0}
 
 
 @pytest.fixture(scope="module")

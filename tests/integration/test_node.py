@@ -18,7 +18,7 @@ from bicameral.transport.sqlite import SqliteTransport
 from shop.inventory.messages import GetProduct, ListProducts, ReceiveStock, RegisterProduct
 from shop.inventory.service import inventory
 
-CLERK = MessageContext(principal=Principal("clerk-1", frozenset({"clerk"})))
+CLERK = MessageContext(principal=Principal("clerk-1", frozenset({"staff"})))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ from typer.testing import CliRunner
 from bicameral import ConfigurationError
 from bicameral.cli.demo import find_demo
 from bicameral.cli.main import app
+from bicameral.runtime.settings import Settings
+from bicameral.security.wiring import verifier_for
 
 calls: list[dict[str, Any]] = []
 
@@ -38,14 +41,29 @@ def test_demo_load_calls_the_demo_with_its_options() -> None:
             "http://h:1/",
             "--demo",
             f"{__name__}:passing",
+            "--token",
+            "t0ken",
         ],
     )
     assert result.exit_code == 0, result.output
+    assert calls[0].pop("token") == "t0ken"
     assert calls == [{"url": "http://h:1", "orders": 7, "concurrency": 3}]
 
 
+def test_demo_load_signs_an_admin_token_when_given_none(tmp_path: Path) -> None:
+    calls.clear()
+    result = CliRunner().invoke(
+        app, ["demo", "load", "--data-dir", str(tmp_path), "--demo", f"{__name__}:passing"]
+    )
+    assert result.exit_code == 0, result.output
+    settings = Settings.load(environ={}, data_dir=tmp_path)
+    assert verifier_for(settings).verify(calls[0]["token"]).roles == {"admin"}
+
+
 def test_demo_load_exits_1_when_the_demo_fails() -> None:
-    result = CliRunner().invoke(app, ["demo", "load", "--demo", f"{__name__}:failing"])
+    result = CliRunner().invoke(
+        app, ["demo", "load", "--demo", f"{__name__}:failing", "--token", "t0ken"]
+    )
     assert result.exit_code == 1
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bicameral import ConsistencyToken, MessageContext, NotCaughtUpError
+from bicameral import ConsistencyToken, MessageContext, NotCaughtUpError, Principal
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from bicameral.runtime.status import command_side_status, projection_status
@@ -14,6 +14,7 @@ from shop.inventory.messages import GetProduct, RegisterProduct
 from shop.inventory.service import inventory
 
 PARTITIONS = 4
+CLERK = MessageContext(principal=Principal("clerk-1", frozenset({"staff"})))
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ async def register(node: Node, count: int) -> ConsistencyToken:
     token = ConsistencyToken()
     for i in range(count):
         result = await node.runtime("inventory").commands.dispatch(
-            RegisterProduct(sku=f"sku-{i}", name=f"thing {i}", price_cents=100), MessageContext()
+            RegisterProduct(sku=f"sku-{i}", name=f"thing {i}", price_cents=100), CLERK
         )
         token = result.token
     return token
@@ -80,7 +81,7 @@ async def test_a_consistency_token_waits_for_every_partition(node: Node) -> None
     for slot in lane[:-1]:
         await slot.projector.catch_up()
     with pytest.raises(NotCaughtUpError):
-        await rt.queries.ask(GetProduct(sku="sku-4"), MessageContext(), token=token, timeout=0.05)
+        await rt.queries.ask(GetProduct(sku="sku-4"), CLERK, token=token, timeout=0.05)
     await lane[-1].projector.catch_up()
-    answer = await rt.queries.ask(GetProduct(sku="sku-4"), MessageContext(), token=token)
+    answer = await rt.queries.ask(GetProduct(sku="sku-4"), CLERK, token=token)
     assert answer["sku"] == "sku-4"

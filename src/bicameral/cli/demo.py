@@ -1,8 +1,10 @@
 """``bicameral demo``: run a load driver an installed app ships (entry point ``bicameral.demos``).
 
-A demo is a callable ``load(url: str, orders: int, concurrency: int) -> bool`` (or a coroutine
-function) that drives a running system over HTTP and returns whether its checks held. The
-library knows no demo itself: apps register theirs, e.g. in ``pyproject.toml``::
+A demo is a callable ``load(url: str, orders: int, concurrency: int, token: str) -> bool`` (or
+a coroutine function) that drives a running system over HTTP, sending ``token`` as its bearer
+token, and returns whether its checks held. Without ``--token``, the command signs an admin
+token with the embedded key of the data dir. The library knows no demo itself: apps register
+theirs, e.g. in ``pyproject.toml``::
 
     [project.entry-points."bicameral.demos"]
     shop = "shop.demo:load"
@@ -15,11 +17,13 @@ import importlib
 import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from bicameral.errors import ConfigurationError
+from bicameral.errors import BicameralError, ConfigurationError
+from bicameral.runtime.settings import Settings
 
 __all__ = ["GROUP", "demo_app", "find_demo"]
 
@@ -54,19 +58,44 @@ def load(
         "http://127.0.0.1:8000"
     ),
     demo: Annotated[str, typer.Option(help="Demo entry point name, or module:attr.")] = "",
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="BICAMERAL_TOKEN", help="Bearer token (default: a new admin one)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the embedded signing key lives.")
+    ] = None,
 ) -> None:
     """Drive a running system with many concurrent users, then check its invariants."""
-    from bicameral.cli.main import fail
+    from bicameral.cli.main import fail, settings_from
 
     try:
         driver = find_demo(demo)
-    except ConfigurationError as exc:
+        if not token:
+            token = _admin_token(settings_from(None, data_dir=data_dir))
+    except BicameralError as exc:
         raise fail(exc.detail) from None
-    result = driver(url=url.rstrip("/"), orders=orders, concurrency=concurrency)
+    result = driver(url=url.rstrip("/"), orders=orders, concurrency=concurrency, token=token)
     if inspect.isawaitable(result):
         result = asyncio.run(_wait(result))
     if not result:
         raise typer.Exit(1)
+
+
+def _admin_token(settings: Settings) -> str:
+    from bicameral.security.tokens import issue_token
+    from bicameral.security.wiring import AuthSettings, embedded_key
+
+    auth = AuthSettings.from_mapping(settings.auth)
+    if auth.jwks_file is not None:
+        raise ConfigurationError("auth uses a JWKS file: pass --token from its identity provider")
+    return issue_token(
+        embedded_key(settings),
+        subject="demo",
+        roles=["admin"],
+        issuer=auth.issuer,
+        audience=auth.audience,
+    )
 
 
 async def _wait(awaitable: Any) -> Any:

@@ -6,6 +6,7 @@ Every failure is one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -32,8 +33,10 @@ app = typer.Typer(
 )
 events_app = typer.Typer(help="Read services' event logs.", no_args_is_help=True)
 projections_app = typer.Typer(help="Inspect read models.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for the API.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
+app.add_typer(token_app, name="token")
 app.add_typer(demo_app, name="demo")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
@@ -68,19 +71,23 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
 
     from bicameral.http.app import create_app
     from bicameral.runtime.logs import configure_logging
-    from bicameral.security.wiring import authenticator_for
 
     base = f"http://{settings.host}:{settings.port}"
     if not _can_listen(settings.host, settings.port):
         raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
-    http = create_app(node, authenticate=authenticator_for(settings))
+    try:
+        http = create_app(node)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
     if banner:
         names = ", ".join(node.runtimes)
         typer.echo(f"bicameral: serving {names} at {base}")
         typer.echo(f"  API docs:  {base}/docs")
-        typer.echo(f"  health:    {base}/health    metrics: {base}/metrics")
+        typer.echo(f"  health:    {base}/health    metrics: {base}/metrics (role admin)")
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
+        if not settings.auth.get("jwks_file"):
+            _token_help(settings, base)
     config = uvicorn.Config(
         http,
         host=settings.host,
@@ -97,6 +104,16 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
             raise
     if not server.started:
         raise fail(f"could not serve on {base} (is the port in use?)")
+
+
+def _token_help(settings: Settings, base: str) -> None:
+    data_dir = shlex.quote(str(settings.data_dir))
+    typer.echo("  tokens:    commands and queries need a bearer token; get one with")
+    typer.echo(
+        f"             TOKEN=$(bicameral token issue --subject me --roles admin "
+        f"--data-dir {data_dir})"
+    )
+    typer.echo(f'             curl -H "Authorization: Bearer $TOKEN" {base}/...')
 
 
 def _can_listen(host: str, port: int) -> bool:
@@ -283,6 +300,37 @@ def status(
         _print_status("worker", rows)
 
     run(work)
+
+
+@token_app.command("issue")
+def token_issue(
+    subject: Annotated[str, typer.Option(help="Who the token names (its sub claim).")],
+    roles: Annotated[str, typer.Option(help="Comma-separated roles, e.g. admin or customer.")] = "",
+    ttl: Annotated[str, typer.Option(help="How long it is valid: 90s, 15m, 1h, 7d.")] = "1h",
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print a token signed with the embedded key of the data dir (made if missing)."""
+    from bicameral.security.tokens import issue_token, parse_ttl
+    from bicameral.security.wiring import AuthSettings, embedded_key
+
+    try:
+        settings = settings_from(config, data_dir=data_dir)
+        auth = AuthSettings.from_mapping(settings.auth)
+        if auth.jwks_file is not None:
+            raise ConfigurationError("auth uses a JWKS file: get tokens from its identity provider")
+        lifetime = parse_ttl(ttl)
+        token = issue_token(
+            embedded_key(settings),
+            subject=subject,
+            roles=[r.strip() for r in roles.split(",") if r.strip()],
+            ttl=lifetime,
+            issuer=auth.issuer,
+            audience=auth.audience,
+        )
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    typer.echo(token)
 
 
 def main() -> None:

@@ -6,31 +6,36 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bicameral.context import ANONYMOUS, Principal
+from bicameral.context import Principal
 from bicameral.http.problems import install_problem_handlers, problem
-from bicameral.http.routes import Authenticator, message_schemas, service_router
+from bicameral.http.routes import message_schemas, service_router
 from bicameral.runtime.node import Node
+from bicameral.security.authn import Authenticator, anonymous
+from bicameral.security.authorizer import refuse
+from bicameral.security.wiring import authenticator_for
 
-__all__ = ["anonymous", "create_app"]
+__all__ = ["ADMIN_ROLE", "anonymous", "create_app"]
 
-
-async def anonymous(request: Request) -> Principal:
-    """Returns the anonymous principal: the authenticator when none is configured."""
-    return ANONYMOUS
+ADMIN_ROLE = "admin"
 
 
 def create_app(
     node: Node,
     *,
-    authenticate: Authenticator = anonymous,
+    authenticate: Authenticator | None = None,
     title: str = "bicameral",
     manage_node: bool = True,
 ) -> FastAPI:
-    """Returns the app serving ``node``'s services; it starts and stops the node with itself."""
+    """Returns the app serving ``node``'s services; it starts and stops the node with itself.
+
+    ``authenticate`` defaults to bearer tokens as the node's settings describe (``[auth]``).
+    ``/health``, ``/openapi.json`` and ``/docs`` are public; ``/metrics`` needs role admin.
+    """
+    authn = authenticator_for(node.settings) if authenticate is None else authenticate
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,19 +57,29 @@ def create_app(
             return problem(503, "Service unavailable", "starting")
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @app.get("/metrics", tags=["operations"])
+    async def admin(request: Request) -> Principal:
+        principal = await authn(request)
+        if not principal.has_role(ADMIN_ROLE):
+            raise refuse(principal, "metrics")
+        return principal
+
+    @app.get("/metrics", tags=["operations"], dependencies=[Depends(admin)])
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for runtime in node.runtimes.values():
-        app.include_router(service_router(runtime, node.settings, authenticate))
+        app.include_router(service_router(runtime, node.settings, authn))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components = schema.setdefault("components", {})
             for runtime in node.runtimes.values():
-                components.update(message_schemas(runtime))
+                components.setdefault("schemas", {}).update(message_schemas(runtime))
+            components["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
+            schema["security"] = [{"bearer": []}, {}]
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -5,7 +5,6 @@ FastAPI validates them and shows each message's schema in the OpenAPI document (
 ``from __future__ import annotations`` here).
 """
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -15,15 +14,15 @@ from pydantic import BaseModel
 
 from bicameral.consistency import ConsistencyToken
 from bicameral.context import MessageContext, Principal
-from bicameral.errors import InvalidMessageError, PermissionDeniedError, UnknownMessageError
+from bicameral.errors import InvalidMessageError, UnknownMessageError
 from bicameral.messages import validate_message
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
+from bicameral.security.authn import Authenticator
+from bicameral.security.authorizer import refuse
 from bicameral.service import CommandHandler, QueryHandler
 
 __all__ = ["Authenticator", "CommandResponse", "message_schemas", "service_router"]
-
-Authenticator = Callable[[Request], Awaitable[Principal]]
 
 
 class CommandResponse(BaseModel):
@@ -66,6 +65,11 @@ async def _json_body(request: Request) -> Any:
             "the request body is not valid JSON",
             [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
         ) from None
+
+
+def _scoped(principal: Principal, key: str) -> str:
+    """Returns the key as stored: one caller's keys never replay another caller's result."""
+    return f"{principal.subject}\x1f{key}" if principal.subject else key
 
 
 def message_schemas(runtime: ServiceRuntime) -> dict[str, Any]:
@@ -132,14 +136,15 @@ def _command_route(
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> JSONResponse:
         if handler.internal:
-            raise PermissionDeniedError(f"{name} is internal to {runtime.name}")
+            raise refuse(ctx.principal, f"{name} (internal to {runtime.name})")
+        runtime.commands.screen(ctx.principal, handler)
         body = validate_message(cls, await _json_body(request), "body")
         if idempotency_key is not None:
             ctx = MessageContext(
                 principal=ctx.principal,
                 correlation_id=ctx.correlation_id,
                 traceparent=ctx.traceparent,
-                idempotency_key=idempotency_key,
+                idempotency_key=_scoped(ctx.principal, idempotency_key),
             )
         result = await runtime.commands.dispatch(body, ctx)
         headers = {"X-Consistency-Token": result.token.encode()}
@@ -147,12 +152,11 @@ def _command_route(
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(result.to_json(), headers=headers)
 
-    if handler.internal:
-        return
     router.add_api_route(
         f"/commands/{name}",
         endpoint,
         methods=["POST"],
+        include_in_schema=not handler.internal,
         name=f"{runtime.name}.{name}",
         summary=f"{name} ({runtime.name} command)",
         description=handler.fn.__doc__ or "",
@@ -173,9 +177,13 @@ def _query_route(
     result = handler.result
     response_model = result if isinstance(result, type) and issubclass(result, BaseModel) else None
 
+    async def screened(ctx: Annotated[MessageContext, Depends(context)]) -> MessageContext:
+        runtime.queries.screen(ctx.principal, handler)  # before the parameters are validated
+        return ctx
+
     async def endpoint(
         params: Annotated[cls, Query()],  # type: ignore[valid-type]
-        ctx: Annotated[MessageContext, Depends(context)],
+        ctx: Annotated[MessageContext, Depends(screened)],
         x_consistency_token: Annotated[str | None, Header()] = None,
         x_consistency_timeout: Annotated[str | None, Header()] = None,
     ) -> Any:

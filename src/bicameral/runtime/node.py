@@ -25,6 +25,7 @@ from bicameral.relay import Relay
 from bicameral.runtime.backends import BackendFactory
 from bicameral.runtime.settings import Settings
 from bicameral.saga import ReactionRunner
+from bicameral.security.wiring import authorizer_for
 from bicameral.service import Service
 
 __all__ = ["ROLES", "Node", "ServiceRuntime"]
@@ -115,7 +116,10 @@ class ServiceRuntime:
 
 
 class Node:
-    """Starts backends and workers for the chosen services and roles; stops them cleanly."""
+    """Starts backends and workers for the chosen services and roles; stops them cleanly.
+
+    Every bus enforces ``authorizer``: by default the handlers' policies, deny by default.
+    """
 
     def __init__(
         self,
@@ -131,6 +135,7 @@ class Node:
         if unknown:
             raise ConfigurationError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         self.settings = settings
+        self.authorizer = authorizer or authorizer_for(settings)
         self.factory = factory or BackendFactory()
         transport = self.factory.transport(settings.transport)
         # A node of every role (``bicameral up``) is the only projector of its data: it keeps
@@ -146,7 +151,7 @@ class Node:
                 self.factory.read_store(urls.reads_url),
                 transport,
                 roles,
-                authorizer,
+                self.authorizer,
                 partitions=settings.partitions,
                 lease_ttl=settings.lease_ttl,
                 worker=worker,

@@ -19,7 +19,9 @@ TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` place
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
 ``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
-``BICAMERAL_<SERVICE>_EVENTS_URL`` / ``BICAMERAL_<SERVICE>_READS_URL``.
+``BICAMERAL_<SERVICE>_EVENTS_URL`` / ``BICAMERAL_<SERVICE>_READS_URL``; the ``[auth]`` table
+(see ``bicameral.security.wiring``) from ``BICAMERAL_AUTH_ISSUER``, ``_AUDIENCE``,
+``_JWKS_FILE``, ``_ALGORITHMS`` (comma-separated) and ``_LEEWAY``.
 """
 
 from __future__ import annotations
@@ -123,6 +125,11 @@ class Settings:
                     name = var[len("BICAMERAL_") : -len(suffix)].lower()
                     if name:
                         services.setdefault(name, {})[suffix[1:].lower()] = value
+        auth = dict(values.get("auth") or {})
+        for key in ("issuer", "audience", "jwks_file", "algorithms", "leeway"):
+            if env.get(f"BICAMERAL_AUTH_{key.upper()}"):
+                auth[key] = env[f"BICAMERAL_AUTH_{key.upper()}"]
+        values["auth"] = auth
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["services"] = services
         for key, value in list(values.items()):

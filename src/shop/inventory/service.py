@@ -1,8 +1,13 @@
-"""The inventory service: its declarations wired together in one place."""
+"""The inventory service: its declarations wired together in one place.
+
+Who may do what: ``admin`` everything; ``staff`` registers products and receives stock;
+anyone, even without a token, reads the catalogue. Reservations are the order saga's
+internal commands, sent only under the service's own identity.
+"""
 
 from __future__ import annotations
 
-from bicameral import Service
+from bicameral import PUBLIC, Service, allow
 from shop.inventory import commands, queries, reactions
 from shop.inventory.messages import StockReservationMade, StockReservationRefused
 from shop.inventory.projections import products
@@ -10,17 +15,20 @@ from shop.orders.messages import OrderCancelled, OrderConfirmed, OrderPlaced, Or
 
 __all__ = ["inventory"]
 
+ADMIN = allow(roles={"admin"})
+STOCK_KEEPERS = ADMIN | allow(roles={"staff"})
+
 inventory = Service("inventory")
 inventory.events(StockReservationMade, StockReservationRefused)
 inventory.projection(products)
-inventory.command(key="sku", retries=3)(commands.register_product)
-inventory.command(key="sku", retries=3)(commands.receive_stock)
+inventory.command(key="sku", retries=3, policy=STOCK_KEEPERS)(commands.register_product)
+inventory.command(key="sku", retries=3, policy=STOCK_KEEPERS)(commands.receive_stock)
 inventory.command(key="order_id", retries=10, internal=True)(commands.reserve_stock)
 inventory.command(key="order_id", retries=10, internal=True)(commands.release_stock)
 inventory.command(key="order_id", retries=10, internal=True)(commands.sell_stock)
 inventory.command(key="order_id", retries=10, internal=True)(commands.return_stock)
-inventory.query(reads=[products])(queries.get_product)
-inventory.query(reads=[products])(queries.list_products)
+inventory.query(reads=[products], policy=PUBLIC)(queries.get_product)
+inventory.query(reads=[products], policy=PUBLIC)(queries.list_products)
 inventory.on(OrderPlaced)(reactions.reserve_placed)
 inventory.on(OrderConfirmed)(reactions.sell_confirmed)
 inventory.on(OrderRejected)(reactions.release_rejected)

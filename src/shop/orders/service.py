@@ -1,8 +1,13 @@
-"""The orders service: its declarations wired together in one place."""
+"""The orders service: its declarations wired together in one place.
+
+Who may do what: ``admin`` everything; a ``customer`` places and lists orders in their own
+name, and reads or cancels only their own orders (another's order answers 404, as if it did not
+exist, so order ids cannot be probed). The saga's commands are internal.
+"""
 
 from __future__ import annotations
 
-from bicameral import Service
+from bicameral import Service, allow
 from shop.inventory.messages import StockReservationMade, StockReservationRefused
 from shop.orders import commands, queries, reactions
 from shop.orders.projections import catalogue, orders
@@ -10,16 +15,20 @@ from shop.payments.messages import PaymentCaptured, PaymentDeclined
 
 __all__ = ["orders_service"]
 
+ADMIN = allow(roles={"admin"})
+IN_OWN_NAME = ADMIN | allow(roles={"customer"}, owner="customer_id")
+OWN_ORDERS = ADMIN | allow(roles={"customer"}, record_owner="customer_id", collections={"orders"})
+
 orders_service = Service("orders")
 orders_service.projection(orders)
 orders_service.projection(catalogue)
-orders_service.command(key="order_id", retries=3)(commands.place_order)
-orders_service.command(key="order_id", retries=3)(commands.cancel_order)
+orders_service.command(key="order_id", retries=3, policy=IN_OWN_NAME)(commands.place_order)
+orders_service.command(key="order_id", retries=3, policy=OWN_ORDERS)(commands.cancel_order)
 orders_service.command(key="order_id", retries=10, internal=True)(commands.record_reservation)
 orders_service.command(key="order_id", retries=10, internal=True)(commands.confirm_order)
 orders_service.command(key="order_id", retries=10, internal=True)(commands.reject_order)
-orders_service.query(reads=[orders, catalogue])(queries.get_order)
-orders_service.query(reads=[orders, catalogue])(queries.list_customer_orders)
+orders_service.query(reads=[orders, catalogue], policy=OWN_ORDERS)(queries.get_order)
+orders_service.query(reads=[orders, catalogue], policy=IN_OWN_NAME)(queries.list_customer_orders)
 orders_service.on(StockReservationMade)(reactions.record_reserved)
 orders_service.on(StockReservationRefused)(reactions.reject_refused)
 orders_service.on(PaymentCaptured)(reactions.confirm_paid)

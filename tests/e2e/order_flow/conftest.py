@@ -12,6 +12,7 @@ from bicameral.http.app import create_app
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from shop.app import services
+from tests.e2e.conftest import admin_headers
 
 
 @pytest.fixture
@@ -27,10 +28,13 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
 
 @pytest.fixture
 async def client(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    """Returns an HTTP client of the shop's API."""
+    """Returns an HTTP client of the shop's API, acting as an admin (who may do everything)."""
     app = create_app(node, manage_node=False)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as http:
+    headers = admin_headers(node.settings.data_dir)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://shop", headers=headers
+    ) as http:
         yield http
 
 

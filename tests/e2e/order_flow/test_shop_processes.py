@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from bicameral.runtime.node import Node
+from tests.e2e.conftest import admin_headers
 from tests.e2e.order_flow.api import FINAL, answer, command, ok, order, product
 from tests.e2e.order_flow.folds import check_shop
 from tests.e2e.order_flow.processes import Process, Router, free_port
@@ -44,7 +45,10 @@ async def test_the_order_flow_survives_its_saga_processes_being_killed(
 ) -> None:
     await asyncio.gather(*(p.start() for p in processes.values()))
     ports = {name: processes[f"{name}-api"].port or 0 for name in SERVICES}
-    async with httpx.AsyncClient(transport=Router(ports), base_url="http://shop") as http:
+    headers = admin_headers(processes["orders-api"].data_dir)
+    async with httpx.AsyncClient(
+        transport=Router(ports), base_url="http://shop", headers=headers
+    ) as http:
         await product(http, "bolt", price=300, stock=12)
         await product(http, "nut", price=100, stock=6)
         for n in range(10):

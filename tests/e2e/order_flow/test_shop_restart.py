@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from bicameral.runtime.node import Node
+from tests.e2e.conftest import admin_headers
 from tests.e2e.order_flow.api import FINAL, answer, ok, product
 from tests.e2e.order_flow.folds import check_shop
 from tests.e2e.order_flow.processes import Process, free_port
@@ -44,7 +45,9 @@ async def test_the_order_flow_survives_sigkill_without_double_effects(
     await shop_process.start()
     customers = [f"k{n}" for n in range(12)]
     order_ids = [f"{c}-{k}" for c in customers for k in range(3)]
-    async with httpx.AsyncClient(base_url=shop_process.url, timeout=10) as http:
+    async with httpx.AsyncClient(
+        base_url=shop_process.url, timeout=10, headers=admin_headers(shop_process.data_dir)
+    ) as http:
         await product(http, "bolt", price=300, stock=20)
         await product(http, "nut", price=100, stock=8)
         for n, customer in enumerate(customers):
@@ -69,7 +72,9 @@ async def test_the_order_flow_survives_sigkill_without_double_effects(
     assert not all(sent.values()), "the kill should interrupt the flow"
 
     await shop_process.start()
-    async with httpx.AsyncClient(base_url=shop_process.url, timeout=10) as http:
+    async with httpx.AsyncClient(
+        base_url=shop_process.url, timeout=10, headers=admin_headers(shop_process.data_dir)
+    ) as http:
         for n, order_id in enumerate(order_ids):
             assert await _place(http, order_id, order_id.split("-")[0], "bolt" if n % 2 else "nut")
         for _ in range(300):

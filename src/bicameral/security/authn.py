@@ -1,0 +1,39 @@
+"""HTTP authentication: who a request comes from, read from its ``Authorization`` header."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+
+from bicameral.context import ANONYMOUS, Principal
+from bicameral.errors import AuthenticationError
+from bicameral.security.tokens import TokenVerifier
+
+__all__ = ["Authenticator", "BearerAuthenticator", "anonymous"]
+
+Authenticator = Callable[[Request], Awaitable[Principal]]
+"""Returns the principal of a request; raises AuthenticationError for bad credentials."""
+
+
+async def anonymous(request: Request) -> Principal:
+    """Returns the anonymous principal, whatever the request carries."""
+    return ANONYMOUS
+
+
+class BearerAuthenticator:
+    """Reads ``Authorization: Bearer <jwt>``: no header is anonymous, a bad token is refused."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+
+    async def __call__(self, request: Request) -> Principal:
+        """Returns the token's principal, or ANONYMOUS when the request has no credentials."""
+        header = request.headers.get("authorization")
+        if header is None:
+            return ANONYMOUS
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationError("send credentials as 'Authorization: Bearer <token>'")
+        return self.verifier.verify(token)
