@@ -68,15 +68,17 @@ BEGIN
     -- The lock orders whole transactions; every later statement sees the commits before it.
     SELECT position INTO head FROM log_head FOR UPDATE;
     first_head := head;
-    SELECT array_agg(coalesce(st.version, 0) ORDER BY u.ord) INTO ver
-      FROM unnest(s_names) WITH ORDINALITY AS u(name, ord)
-      LEFT JOIN streams st ON st.stream_id = u.name;
+    -- One index lookup per name (a join may be planned as a scan of the whole table).
+    ver := ARRAY(SELECT coalesce((SELECT version FROM streams WHERE stream_id = u.name), 0)
+                   FROM unnest(s_names) WITH ORDINALITY AS u(name, ord) ORDER BY u.ord);
     ver0 := ver;
-    SELECT array_agg(r.position ORDER BY u.ord), array_agg(r.request_hash ORDER BY u.ord),
-           array_agg(r.versions ORDER BY u.ord)
-      INTO k_pos, k_hash, k_vers
-      FROM unnest(k_names) WITH ORDINALITY AS u(name, ord)
-      LEFT JOIN idempotency_keys r ON r.key = u.name;
+    IF k_names <> '{}' THEN
+        SELECT array_agg(r.position ORDER BY u.ord), array_agg(r.request_hash ORDER BY u.ord),
+               array_agg(r.versions ORDER BY u.ord)
+          INTO k_pos, k_hash, k_vers
+          FROM unnest(k_names) WITH ORDINALITY AS u(name, ord)
+          LEFT JOIN LATERAL (SELECT * FROM idempotency_keys i WHERE i.key = u.name) r ON true;
+    END IF;
     k_new := array_fill(false, ARRAY[coalesce(array_length(k_names, 1), 0)]);
     status := array_fill(NULL::text, ARRAY[n]);
     j_pos := array_fill(NULL::bigint, ARRAY[n]);
