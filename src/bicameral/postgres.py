@@ -7,6 +7,7 @@ run under one advisory lock, so processes starting together apply each step once
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 """Driver and network errors the adapters translate into BackendError."""
 
 _OPTION = "create_database"
+_RETRIES = 8
 _SCHEMA_LOCK = 0x62696361  # "bica": one advisory lock for every bicameral schema upgrade
 _SCHEMA_TABLE = (
     "CREATE TABLE IF NOT EXISTS bicameral_schema "
@@ -73,7 +75,7 @@ def backend_errors(what: str) -> Iterator[None]:
 
 async def _create_database(url: PostgresUrl) -> None:
     assert url.database is not None
-    conn = await asyncpg.connect(url.maintenance_dsn())
+    conn = await _connect(url.maintenance_dsn())
     try:
         await conn.execute(f"CREATE DATABASE {quoted(url.database)}")
     except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
@@ -82,16 +84,28 @@ async def _create_database(url: PostgresUrl) -> None:
         await conn.close()
 
 
+async def _connect(dsn: str, **kwargs: Any) -> Any:
+    """Returns a connection, retrying a few times while the server is full or starting."""
+    for attempt in range(_RETRIES):
+        try:
+            return await asyncpg.connect(dsn, **kwargs)
+        except (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError):
+            if attempt == _RETRIES - 1:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 async def connect(url: PostgresUrl, **kwargs: Any) -> Any:
     """Returns a new asyncpg connection, creating the database first when missing and allowed."""
     with backend_errors(f"cannot connect to {url.database}"):
         try:
-            return await asyncpg.connect(url.dsn, **kwargs)
+            return await _connect(url.dsn, **kwargs)
         except asyncpg.InvalidCatalogNameError:
             if not url.create_database or url.database is None:
                 raise
         await _create_database(url)
-        return await asyncpg.connect(url.dsn, **kwargs)
+        return await _connect(url.dsn, **kwargs)
 
 
 async def create_pool(url: PostgresUrl, *, max_size: int = 4) -> Any:

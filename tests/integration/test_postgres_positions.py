@@ -52,10 +52,11 @@ async def _write(url: str, seed: int, seconds: float) -> dict[str, list[str]]:
     import asyncpg
 
     from bicameral.eventstore.postgres import AppendJob, PostgresEventStore, append_batch
+    from bicameral.postgres import PostgresUrl, connect
 
     rng = random.Random(seed)
     out: dict[str, list[str]] = {"committed": [], "discarded": [], "killed": []}
-    store = PostgresEventStore("svc", url)
+    store = PostgresEventStore("svc", url, pool_size=1)
     await store.start()
     stop = time.monotonic() + seconds
 
@@ -73,7 +74,7 @@ async def _write(url: str, seed: int, seconds: float) -> dict[str, list[str]]:
                 out["committed"] += ids
 
     async def own_transactions(task: int) -> None:
-        conn = await asyncpg.connect(url)
+        conn = await connect(PostgresUrl(url))
         n = 0
         while time.monotonic() < stop:
             n += 1
@@ -100,7 +101,7 @@ async def _write(url: str, seed: int, seconds: float) -> dict[str, list[str]]:
 
     async def victim() -> None:
         while time.monotonic() < stop:
-            conn = await asyncpg.connect(url, server_settings={"application_name": VICTIM})
+            conn = await connect(PostgresUrl(url), server_settings={"application_name": VICTIM})
             new = _new(2, f"victim-{seed}")
             job = AppendJob(
                 [StreamAppend(f"victim-{seed}", None, new)], None, "", datetime.now(UTC)
@@ -131,14 +132,22 @@ async def _write(url: str, seed: int, seconds: float) -> dict[str, list[str]]:
     return out
 
 
+def _report(results: Any, kind: str, work: Any) -> None:
+    try:
+        results.put((kind, asyncio.run(work)))
+    except BaseException as exc:
+        results.put(("error", f"{kind}: {type(exc).__name__}: {exc}"))
+        raise
+
+
 def _writer(url: str, seed: int, seconds: float, results: Any) -> None:
-    results.put(("writer", asyncio.run(_write(url, seed, seconds))))
+    _report(results, "writer", _write(url, seed, seconds))
 
 
 async def _tail(url: str, done: Any, final: Any) -> list[tuple[int, str]]:
     from bicameral.eventstore.postgres import PostgresEventStore
 
-    store = PostgresEventStore("svc", url)
+    store = PostgresEventStore("svc", url, pool_size=1)
     await store.start()
     seen: list[tuple[int, str]] = []
     last = 0
@@ -162,7 +171,7 @@ def rng_limit(n: int) -> int:
 
 
 def _reader(url: str, done: Any, final: Any, results: Any) -> None:
-    results.put(("reader", asyncio.run(_tail(url, done, final))))
+    _report(results, "reader", _tail(url, done, final))
 
 
 async def _prepare(url: str) -> None:
@@ -227,10 +236,11 @@ def test_readers_see_every_committed_event_once_in_order_under_concurrent_writer
         log = asyncio.run(_log(url))
         final.value = log[-1][0] if log else 0
         done.set()
-        outcomes: dict[str, list[Any]] = {"writer": [], "reader": []}
+        outcomes: dict[str, list[Any]] = {"writer": [], "reader": [], "error": []}
         for _ in range(WRITERS + READERS):
             kind, payload = results.get(timeout=60)
             outcomes[kind].append(payload)
+        assert not outcomes["error"], outcomes["error"]
     finally:
         for p in readers + writers:
             p.join(timeout=10)
