@@ -11,18 +11,16 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import asyncpg
+from bicameral.postgres import PostgresUrl, connect, quoted
 
-from bicameral.postgres import quoted
-
-__all__ = ["SERVER_URL", "temporary_database"]
+__all__ = ["SERVER_URL", "drop_database", "temporary_database"]
 
 SERVER_URL = os.environ.get("BICAMERAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 """The server tests create their databases on (no database name)."""
 
 
 async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(f"{SERVER_URL}/postgres")
+    conn = await connect(PostgresUrl(f"{SERVER_URL}/postgres"))
     try:
         await conn.execute(sql)
     finally:
@@ -40,4 +38,10 @@ def temporary_database(prefix: str = "bicameral_test") -> Iterator[str]:
     try:
         yield f"{SERVER_URL}/{name}"
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {quoted(name)} WITH (FORCE)"))
+        asyncio.run(drop_database(name))
+
+
+async def drop_database(name_or_url: str) -> None:
+    """Drops a database (by name, or by URL) if it exists, closing its connections first."""
+    name = name_or_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    await _admin(f"DROP DATABASE IF EXISTS {quoted(name)} WITH (FORCE)")
