@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +55,6 @@ DECLARE
     head bigint;
     first_head bigint;
     ver bigint[];
-    ver0 bigint[];
     k_pos bigint[];
     k_hash text[];
     k_vers jsonb[];
@@ -69,9 +68,9 @@ BEGIN
     SELECT position INTO head FROM log_head FOR UPDATE;
     first_head := head;
     -- One index lookup per name (a join may be planned as a scan of the whole table).
-    ver := ARRAY(SELECT coalesce((SELECT version FROM streams WHERE stream_id = u.name), 0)
+    ver := ARRAY(SELECT coalesce((SELECT max(e.stream_version) FROM events e
+                                   WHERE e.stream_id = u.name), 0)
                    FROM unnest(s_names) WITH ORDINALITY AS u(name, ord) ORDER BY u.ord);
-    ver0 := ver;
     IF k_names <> '{}' THEN
         SELECT array_agg(r.position ORDER BY u.ord), array_agg(r.request_hash ORDER BY u.ord),
                array_agg(r.versions ORDER BY u.ord)
@@ -140,11 +139,6 @@ BEGIN
               FROM unnest(e_ids, e_types, e_data, e_meta, e_app, e_off)
                    AS u(id, type, data, meta, app, off)
              WHERE a_pos[u.app] IS NOT NULL
-        ), st AS (
-            INSERT INTO streams (stream_id, version)
-            SELECT s_names[g], ver[g] FROM generate_subscripts(ver, 1) AS g
-             WHERE ver[g] <> ver0[g]
-            ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version
         ), ik AS (
             INSERT INTO idempotency_keys (key, request_hash, position, versions)
             SELECT k_names[g], k_hash[g], k_pos[g], k_vers[g]
@@ -171,7 +165,6 @@ SCHEMA = [
         metadata jsonb NOT NULL,
         UNIQUE (stream_id, stream_version)
     );
-    CREATE TABLE IF NOT EXISTS streams (stream_id text PRIMARY KEY, version bigint NOT NULL);
     CREATE TABLE IF NOT EXISTS log_head (
         one boolean PRIMARY KEY DEFAULT true CHECK (one), position bigint NOT NULL
     );
@@ -330,10 +323,17 @@ class _Lane:
     between backends, and the batches get smaller.
     """
 
-    def __init__(self, url: PostgresUrl, service: str, queue: asyncio.Queue[AppendJob | None]):
+    def __init__(
+        self,
+        url: PostgresUrl,
+        service: str,
+        queue: asyncio.Queue[AppendJob | None],
+        on_commit: Callable[[], None],
+    ) -> None:
         self.url = url
         self.service = service
         self.queue = queue
+        self.on_commit = on_commit
         self.max_batch = 1000
         self.conn: Any = None
 
@@ -353,6 +353,7 @@ class _Lane:
             await self._commit(batch)
             for job in batch:
                 _settle(job)
+            self.on_commit()
 
     async def _commit(self, batch: list[AppendJob]) -> None:
         try:
@@ -418,7 +419,7 @@ class PostgresEventStore:
         self._pool = await create_pool(self.url, max_size=self.pool_size)
         self._queue = asyncio.Queue()
         for _ in range(self.writers):
-            lane = _Lane(self.url, self.service, self._queue)
+            lane = _Lane(self.url, self.service, self._queue, self._wake)
             task = asyncio.create_task(lane.run(), name=f"bicameral-pg-writer-{self.service}")
             self._lanes.append((lane, task))
         with contextlib.suppress(BackendError):
@@ -469,10 +470,7 @@ class PostgresEventStore:
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         job = AppendJob(appends, idempotency_key, request_hash, datetime.now(UTC), future)
         queue.put_nowait(job)
-        result = await future
-        if result.envelopes:
-            self._wake()
-        return result
+        return await future
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
         if self._pool is None:
@@ -498,7 +496,9 @@ class PostgresEventStore:
 
     async def stream_version(self, stream_id: str) -> int:
         """Returns the current version of a stream (0 when it does not exist)."""
-        found = await self._value("SELECT version FROM streams WHERE stream_id = $1", stream_id)
+        found = await self._value(
+            "SELECT max(stream_version) FROM events WHERE stream_id = $1", stream_id
+        )
         return int(found or 0)
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
