@@ -10,6 +10,11 @@ A writer task commits every append waiting in the store's queue with ONE call of
 each append against the stream versions left by the appends before it, so a conflict or a
 replayed idempotency key is that append's own outcome and never spoils the others; should the
 batch fail as a whole (say a reused event id), each append is retried alone to find its error.
+
+Readers in other processes are woken by NOTIFY on ``bicameral_events``, sent after each commit
+from a connection of its own, at most one in flight (so notifications coalesce under load and
+cost the append path nothing), and poll slowly besides; readers in this process are woken
+directly. Processes that never wait do not LISTEN.
 """
 
 from __future__ import annotations
@@ -143,10 +148,8 @@ BEGIN
             INSERT INTO idempotency_keys (key, request_hash, position, versions)
             SELECT k_names[g], k_hash[g], k_pos[g], k_vers[g]
               FROM generate_subscripts(k_names, 1) AS g WHERE k_new[g]
-        ), nt AS (
-            SELECT pg_notify('bicameral_events', head::text)
         )
-        UPDATE log_head SET position = head FROM nt;
+        UPDATE log_head SET position = head;
     END IF;
 END
 $fn$
@@ -393,6 +396,51 @@ def _settle(job: AppendJob) -> None:
         future.set_result(outcome)  # type: ignore[arg-type]
 
 
+class _Announcer:
+    """Sends NOTIFY after commits from its own connection; one at a time, coalescing the rest."""
+
+    def __init__(self, url: PostgresUrl) -> None:
+        self.url = url
+        self.conn: Any = None
+        self.pending = asyncio.Event()
+        self.task = asyncio.create_task(self.run(), name="bicameral-pg-notify")
+
+    def announce(self) -> None:
+        """Asks for one NOTIFY soon (after the one in flight, if any)."""
+        self.pending.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.pending.wait()
+            self.pending.clear()
+            try:
+                if self.conn is None or self.conn.is_closed():
+                    self.conn = await connect(self.url)
+                await self.conn.execute(f"NOTIFY {CHANNEL}")
+            except (*ERRORS, BackendError):  # readers fall back to polling
+                self.close()
+                await asyncio.sleep(_POLL)
+
+    def close(self) -> None:
+        """Closes the connection at once."""
+        if self.conn is not None:
+            self.conn.terminate()
+            self.conn = None
+
+    async def stop(self) -> None:
+        """Stops, sending the last NOTIFY still asked for, and closes the connection."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        if self.pending.is_set() and self.conn is not None:
+            with contextlib.suppress(*ERRORS):
+                await self.conn.execute(f"NOTIFY {CHANNEL}")
+        with contextlib.suppress(*ERRORS):
+            if self.conn is not None:
+                await self.conn.close()
+        self.conn = None
+
+
 class PostgresEventStore:
     """The event store of one service in one PostgreSQL database."""
 
@@ -405,6 +453,7 @@ class PostgresEventStore:
         self._queue: asyncio.Queue[AppendJob | None] | None = None
         self._lanes: list[tuple[_Lane, asyncio.Task[None]]] = []
         self._listener: Any = None
+        self._announcer: _Announcer | None = None
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
@@ -419,11 +468,10 @@ class PostgresEventStore:
         self._pool = await create_pool(self.url, max_size=self.pool_size)
         self._queue = asyncio.Queue()
         for _ in range(self.writers):
-            lane = _Lane(self.url, self.service, self._queue, self._wake)
+            lane = _Lane(self.url, self.service, self._queue, self._committed)
             task = asyncio.create_task(lane.run(), name=f"bicameral-pg-writer-{self.service}")
             self._lanes.append((lane, task))
-        with contextlib.suppress(BackendError):
-            await self._listen()
+        self._announcer = _Announcer(self.url)
 
     async def close(self) -> None:
         """Stops the writers after their queued appends and closes every connection."""
@@ -433,6 +481,9 @@ class PostgresEventStore:
         for _ in self._lanes:
             queue.put_nowait(None)
         await asyncio.gather(*(task for _, task in self._lanes))
+        if self._announcer is not None:
+            await self._announcer.stop()
+            self._announcer = None
         with contextlib.suppress(*ERRORS):
             for lane, _ in self._lanes:
                 if lane.conn is not None:
@@ -448,6 +499,11 @@ class PostgresEventStore:
         self._listener = await connect(self.url)
         with backend_errors("cannot listen for new events"):
             await self._listener.add_listener(CHANNEL, self._wake)
+
+    def _committed(self) -> None:
+        self._wake()
+        if self._announcer is not None:
+            self._announcer.announce()
 
     def _wake(self, *_: Any) -> None:
         self._changed.set()
