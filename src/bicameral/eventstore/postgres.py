@@ -12,7 +12,7 @@ replayed idempotency key is that append's own outcome and never spoils the other
 batch fail as a whole (say a reused event id), each append is retried alone to find its error.
 
 Readers in other processes are woken by NOTIFY on ``bicameral_events``, sent after each commit
-from a connection of its own, at most one in flight (so notifications coalesce under load and
+from a connection of its own, at most one every 2 ms (so notifications coalesce under load and
 cost the append path nothing), and poll slowly besides; readers in this process are woken
 directly. Processes that never wait do not LISTEN.
 """
@@ -44,7 +44,7 @@ from bicameral.postgres import (
 __all__ = ["CHANNEL", "SCHEMA", "AppendJob", "PostgresEventStore", "append_batch"]
 
 CHANNEL = "bicameral_events"
-"""The LISTEN/NOTIFY channel each committed batch notifies, with the new head as payload."""
+"""The LISTEN/NOTIFY channel announcing that new events were committed (no payload)."""
 
 _APPEND_FUNCTION = """
 CREATE OR REPLACE FUNCTION bicameral_append(
@@ -54,7 +54,10 @@ CREATE OR REPLACE FUNCTION bicameral_append(
     e_ids text[], e_types text[], e_data text[], e_meta text[], e_app int[], e_off int[],
     OUT status text[], OUT j_pos bigint[], OUT j_rhash text[], OUT j_vers text[],
     OUT c_app int[], OUT c_actual bigint[], OUT a_pos bigint[], OUT a_ver bigint[]
-) LANGUAGE plpgsql AS $fn$
+) LANGUAGE plpgsql
+-- Generic plans: planning each statement for each call costs more than running it.
+SET plan_cache_mode = force_generic_plan
+AS $fn$
 DECLARE
     n int := coalesce(array_length(j_sizes, 1), 0);
     head bigint;
@@ -187,6 +190,7 @@ SCHEMA = [
 _COLUMNS = "id, type, stream_id, time, stream_version, position, data::text, metadata::text"
 _CALL = "SELECT * FROM bicameral_append(" + ", ".join(f"${i}" for i in range(1, 17)) + ")"
 _POLL = 0.25
+_NOTIFY_GAP = 0.002  # the first commit after a lull is announced at once, the rest coalesce
 _CONNECTION_ERRORS = (
     OSError,
     TimeoutError,
@@ -420,6 +424,8 @@ class _Announcer:
             except (*ERRORS, BackendError):  # readers fall back to polling
                 self.close()
                 await asyncio.sleep(_POLL)
+            else:
+                await asyncio.sleep(_NOTIFY_GAP)
 
     def close(self) -> None:
         """Closes the connection at once."""
