@@ -123,3 +123,15 @@ async def test_a_reader_in_another_process_is_woken_by_notify(url: str) -> None:
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_an_append_without_events_writes_nothing_and_reports_the_head(url: str) -> None:
+    store = PostgresEventStore("svc", url)
+    await store.start()
+    try:
+        await store.append([StreamAppend("a", 0, [NewEvent("test.Happened.v1", {})])])
+        result = await store.append([StreamAppend("a", 1, [])])
+        assert (result.position, result.versions, result.envelopes) == (1, {"a": 1}, [])
+        assert await store.head() == 1
+    finally:
+        await store.close()

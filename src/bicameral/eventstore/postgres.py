@@ -284,16 +284,15 @@ async def append_batch(conn: Any, service: str, jobs: Sequence[AppendJob]) -> No
             assert expected is not None
             job.outcome = ConcurrencyError(bad.stream_id, expected, c_actual[j])
         else:
-            job.outcome = _written(service, job, a_pos[a : a + size], a_ver[a : a + size])
+            job.outcome = _written(service, job, j_pos[j], a_pos[a : a + size], a_ver[a : a + size])
         a += size
 
 
 def _written(
-    service: str, job: AppendJob, positions: list[int], versions: list[int]
+    service: str, job: AppendJob, head: int, positions: list[int], versions: list[int]
 ) -> AppendResult:
     written: list[Envelope] = []
     last: dict[str, int] = {}
-    position = 0
     for append, first_pos, first_ver in zip(job.appends, positions, versions, strict=True):
         stream = append.stream_id
         for off, new in enumerate(append.events):
@@ -311,8 +310,7 @@ def _written(
                 )
             )
         last[stream] = first_ver + len(append.events) - 1
-        position = max(position, first_pos + len(append.events) - 1)
-    return AppendResult(position, last, job.request_hash, False, written)
+    return AppendResult(head, last, job.request_hash, False, written)
 
 
 def _failure(exc: BaseException) -> BicameralError:
