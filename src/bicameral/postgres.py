@@ -19,6 +19,7 @@ from bicameral.errors import BackendError, ConfigurationError
 
 __all__ = [
     "ERRORS",
+    "SCHEMA_LOCK",
     "PostgresUrl",
     "backend_errors",
     "connect",
@@ -32,7 +33,8 @@ ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 _OPTION = "create_database"
 _RETRIES = 8
-_SCHEMA_LOCK = 0x62696361  # "bica": one advisory lock for every bicameral schema upgrade
+SCHEMA_LOCK = 0x62696361
+"""The advisory lock key every bicameral schema change runs under ("bica")."""
 _SCHEMA_TABLE = (
     "CREATE TABLE IF NOT EXISTS bicameral_schema "
     "(component text PRIMARY KEY, version integer NOT NULL)"
@@ -120,7 +122,7 @@ async def migrate(conn: Any, component: str, steps: Sequence[str]) -> None:
     """Runs the steps of ``component``'s schema not yet applied, in one locked transaction."""
     with backend_errors(f"cannot upgrade the {component} schema"):
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
             await conn.execute(_SCHEMA_TABLE)
             done = await conn.fetchval(
                 "SELECT version FROM bicameral_schema WHERE component = $1", component

@@ -16,7 +16,15 @@ import orjson
 
 from bicameral.errors import BackendError
 from bicameral.ports import Changes
-from bicameral.postgres import PostgresUrl, backend_errors, connect, create_pool, migrate, quoted
+from bicameral.postgres import (
+    SCHEMA_LOCK,
+    PostgresUrl,
+    backend_errors,
+    connect,
+    create_pool,
+    migrate,
+    quoted,
+)
 from bicameral.readstore import checked_name
 
 __all__ = ["SCHEMA", "PostgresReadStore"]
@@ -120,13 +128,19 @@ class PostgresReadStore:
     async def _ensure(self, collection: str) -> str:
         table = _table(collection)
         if collection not in self._declared:
-            with backend_errors(f"cannot create collection {collection}"):
-                await self.pool.execute(
-                    f'CREATE TABLE IF NOT EXISTS {table} (key text COLLATE "C" PRIMARY KEY, '
-                    "body jsonb NOT NULL)"
-                )
+            await self._ddl(
+                f'CREATE TABLE IF NOT EXISTS {table} (key text COLLATE "C" PRIMARY KEY, '
+                "body jsonb NOT NULL)"
+            )
             self._declared.add(collection)
         return table
+
+    async def _ddl(self, statement: str) -> None:
+        """Runs ``statement`` under the schema lock: concurrent IF NOT EXISTS can collide."""
+        with backend_errors("cannot change the read store's tables"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                await conn.execute(statement)
 
     async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
         """Creates a collection's table and an expression index per field if missing."""
@@ -134,10 +148,7 @@ class PostgresReadStore:
         for field in indexes:
             checked_name(field)
             index = _ident("ix_", f"{collection}_{field}")
-            with backend_errors(f"cannot index {collection}.{field}"):
-                await self.pool.execute(
-                    f"CREATE INDEX IF NOT EXISTS {index} ON {table} ((body -> '{field}'))"
-                )
+            await self._ddl(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ((body -> '{field}'))")
 
     async def _rows(self, query: str, *args: Any) -> list[Any]:
         with backend_errors("read store query failed"):
