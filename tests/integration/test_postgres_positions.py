@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import queue
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -182,14 +183,14 @@ async def _prepare(url: str) -> None:
     await store.close()
 
 
-async def _kill_victims(url: str, writers: list[Any]) -> int:
-    """Terminates victim connections in the middle of their transactions until writers end."""
+async def _kill_victims(url: str, writing: Callable[[], bool]) -> int:
+    """Terminates victim connections in the middle of their transactions while ``writing()``."""
     import asyncpg
 
     conn = await asyncpg.connect(url)
     killed = 0
     try:
-        while any(w.is_alive() for w in writers):
+        while writing():
             killed += await conn.fetchval(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE application_name = $1 AND datname = current_database() "
@@ -229,15 +230,26 @@ def test_readers_see_every_committed_event_once_in_order_under_concurrent_writer
         ctx.Process(target=_writer, args=(url, 100 * round_ + i, SECONDS, results))
         for i in range(WRITERS)
     ]
+    outcomes: dict[str, list[Any]] = {"writer": [], "reader": [], "error": []}
+
+    def writing() -> bool:
+        # Drain results as they come: a process cannot exit before its queue is read.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                kind, payload = results.get_nowait()
+                outcomes[kind].append(payload)
+        return len(outcomes["writer"]) + len(outcomes["error"]) < WRITERS
+
     for p in readers + writers:
         p.start()
     try:
-        killed = asyncio.run(_kill_victims(url, writers))
+        killed = asyncio.run(_kill_victims(url, writing))
         log = asyncio.run(_log(url))
         final.value = log[-1][0] if log else 0
         done.set()
-        outcomes: dict[str, list[Any]] = {"writer": [], "reader": [], "error": []}
-        for _ in range(WRITERS + READERS):
+        while len(outcomes["reader"]) + len(outcomes["error"]) < READERS + (
+            WRITERS - len(outcomes["writer"])
+        ):
             kind, payload = results.get(timeout=60)
             outcomes[kind].append(payload)
         assert not outcomes["error"], outcomes["error"]
