@@ -1,0 +1,144 @@
+"""PostgreSQL plumbing shared by the postgres adapters: URLs, database creation, schema, errors.
+
+A URL may carry ``create_database=false`` in its query string; by default a missing database
+is created (through the ``postgres`` maintenance database) on first connect. Schema upgrades
+run under one advisory lock, so processes starting together apply each step once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from bicameral.errors import BackendError, ConfigurationError
+
+__all__ = [
+    "ERRORS",
+    "SCHEMA_LOCK",
+    "PostgresUrl",
+    "backend_errors",
+    "connect",
+    "create_pool",
+    "migrate",
+    "quoted",
+]
+
+ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+"""Driver and network errors the adapters translate into BackendError."""
+
+_OPTION = "create_database"
+_RETRIES = 8
+SCHEMA_LOCK = 0x62696361
+"""The advisory lock key every bicameral schema change runs under ("bica")."""
+_SCHEMA_TABLE = (
+    "CREATE TABLE IF NOT EXISTS bicameral_schema "
+    "(component text PRIMARY KEY, version integer NOT NULL)"
+)
+
+
+def quoted(identifier: str) -> str:
+    """Returns ``identifier`` as a quoted SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class PostgresUrl:
+    """A ``postgresql://`` URL split into the DSN for asyncpg and bicameral's own options."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ConfigurationError(f"{url!r} is not a postgresql:// URL")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        options = dict(query)
+        self.create_database = options.get(_OPTION, "true").lower() not in ("0", "false", "no")
+        kept = urlencode([(k, v) for k, v in query if k != _OPTION])
+        self.dsn = urlunsplit(parts._replace(query=kept))
+        self.database = parts.path.lstrip("/") or None
+        self._parts = parts._replace(query=kept)
+
+    def maintenance_dsn(self) -> str:
+        """Returns the DSN of the ``postgres`` database on the same server."""
+        return urlunsplit(self._parts._replace(path="/postgres"))
+
+
+@contextlib.contextmanager
+def backend_errors(what: str) -> Iterator[None]:
+    """Translates driver and network errors raised inside into BackendError."""
+    try:
+        yield
+    except ERRORS as exc:
+        raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+async def _create_database(url: PostgresUrl) -> None:
+    assert url.database is not None
+    conn = await _connect(url.maintenance_dsn())
+    try:
+        await conn.execute(f"CREATE DATABASE {quoted(url.database)}")
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+        pass  # another process created it first
+    finally:
+        await conn.close()
+
+
+async def _connect(dsn: str, **kwargs: Any) -> Any:
+    """Returns a connection, retrying a few times while the server is full or starting."""
+    for attempt in range(_RETRIES):
+        try:
+            return await asyncpg.connect(dsn, **kwargs)
+        except (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError):
+            if attempt == _RETRIES - 1:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def connect(url: PostgresUrl, **kwargs: Any) -> Any:
+    """Returns a new asyncpg connection, creating the database first when missing and allowed."""
+    with backend_errors(f"cannot connect to {url.database}"):
+        try:
+            return await _connect(url.dsn, **kwargs)
+        except asyncpg.InvalidCatalogNameError:
+            if not url.create_database or url.database is None:
+                raise
+        await _create_database(url)
+        return await _connect(url.dsn, **kwargs)
+
+
+async def create_pool(url: PostgresUrl, *, max_size: int = 4) -> Any:
+    """Returns a started asyncpg pool, creating the database first when missing and allowed."""
+    first = await connect(url)  # creates the database if needed
+    await first.close()
+    with backend_errors(f"cannot connect to {url.database}"):
+        return await asyncpg.create_pool(url.dsn, min_size=1, max_size=max_size)
+
+
+async def migrate(conn: Any, component: str, steps: Sequence[str]) -> None:
+    """Runs the steps of ``component``'s schema not yet applied, in one locked transaction."""
+    with backend_errors(f"cannot upgrade the {component} schema"):
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+            await conn.execute(_SCHEMA_TABLE)
+            done = await conn.fetchval(
+                "SELECT version FROM bicameral_schema WHERE component = $1", component
+            )
+            done = int(done or 0)
+            if done > len(steps):
+                raise ConfigurationError(
+                    f"the {component} schema is at version {done}, newer than this "
+                    f"bicameral ({len(steps)}); upgrade bicameral"
+                )
+            for step in steps[done:]:
+                await conn.execute(step)
+            if done < len(steps):
+                await conn.execute(
+                    "INSERT INTO bicameral_schema (component, version) VALUES ($1, $2) "
+                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                    component,
+                    len(steps),
+                )

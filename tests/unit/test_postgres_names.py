@@ -1,0 +1,41 @@
+"""PostgreSQL identifiers and URL options of the postgres adapters (no server needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bicameral.errors import ConfigurationError
+from bicameral.postgres import PostgresUrl, quoted
+from bicameral.readstore.postgres import _table
+
+
+def test_long_collection_names_get_distinct_tables_within_the_limit() -> None:
+    a = _table("x" * 70 + "_a")
+    b = _table("x" * 70 + "_b")
+    assert a != b
+    assert len(a.strip('"').encode()) <= 63
+
+
+def test_short_collection_names_keep_their_name() -> None:
+    assert _table("orders_v1_items") == '"rm_orders_v1_items"'
+
+
+def test_quoted_doubles_embedded_quotes() -> None:
+    assert quoted('a"b') == '"a""b"'
+
+
+def test_the_create_database_option_is_read_and_kept_out_of_the_dsn() -> None:
+    url = PostgresUrl("postgresql://u@h:5432/db_x?create_database=false&sslmode=disable")
+    assert not url.create_database
+    assert url.dsn == "postgresql://u@h:5432/db_x?sslmode=disable"
+    assert url.database == "db_x"
+    assert url.maintenance_dsn() == "postgresql://u@h:5432/postgres?sslmode=disable"
+
+
+def test_databases_are_created_by_default() -> None:
+    assert PostgresUrl("postgres://u@h/db").create_database
+
+
+def test_other_schemes_are_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        PostgresUrl("mysql://u@h/db")
