@@ -30,6 +30,10 @@ class Relay:
         self.batch_size = batch_size
         self._after: int | None = None
 
+    def reset(self) -> None:
+        """Resumes from the checkpoint and the transport's head at the next step."""
+        self._after = None
+
     async def step(self, timeout: float = 1.0) -> int:
         """Publishes the next batch, if any; returns how many events it published."""
         try:

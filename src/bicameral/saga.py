@@ -103,6 +103,9 @@ class ReactionRunner:
             except BicameralError as exc:
                 log.warning("%s: %s refused: %s", reaction.name, command.message_name, exc.detail)
 
+    def reset(self) -> None:
+        """Does nothing: every step reads the checkpoint afresh."""
+
     async def run(self, stop: asyncio.Event) -> None:
         """Handles events until ``stop`` is set; backs off and retries on backend errors.
 

@@ -17,8 +17,9 @@ from typing import Any
 from bicameral.bus import Authorizer, CommandBus, QueryBus
 from bicameral.consistency import Notifier
 from bicameral.errors import ConfigurationError
+from bicameral.exclusive import Exclusive
 from bicameral.feeds import Feed, LogFeed, TransportFeed
-from bicameral.partitions import ProjectorGroup
+from bicameral.partitions import ProjectorGroup, worker_id
 from bicameral.ports import EventStore, ReadStore, Transport
 from bicameral.projector import Projector
 from bicameral.relay import Relay
@@ -108,10 +109,14 @@ class ServiceRuntime:
         found: list[Any] = []
         if "projector" in self.roles:
             found.append(self.projector_group())
+        owner = self.worker or worker_id()
         if "relay" in self.roles:
-            found.append(Relay(self.events, self.transport))
+            relay = Relay(self.events, self.transport)
+            found.append(Exclusive(relay, self.reads, f"relay/{self.name}", owner, self.lease_ttl))
         if "saga" in self.roles:
-            found.extend(self.reaction_runners())
+            for runner in self.reaction_runners():
+                name = f"reactions/{self.name}/{runner.feed.source}"
+                found.append(Exclusive(runner, self.reads, name, owner, self.lease_ttl))
         return found
 
 
@@ -167,14 +172,15 @@ class Node:
     def backends(self) -> list[Any]:
         """Returns the backends this process's roles use (all of them for a node with none).
 
-        A query-api process, say, never connects to the event store or the transport.
+        A query-api process, say, never connects to the event store or the transport. Relays
+        and reaction runners use the read store for their leases.
         """
         used: list[Any] = []
         for rt in self.runtimes.values():
             roles = rt.roles or frozenset(ROLES)
             if roles & {"command-api", "projector", "relay", "saga"}:
                 used.append(rt.events)
-            if roles & {"query-api", "projector"}:
+            if roles & {"query-api", "projector", "relay", "saga"}:
                 used.append(rt.reads)
             if roles & {"projector", "relay", "saga"}:
                 used.append(rt.transport)

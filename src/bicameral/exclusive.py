@@ -1,0 +1,73 @@
+"""Exclusive: of several copies of a worker (relays, reaction runners), one works at a time.
+
+The copy holding the worker's lease runs its steps and renews the lease with each; the others
+stand by and take over once it expires (a killed copy) or is released (a stopped one). The
+lease saves work only: a copy that overruns its lease while another takes over still changes
+nothing twice, because the transport drops republished events by id and reactions carry
+idempotency keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from bicameral.errors import BicameralError
+from bicameral.ports import ReadStore
+
+__all__ = ["Exclusive", "Steppable"]
+
+log = logging.getLogger("bicameral.exclusive")
+
+
+class Steppable(Protocol):
+    """A worker that does its work in steps."""
+
+    async def step(self, timeout: float = 1.0) -> int:
+        """Does the next piece of work, waiting up to ``timeout`` for some; returns its size."""
+        ...
+
+    def reset(self) -> None:
+        """Forgets what it cached, because another copy may have moved on meanwhile."""
+        ...
+
+
+class Exclusive:
+    """Runs ``worker`` only while ``owner`` holds lease ``name`` in ``leases``."""
+
+    def __init__(
+        self, worker: Steppable, leases: ReadStore, name: str, owner: str, ttl: float
+    ) -> None:
+        self.worker = worker
+        self.leases = leases
+        self.name = name
+        self.owner = owner
+        self.ttl = ttl
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Steps the worker while holding the lease, until ``stop`` is set; then releases it."""
+        holding = False
+        try:
+            while not stop.is_set():
+                try:
+                    if await self.leases.acquire_lease(self.name, self.owner, self.ttl):
+                        if not holding:
+                            self.worker.reset()
+                            holding = True
+                        await self.worker.step(timeout=min(0.5, self.ttl / 3))
+                        continue
+                    holding = False
+                except BicameralError as exc:
+                    holding = False
+                    log.warning("%s: %s; retrying", self.name, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(1.0, self.ttl / 3))
+        finally:
+            if holding:
+                with contextlib.suppress(Exception):
+                    await self.leases.release_lease(self.name, self.owner)
+
+    def __repr__(self) -> str:
+        return f"Exclusive({self.name!r}, owner={self.owner!r})"
