@@ -6,6 +6,7 @@ Every failure is one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import socket
 import sys
@@ -106,11 +107,21 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         raise fail(f"could not serve on {base} (is the port in use?)")
 
 
+def _program() -> str:
+    """Returns how to call this command from the current folder (e.g. ``.venv/bin/bicameral``)."""
+    script = Path(sys.executable).parent / "bicameral"
+    if not script.exists():
+        return "bicameral"
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    return shlex.quote(str(script))
+
+
 def _token_help(settings: Settings, base: str) -> None:
     data_dir = shlex.quote(str(settings.data_dir))
     typer.echo("  tokens:    commands and queries need a bearer token; get one with")
     typer.echo(
-        f"             TOKEN=$(bicameral token issue --subject me --roles admin "
+        f"             TOKEN=$({_program()} token issue --subject me --roles admin "
         f"--data-dir {data_dir})"
     )
     typer.echo(f'             curl -H "Authorization: Bearer $TOKEN" {base}/...')
