@@ -104,8 +104,9 @@ async def _nats_clean(uid: str) -> None:
     try:
         js = nc.jetstream()
         for info in await js.streams_info():
-            if uid.lower() in info.config.name.lower():
-                await js.delete_stream(info.config.name)
+            name = info.config.name or ""
+            if uid.lower() in name.lower():
+                await js.delete_stream(name)
     finally:
         await nc.close()
 

@@ -24,7 +24,8 @@ from bench.registry import Unavailable, bench
 from bench.resources import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN_CMD = "{python} -m bicameral.cli.main token issue --data-dir {data_dir} --subject bench"
+CLI = ["-c", "from bicameral.cli.main import main; main()"]
+TOKEN_CMD = "{cli} token issue --data-dir {data_dir} --subject bench"
 
 
 def child_env() -> dict[str, str]:
@@ -100,7 +101,8 @@ def bearer_token(data_dir: str, env: dict[str, str]) -> str | None:
     if os.environ.get("BENCH_HTTP_TOKEN"):
         return os.environ["BENCH_HTTP_TOKEN"]
     template = os.environ.get("BENCH_TOKEN_CMD", TOKEN_CMD)
-    cmd = template.format(python=sys.executable, data_dir=data_dir)
+    cli = shlex.join([sys.executable, *CLI])
+    cmd = template.format(cli=cli, python=sys.executable, data_dir=data_dir)
     import subprocess
 
     done = subprocess.run(shlex.split(cmd), env=env, capture_output=True, text=True, check=False)
@@ -147,7 +149,7 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
     env = child_env()
     token = bearer_token(data_dir, env)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    args = ["-m", "bicameral.cli.main", "up", "--port", str(port), "--data-dir", data_dir]
+    args = [*CLI, "up", "--port", str(port), "--data-dir", data_dir]
     products = int(p["products"])
     async with serving(args, port, env):
         await register_products(port, headers, products)
@@ -158,7 +160,8 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
             ]
         else:
             requests = [
-                ["GET", f"/inventory/queries/GetProduct?sku=p{n}", None] for n in range(products)
+                ["GET", f"/inventory/queries/GetProduct?sku=p{n}", None]  # type: ignore[list-item]
+                for n in range(products)
             ]
         spec = {
             "port": port,

@@ -299,7 +299,7 @@ async def lag(p: dict[str, Any]) -> dict[str, float]:
     stop = asyncio.Event()
     relay_task = asyncio.create_task(Relay(store, transport).run(stop))
     feed = TransportFeed(source_name, f"lag{p['uid']}", transport)
-    projector = Projector(proj, feed, reads)  # type: ignore[arg-type]
+    projector = Projector(proj, feed, reads)
     projector_task = asyncio.create_task(projector.run(stop))
     committed: dict[int, float] = {}
     try:
