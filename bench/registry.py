@@ -33,8 +33,12 @@ def need_module(module: str, attr: str) -> Any:
 
     try:
         found = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise Unavailable(f"{module} is not built yet") from None
+        raise Unavailable(f"{module} cannot be imported ({exc})") from None
     except ImportError as exc:
-        raise Unavailable(f"{module} is not built yet ({exc})") from None
+        raise Unavailable(f"{module} cannot be imported ({exc})") from None
     try:
         return getattr(found, attr)
     except AttributeError:
