@@ -11,7 +11,7 @@ import datetime
 import json
 from pathlib import Path
 
-from bench.machine import describe
+from bench.machine import describe, load_average
 from bench.report import compare, machine_lines, markdown_table, replace_section
 from bench.runner import run_cases
 from bench.suite import cases, rows
@@ -33,6 +33,7 @@ def main() -> None:
     machine = describe()
     print("machine:", json.dumps(machine))
     results = run_cases(chosen, runs)
+    machine["load average at end"] = load_average()
     compared = [compare(row, results) for row in rows()]
     name = args.name or ("full" if args.full else "quick")
     stamp = started.strftime("%Y-%m-%d")

@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.resources import NATS_URL, PG_ADMIN_URL, REDIS_URL
 
-__all__ = ["describe"]
+__all__ = ["describe", "load_average"]
 
 
 def _meminfo() -> str:
@@ -63,6 +63,12 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def load_average() -> str:
+    """Returns the 1, 5 and 15-minute load averages (other work on the shared machine)."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.1f} {five:.1f} {fifteen:.1f}"
+
+
 def describe() -> dict[str, Any]:
     """Returns the machine description for the report."""
     import sqlite3
@@ -74,6 +80,7 @@ def describe() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "SQLite": sqlite3.sqlite_version,
+        "load average at start": load_average(),
     }
     info.update(asyncio.run(_servers()))
     info["libraries"] = ", ".join(
