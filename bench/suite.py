@@ -62,7 +62,7 @@ def cases(full: bool) -> list[Case]:
     """Returns every case, sized for the quick or the full suite."""
     s = 10.0 if full else 2.0
     events = 1_000_000 if full else 20_000
-    peer_events = 50_000 if full else 5_000
+    peer_events = 50_000 if full else 2_000
     products = 1000
     lag_seconds = 30.0 if full else 5.0
     http = {"seconds": s, "connections": 32, "products": products}
