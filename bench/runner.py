@@ -19,6 +19,8 @@ from bench.suite import Case
 __all__ = ["run_cases", "run_worker"]
 
 TIMEOUT = 3600
+ATTEMPTS = 3
+"""Tries per run before a failing case is given up (the servers are shared and busy)."""
 
 
 def run_worker(bench: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +70,12 @@ def run_cases(
                 continue
             started = time.perf_counter()
             outcome = _one_run(case)
+            for _ in range(ATTEMPTS - 1):
+                if "error" not in outcome:
+                    break
+                say(f"[{round_no}/{runs}] {case.key}: retrying after {outcome['error']}")
+                time.sleep(2)
+                outcome = _one_run(case)
             took = time.perf_counter() - started
             if "ok" in outcome:
                 good[case.key].append(outcome["ok"])
