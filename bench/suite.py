@@ -139,6 +139,11 @@ def cases(full: bool) -> list[Case]:
         ),
         Case("ours.http.commands", "http.commands", http),
         Case("ours.http.queries", "http.queries", http),
+        Case(
+            "ours.http.commands.api-only",
+            "http.commands",
+            {**http, "roles": ["command-api", "query-api"]},
+        ),
     ]
     return out
 
@@ -279,6 +284,12 @@ def rows() -> list[Row]:
             None,
             Target(min_ratio=0.3),
             "ceiling: bare Starlette hello-world, same uvicorn set-up",
+        ),
+        Row(
+            "HTTP commands/s, API roles only (serve --role command-api --role query-api)",
+            "req/s",
+            ("ours.http.commands.api-only", r),
+            ("ceiling.http.hello", r),
         ),
         Row(
             "HTTP queries/s",

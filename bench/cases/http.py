@@ -149,7 +149,12 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
     env = child_env()
     token = bearer_token(data_dir, env)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    args = [*CLI, "up", "--port", str(port), "--data-dir", data_dir]
+    if p.get("roles"):
+        roles = [arg for role in p["roles"] for arg in ("--role", role)]
+        args = [*CLI, "serve", "--service", "inventory", *roles]
+        args += ["--port", str(port), "--data-dir", data_dir]
+    else:
+        args = [*CLI, "up", "--port", str(port), "--data-dir", data_dir]
     products = int(p["products"])
     async with serving(args, port, env):
         await register_products(port, headers, products)
