@@ -154,6 +154,33 @@ class AllowAll:
         """Lets everyone through (internal commands are refused when sent)."""
 
 
+class _Meters:
+    """One service's counter and timer children, looked up once per message and outcome.
+
+    (``labels()`` takes a lock and builds a key each call: 10-15% of a command's CPU time.)
+    """
+
+    def __init__(self, counter: Any, timer: Any, service: str) -> None:
+        self._counter = counter
+        self._timer = timer
+        self._service = service
+        self._counts: dict[tuple[str, str], Any] = {}
+        self._timers: dict[str, Any] = {}
+
+    def record(self, name: str, outcome: str, seconds: float) -> None:
+        """Counts one message with its outcome and observes its duration."""
+        count = self._counts.get((name, outcome))
+        if count is None:
+            count = self._counts[(name, outcome)] = self._counter.labels(
+                self._service, name, outcome
+            )
+        count.inc()
+        timer = self._timers.get(name)
+        if timer is None:
+            timer = self._timers[name] = self._timer.labels(self._service, name)
+        timer.observe(seconds)
+
+
 def request_hash(command: Command) -> str:
     """Returns a digest of a command's type and body, to recognise a repeated request."""
     raw = orjson.dumps(command.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
@@ -242,6 +269,8 @@ class CommandBus:
         self.store = store
         self.notifier = notifier
         self._authorizer = authorizer or AllowAll()
+        self._meters = _Meters(metrics.COMMANDS, metrics.COMMAND_SECONDS, service.name)
+        self._appended: Any = None
         chain: CommandNext = self._handle
         for mw in reversed([self._observe, self._authorize, *middleware, self._idempotent]):
             chain = _bind(mw, chain)
@@ -272,10 +301,7 @@ class CommandBus:
             log.exception("command %s failed", name)
             raise
         finally:
-            metrics.COMMANDS.labels(self.service.name, name, outcome).inc()
-            metrics.COMMAND_SECONDS.labels(self.service.name, name).observe(
-                time.perf_counter() - started
-            )
+            self._meters.record(name, outcome, time.perf_counter() - started)
 
     async def _authorize(self, call: CommandCall, next: CommandNext) -> CommandResult:
         await self._authorizer.authorize_command(call)
@@ -323,7 +349,9 @@ class CommandBus:
             if result.replayed:
                 return self._replay(result, digest)
             if result.envelopes:
-                metrics.EVENTS_APPENDED.labels(self.service.name).inc(len(result.envelopes))
+                if self._appended is None:
+                    self._appended = metrics.EVENTS_APPENDED.labels(self.service.name)
+                self._appended.inc(len(result.envelopes))
                 if self.notifier is not None:
                     self.notifier.notify()
             return CommandResult(
@@ -395,6 +423,7 @@ class QueryBus:
         self.partitions = partitions
         self.read_model: ReadModel = StoreReadModel(service, store)
         self._authorizer = authorizer or AllowAll()
+        self._meters = _Meters(metrics.QUERIES, metrics.QUERY_SECONDS, service.name)
         chain: QueryNext = self._handle
         for mw in reversed([self._observe, self._authorize, *middleware, self._consistent]):
             chain = _bind(mw, chain)
@@ -429,10 +458,7 @@ class QueryBus:
             outcome = type(exc).__name__
             raise
         finally:
-            metrics.QUERIES.labels(self.service.name, name, outcome).inc()
-            metrics.QUERY_SECONDS.labels(self.service.name, name).observe(
-                time.perf_counter() - started
-            )
+            self._meters.record(name, outcome, time.perf_counter() - started)
 
     async def _authorize(self, call: QueryCall, next: QueryNext) -> Any:
         await self._authorizer.authorize_query(call)

@@ -1,0 +1,69 @@
+"""``python -m bench [--full] [--only SUBSTRING] [--runs N] [--name NAME]``.
+
+Runs the suite, writes ``bench/results/<date>-<name>.json`` and the table in
+``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+from bench.machine import describe, load_average
+from bench.report import compare, machine_lines, markdown_table, replace_section
+from bench.runner import run_cases
+from bench.suite import cases, rows
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--full", action="store_true", help="the whole suite (1M-event rebuilds)")
+    parser.add_argument("--only", action="append", default=[], help="run cases whose key has this")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (at least 3)")
+    parser.add_argument("--name", default=None, help="result file name (default quick/full)")
+    parser.add_argument("--no-readme", action="store_true", help="leave bench/README.md alone")
+    args = parser.parse_args()
+    runs = max(3, args.runs)
+    chosen = [c for c in cases(args.full) if not args.only or any(s in c.key for s in args.only)]
+    started = datetime.datetime.now(datetime.UTC)
+    machine = describe()
+    print("machine:", json.dumps(machine))
+    results = run_cases(chosen, runs)
+    machine["load average at end"] = load_average()
+    compared = [compare(row, results) for row in rows()]
+    name = args.name or ("full" if args.full else "quick")
+    stamp = started.strftime("%Y-%m-%d")
+    report = {
+        "name": name,
+        "started": started.isoformat(),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(),
+        "full": args.full,
+        "runs": runs,
+        "machine": machine,
+        "rows": compared,
+        "cases": {key: r.to_json() for key, r in results.items()},
+        "params": {c.key: c.params for c in chosen},
+    }
+    out = HERE / "results" / f"{stamp}-{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown_table(compared)
+    print(table)
+    print(f"wrote {out}")
+    if not args.no_readme:
+        section = (
+            f"Run `{name}` of {stamp} ({'full' if args.full else 'quick'} suite, {runs} runs per "
+            f"figure; median (min..max)); raw data: `bench/results/{out.name}`.\n\n"
+            f"Machine:\n\n{machine_lines(machine)}\n\n{table}"
+        )
+        readme = HERE / "README.md"
+        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+        readme.write_text(replace_section(text, section))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The benchmarks, registered by name in ``bench.registry``."""

@@ -1,0 +1,343 @@
+"""The catalogue: every case the harness runs, and the table rows that compare them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Case", "Row", "Target", "cases", "rows"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark with its parameters; each run is a fresh worker process."""
+
+    key: str
+    bench: str
+    params: dict[str, Any] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+    setup: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bar from issue 6: ``min_ratio`` of the ceiling, or an absolute ``max`` value."""
+
+    min_ratio: float | None = None
+    max: float | None = None
+
+    def text(self) -> str:
+        """Returns the target as the table shows it."""
+        if self.min_ratio is not None:
+            return f"≥ {self.min_ratio:g}x ceiling"
+        return f"≤ {self.max:g}"
+
+    def met(self, value: float | None, x_ceiling: float | None) -> bool | None:
+        """Returns whether the figure clears the bar (None when it cannot be told)."""
+        if self.min_ratio is not None:
+            return None if x_ceiling is None else x_ceiling >= self.min_ratio
+        if self.max is not None and value is not None:
+            return value <= self.max
+        return None
+
+
+Ref = tuple[str, str]
+"""(case key, metric)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: our figure beside its ceiling and its peer."""
+
+    label: str
+    unit: str
+    ours: Ref
+    ceiling: Ref | None = None
+    peer: Ref | None = None
+    target: Target | None = None
+    note: str = ""
+
+
+def cases(full: bool) -> list[Case]:
+    """Returns every case, sized for the quick or the full suite."""
+    s = 10.0 if full else 2.0
+    events = 1_000_000 if full else 20_000
+    peer_events = 50_000 if full else 2_000
+    products = 1000
+    lag_seconds = 30.0 if full else 5.0
+    http = {"seconds": s, "connections": 32, "products": products}
+    out = [
+        Case("ceiling.sqlite.insert1", "ceiling.sqlite.insert", {"seconds": s, "rows": 1}),
+        Case("ceiling.sqlite.insert100", "ceiling.sqlite.insert", {"seconds": s, "rows": 100}),
+        *(
+            Case(
+                f"ceiling.pg.insert.c{c}",
+                "ceiling.pg.insert",
+                {"seconds": s, "clients": c},
+                ("pg",),
+            )
+            for c in (1, 16, 64)
+        ),
+        Case("ceiling.pg.insert100", "ceiling.pg.insert_batch", {"seconds": s}, ("pg",)),
+        Case("ceiling.pg.copy", "ceiling.pg.copy", {"seconds": s}, ("pg",)),
+        Case("ceiling.redis.pipeline", "ceiling.redis.pipeline", {"seconds": s}, ("redis",)),
+        Case("ceiling.nats.publish", "ceiling.nats.publish", {"seconds": s}, ("nats",)),
+        Case("ceiling.http.hello", "http.hello", http),
+    ]
+    for store, clients in (("sqlite", (1, 16)), ("pg", (1, 16, 64))):
+        needs = ("pg",) if store == "pg" else ()
+        for c in clients:
+            params = {"seconds": s, "clients": c, "products": products, "store": store}
+            out.append(Case(f"ours.commands.{store}.c{c}", "ours.commands", params, needs))
+            out.append(Case(f"peer.commands.{store}.c{c}", "peer.commands", params, needs))
+    out += [
+        Case(
+            "ours.appends.sqlite.b1",
+            "ours.appends",
+            {"seconds": s, "clients": 1, "batch": 1, "store": "sqlite"},
+        ),
+        Case(
+            "ours.appends.sqlite.b100",
+            "ours.appends",
+            {"seconds": s, "clients": 1, "batch": 100, "store": "sqlite"},
+        ),
+        *(
+            Case(
+                f"ours.appends.pg.c{c}",
+                "ours.appends",
+                {"seconds": s, "clients": c, "batch": 1, "store": "pg"},
+                ("pg",),
+            )
+            for c in (1, 16)
+        ),
+    ]
+    log = {"events": events, "products": products}
+    for reads, needs in (("sqlite", ()), ("pg", ("pg",)), ("redis", ("redis",))):
+        out.append(
+            Case(
+                f"ours.rebuild.{reads}", "ours.rebuild", {**log, "reads": reads}, needs, "setup.log"
+            )
+        )
+    peer_log = {"events": peer_events, "products": products}
+    for store, needs in (("sqlite", ()), ("pg", ("pg",))):
+        out.append(
+            Case(
+                f"peer.rebuild.{store}",
+                "peer.rebuild",
+                {**peer_log, "store": store},
+                needs,
+                "peer.setup.log",
+            )
+        )
+    out += [
+        Case("ours.relay.nats", "ours.relay", log, ("nats",), "setup.log"),
+        Case(
+            "ours.lag",
+            "ours.lag",
+            {"rate": 1000, "seconds": lag_seconds, "products": products},
+            ("pg", "redis", "nats"),
+        ),
+        Case("ours.http.commands", "http.commands", http),
+        Case("ours.http.queries", "http.queries", http),
+        Case(
+            "ours.http.commands.api-only",
+            "http.commands",
+            {**http, "roles": ["command-api", "query-api"]},
+        ),
+    ]
+    return out
+
+
+def rows() -> list[Row]:
+    """Returns the table's rows, in the order of issue 6."""
+    r = "rate"
+    out: list[Row] = []
+    for c in (1, 16, 64):
+        out.append(
+            Row(
+                f"Commands/s, PostgreSQL, {c} clients",
+                "commands/s",
+                (f"ours.commands.pg.c{c}", r),
+                (f"ceiling.pg.insert.c{c}", r),
+                (f"peer.commands.pg.c{c}", r),
+                Target(min_ratio=1.0) if c == 16 else None,
+                "ceiling: one-row INSERT transactions at the same concurrency",
+            )
+        )
+    for c in (1, 16):
+        out.append(
+            Row(
+                f"Commands/s, SQLite, {c} clients",
+                "commands/s",
+                (f"ours.commands.sqlite.c{c}", r),
+                ("ceiling.sqlite.insert1", r),
+                (f"peer.commands.sqlite.c{c}", r),
+                Target(min_ratio=0.5),
+                "ceiling: one-row INSERT transactions, WAL, synchronous=FULL",
+            )
+        )
+    out += [
+        Row(
+            "SQLite appends/s, one event per transaction",
+            "events/s",
+            ("ours.appends.sqlite.b1", r),
+            ("ceiling.sqlite.insert1", r),
+        ),
+        Row(
+            "SQLite appends/s, 100 events per transaction",
+            "events/s",
+            ("ours.appends.sqlite.b100", r),
+            ("ceiling.sqlite.insert100", r),
+        ),
+        Row(
+            "PostgreSQL appends/s, 1 client",
+            "events/s",
+            ("ours.appends.pg.c1", r),
+            ("ceiling.pg.insert.c1", r),
+        ),
+        Row(
+            "PostgreSQL appends/s, 16 clients",
+            "events/s",
+            ("ours.appends.pg.c16", r),
+            ("ceiling.pg.insert.c16", r),
+        ),
+        Row(
+            "Projection rebuild into SQLite",
+            "events/s",
+            ("ours.rebuild.sqlite", r),
+            ("ceiling.sqlite.insert100", r),
+            ("peer.rebuild.sqlite", r),
+        ),
+        Row(
+            "Projection rebuild into PostgreSQL",
+            "events/s",
+            ("ours.rebuild.pg", r),
+            ("ceiling.pg.insert100", r),
+            ("peer.rebuild.pg", r),
+            Target(min_ratio=0.25),
+            "ceiling: 100-row INSERT transactions",
+        ),
+        Row(
+            "Projection rebuild into Redis",
+            "events/s",
+            ("ours.rebuild.redis", r),
+            ("ceiling.redis.pipeline", r),
+            None,
+            Target(min_ratio=0.1),
+            "ceiling: pipelined SETs; the peer has no Redis support",
+        ),
+        Row(
+            "Projector peak RSS, rebuild into SQLite",
+            "MB",
+            ("ours.rebuild.sqlite", "peak_rss_mb"),
+            None,
+            ("peer.rebuild.sqlite", "peak_rss_mb"),
+            Target(max=200),
+        ),
+        Row(
+            "Projector peak RSS, rebuild into PostgreSQL",
+            "MB",
+            ("ours.rebuild.pg", "peak_rss_mb"),
+            None,
+            ("peer.rebuild.pg", "peak_rss_mb"),
+            Target(max=200),
+        ),
+        Row(
+            "Projector peak RSS, rebuild into Redis",
+            "MB",
+            ("ours.rebuild.redis", "peak_rss_mb"),
+            None,
+            None,
+            Target(max=200),
+        ),
+        Row(
+            "Relay through NATS JetStream",
+            "events/s",
+            ("ours.relay.nats", r),
+            ("ceiling.nats.publish", r),
+            None,
+            None,
+            "ceiling: acknowledged publishes, 256 in flight",
+        ),
+        Row(
+            "End-to-end lag p50 at 1,000 commands/s",
+            "ms",
+            ("ours.lag", "p50_ms"),
+            None,
+            None,
+            Target(max=10),
+        ),
+        Row(
+            "End-to-end lag p99 at 1,000 commands/s",
+            "ms",
+            ("ours.lag", "p99_ms"),
+            None,
+            None,
+            Target(max=50),
+        ),
+        Row("End-to-end lag p99.9 at 1,000 commands/s", "ms", ("ours.lag", "p999_ms")),
+        Row(
+            "HTTP commands/s",
+            "req/s",
+            ("ours.http.commands", r),
+            ("ceiling.http.hello", r),
+            None,
+            Target(min_ratio=0.3),
+            "ceiling: bare Starlette hello-world, same uvicorn set-up",
+        ),
+        Row(
+            "HTTP commands/s, API roles only (serve --role command-api --role query-api)",
+            "req/s",
+            ("ours.http.commands.api-only", r),
+            ("ceiling.http.hello", r),
+        ),
+        Row(
+            "HTTP queries/s",
+            "req/s",
+            ("ours.http.queries", r),
+            ("ceiling.http.hello", r),
+            None,
+            Target(min_ratio=0.5),
+        ),
+        Row(
+            "HTTP commands p50 at max rate",
+            "ms",
+            ("ours.http.commands", "p50_ms"),
+            ("ceiling.http.hello", "p50_ms"),
+        ),
+        Row(
+            "HTTP commands p99 at max rate",
+            "ms",
+            ("ours.http.commands", "p99_ms"),
+            ("ceiling.http.hello", "p99_ms"),
+        ),
+        Row(
+            "HTTP commands p99 at half max rate",
+            "ms",
+            ("ours.http.commands", "half_p99_ms"),
+            ("ceiling.http.hello", "half_p99_ms"),
+            None,
+            Target(max=20),
+        ),
+        Row(
+            "HTTP queries p50 at max rate",
+            "ms",
+            ("ours.http.queries", "p50_ms"),
+            ("ceiling.http.hello", "p50_ms"),
+        ),
+        Row(
+            "HTTP queries p99 at max rate",
+            "ms",
+            ("ours.http.queries", "p99_ms"),
+            ("ceiling.http.hello", "p99_ms"),
+        ),
+        Row(
+            "HTTP queries p99 at half max rate",
+            "ms",
+            ("ours.http.queries", "half_p99_ms"),
+            ("ceiling.http.hello", "half_p99_ms"),
+            None,
+            Target(max=20),
+        ),
+    ]
+    return out

@@ -1,0 +1,121 @@
+"""The command and query routes read their headers and parameters themselves; these pin
+what a client sees: validation errors naming the field, tokens, idempotency, OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bicameral.http.app import create_app
+from bicameral.runtime.node import ROLES, Node
+from bicameral.runtime.settings import Settings
+from bicameral.security.keys import embedded_secret
+from bicameral.security.tokens import issue_token
+from shop.app import services
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings.load(
+        environ={},
+        data_dir=tmp_path,
+        events_url="memory://",
+        reads_url="memory://",
+        transport_url="memory://",
+    )
+    node = Node(settings, services(), ROLES)
+    app = create_app(node, manage_node=False)
+    await node.start()
+    transport = httpx.ASGITransport(app=app)
+    token = issue_token(embedded_secret(tmp_path), subject="admin", roles=["admin"])
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as c:
+        yield c
+    await node.stop()
+
+
+async def _register(client: httpx.AsyncClient, sku: str = "p1") -> httpx.Response:
+    body = {"sku": sku, "name": "Pen", "price_cents": 150}
+    return await client.post("/inventory/commands/RegisterProduct", json=body)
+
+
+async def test_a_query_with_the_command_token_sees_the_command(client: httpx.AsyncClient) -> None:
+    done = await _register(client)
+    assert done.status_code == 200
+    token = done.headers["X-Consistency-Token"]
+    assert done.json()["consistency_token"] == token
+    got = await client.get(
+        "/inventory/queries/GetProduct",
+        params={"sku": "p1"},
+        headers={"X-Consistency-Token": token},
+    )
+    assert got.status_code == 200
+    assert got.json() == {
+        "sku": "p1",
+        "name": "Pen",
+        "price_cents": 150,
+        "on_hand": 0,
+        "reserved": 0,
+        "available": 0,
+    }
+
+
+async def test_a_missing_query_parameter_is_a_422_naming_it(client: httpx.AsyncClient) -> None:
+    got = await client.get("/inventory/queries/GetProduct")
+    assert got.status_code == 422
+    assert got.headers["content-type"] == "application/problem+json"
+    problem = got.json()
+    assert problem["detail"] == "invalid fields: sku"
+    assert problem["errors"][0]["loc"] == ["query", "sku"]
+
+
+async def test_an_unknown_query_parameter_is_refused(client: httpx.AsyncClient) -> None:
+    got = await client.get("/inventory/queries/GetProduct", params={"sku": "p1", "colour": "red"})
+    assert got.status_code == 422
+    assert ["query", "colour"] in [e["loc"] for e in got.json()["errors"]]
+
+
+async def test_a_bad_consistency_timeout_is_a_422(client: httpx.AsyncClient) -> None:
+    got = await client.get(
+        "/inventory/queries/GetProduct",
+        params={"sku": "p1"},
+        headers={"X-Consistency-Timeout": "soon"},
+    )
+    assert got.status_code == 422
+
+
+async def test_an_idempotency_key_replays_the_first_answer(client: httpx.AsyncClient) -> None:
+    body = {"sku": "p2", "name": "Ink", "price_cents": 90}
+    headers = {"Idempotency-Key": "k-1"}
+    first = await client.post("/inventory/commands/RegisterProduct", json=body, headers=headers)
+    again = await client.post("/inventory/commands/RegisterProduct", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["position"] == first.json()["position"]
+
+
+async def test_the_correlation_id_header_reaches_the_events(client: httpx.AsyncClient) -> None:
+    done = await client.post(
+        "/inventory/commands/RegisterProduct",
+        json={"sku": "p3", "name": "Cap", "price_cents": 5},
+        headers={"X-Correlation-Id": "corr-42", "traceparent": "00-abc-def-01"},
+    )
+    assert done.status_code == 200
+    node = client._transport.app.state.node  # type: ignore[attr-defined]
+    (event,) = await node.runtime("inventory").events.read_stream("product-p3")
+    assert event.metadata["correlation_id"] == "corr-42"
+    assert event.metadata["traceparent"] == "00-abc-def-01"
+
+
+async def test_openapi_documents_parameters_and_headers(client: httpx.AsyncClient) -> None:
+    doc = (await client.get("/openapi.json")).json()
+    query = doc["paths"]["/inventory/queries/GetProduct"]["get"]
+    names = [(p["in"], p["name"]) for p in query["parameters"]]
+    assert ("query", "sku") in names
+    assert ("header", "x-consistency-token") in names
+    assert "422" in query["responses"]
+    command = doc["paths"]["/inventory/commands/ReceiveStock"]["post"]
+    assert ("header", "Idempotency-Key") in [(p["in"], p["name"]) for p in command["parameters"]]
