@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,14 +22,11 @@ import pytest
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
+from bicameral.testing.servers import require_server
 
 LAYOUTS = ("embedded", "servers")
-SERVER_ADAPTERS = (
-    "bicameral.eventstore.postgres",
-    "bicameral.readstore.postgres",
-    "bicameral.readstore.redis",
-    "bicameral.transport.nats",
-)
+DRIVERS = {"asyncpg": "postgres", "redis": "redis", "nats": "nats"}
+"""The server drivers the servers layout needs: module -> bicameral's extra installing it."""
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 REDIS = "redis://127.0.0.1:6379/0"
 NATS = "nats://127.0.0.1:4222"
@@ -50,14 +48,18 @@ def embedded_layout(home: Path) -> Layout:
 
 def servers_layout(home: Path, postgres_reads: Iterable[str] = ()) -> Layout:
     """Returns PostgreSQL logs, Redis read models (PostgreSQL ones for ``postgres_reads``) and
-    NATS; fails in CI, skips elsewhere, when a server is unreachable."""
-    from bicameral.testing.servers import require_server
-
+    NATS; fails in CI (``CI=true``), skips elsewhere, when a server or its driver is missing."""
     for name in ("postgresql", "redis", "nats"):
         require_server(name)
-    missing = [m for m in SERVER_ADAPTERS if importlib.util.find_spec(m) is None]
+    missing = [
+        extra for module, extra in DRIVERS.items() if importlib.util.find_spec(module) is None
+    ]
     if missing:
-        pytest.skip(f"the server adapters are not installed: {', '.join(missing)}")
+        extras = ",".join(missing)
+        message = f"server drivers are missing; install them: pip install 'bicameral[{extras}]'"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
     run = uuid.uuid4().hex[:10]
     toml = (
         f'data_dir = "{home / "data"}"\n'
