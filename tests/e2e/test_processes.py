@@ -8,7 +8,8 @@ every stream's events must have been folded once each and in order, no effect ma
 applied twice, and the partitions must be spread over the live projectors.
 
 Runs on the embedded backends (SQLite files shared by the processes, the SQLite transport),
-and on PostgreSQL, Redis and NATS JetStream when their adapters are installed.
+and on PostgreSQL, Redis and NATS JetStream (tests/e2e/layouts.py; in CI an unreachable
+server fails the run).
 """
 
 from __future__ import annotations
