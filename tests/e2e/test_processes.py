@@ -8,7 +8,8 @@ every stream's events must have been folded once each and in order, no effect ma
 applied twice, and the partitions must be spread over the live projectors.
 
 Runs on the embedded backends (SQLite files shared by the processes, the SQLite transport),
-and on PostgreSQL, Redis and NATS JetStream when their adapters are installed.
+and on PostgreSQL, Redis and NATS JetStream (tests/e2e/layouts.py; in CI an unreachable
+server fails the run).
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from bicameral.runtime.status import command_side_status, projection_status
 from tests.e2e.cluster import ROOT, Cluster, free_port, nginx_binary
+from tests.e2e.layouts import (
+    LAYOUTS,
+    Layout,
+    create_stores,
+    make_layout,
+    observer,
+    write_settings,
+)
 from tests.e2e.probe_app import PROBE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -43,103 +52,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 APP = "tests.e2e.probe_app:services"
 PARTITIONS = 4
 LEASE_TTL = 2.0
-SERVER_ADAPTERS = (
-    "bicameral.eventstore.postgres",
-    "bicameral.readstore.redis",
-    "bicameral.transport.nats",
-)
 
 
-@dataclass
-class Layout:
-    """Where one run keeps its data: settings for the processes, and how to clean up."""
-
-    name: str
-    toml: str
-    cleanup: Callable[[], None] = lambda: None
-
-
-def embedded_layout(home: Path) -> Layout:
-    return Layout(
-        "embedded",
-        f'data_dir = "{home / "data"}"\n',
-    )
-
-
-def servers_layout(home: Path) -> Layout:
-    from bicameral.testing.servers import require_server
-
-    for name in ("postgresql", "redis", "nats"):
-        require_server(name)
-    missing = [m for m in SERVER_ADAPTERS if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"the server adapters are not installed yet: {', '.join(missing)}")
-    run = uuid.uuid4().hex[:10]
-    return Layout(
-        "servers",
-        f'data_dir = "{home / "data"}"\n'
-        f'transport_url = "nats://127.0.0.1:4222?prefix=e2e{run}"\n'
-        "[defaults]\n"
-        f'events_url = "postgresql://postgres@127.0.0.1:5432/bicameral_e2e_{run}_{{service}}"\n'
-        f'reads_url = "redis://127.0.0.1:6379/0?prefix=e2e_{run}_{{service}}"\n',
-        lambda: asyncio.run(drop_server_data(run)),
-    )
-
-
-async def drop_server_data(run: str) -> None:
-    """Drops the run's PostgreSQL databases, Redis keys and NATS streams."""
-    import asyncpg
-    import nats
-    import redis.asyncio as aioredis
-
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        names = await conn.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"bicameral_e2e_{run}_%"
-        )
-        for row in names:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
-    finally:
-        await conn.close()
-    client = aioredis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        doomed = [key async for key in client.scan_iter(match=f"e2e_{run}_*")]
-        if doomed:
-            await client.delete(*doomed)
-    finally:
-        await client.aclose()
-    nc = await nats.connect("nats://127.0.0.1:4222")
-    try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            if (info.config.name or "").startswith(f"E2E{run.upper()}_"):
-                await js.delete_stream(info.config.name)
-    finally:
-        await nc.close()
-
-
-@pytest.fixture(params=["embedded", "servers"])
+@pytest.fixture(params=LAYOUTS)
 def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
-    made = embedded_layout(tmp_path) if request.param == "embedded" else servers_layout(tmp_path)
+    made = make_layout(request.param, tmp_path)
     yield made
     made.cleanup()
 
 
 @pytest.fixture
 def settings(layout: Layout, tmp_path: Path) -> Settings:
-    config = tmp_path / "bicameral.toml"
-    config.write_text(
-        f'app = "{APP}"\npartitions = {PARTITIONS}\nlease_ttl = {LEASE_TTL}\n' + layout.toml
+    return write_settings(
+        tmp_path / "bicameral.toml", layout, APP, partitions=PARTITIONS, lease_ttl=LEASE_TTL
     )
-    return Settings.load(config=config, environ={})
-
-
-async def create_stores(settings: Settings) -> None:
-    """Creates every store before the processes start (SQLite files refuse a crowd at birth)."""
-    node = Node(settings, load_services(APP), roles=())
-    for backend in node.factory.started():
-        await backend.start()
-    await node.stop()
 
 
 @pytest.fixture
@@ -213,9 +139,7 @@ async def client(cluster: Cluster, settings: Settings) -> AsyncIterator[httpx.As
 @pytest.fixture
 async def node(settings: Settings, cluster: Cluster) -> AsyncIterator[Node]:
     """A Node of the same services running no role: the test's view of the backends."""
-    node = Node(settings, load_services(APP), roles=())
-    for backend in node.factory.started():
-        await backend.start()
+    node = await observer(settings)
     yield node
     await node.stop()
 

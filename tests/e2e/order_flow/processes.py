@@ -85,15 +85,20 @@ class Process:
 
 
 class Router(httpx.AsyncBaseTransport):
-    """Sends each request to the port serving the service its path names."""
+    """Sends each request to the port serving what its path names.
+
+    ``ports`` maps ``service/kind`` (``orders/commands``, ``orders/queries``) or a service's
+    name to a local port; the longer key wins.
+    """
 
     def __init__(self, ports: dict[str, int]) -> None:
         self.ports = ports
         self.inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        service = request.url.path.split("/")[1]
-        request.url = request.url.copy_with(host="127.0.0.1", port=self.ports[service])
+        service, kind = [*request.url.path.split("/"), "", ""][1:3]
+        port = self.ports.get(f"{service}/{kind}") or self.ports[service]
+        request.url = request.url.copy_with(host="127.0.0.1", port=port)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
