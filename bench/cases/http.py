@@ -25,7 +25,7 @@ from bench.resources import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ["-c", "from bicameral.cli.main import main; main()"]
-TOKEN_CMD = "{cli} token issue --data-dir {data_dir} --subject bench"
+TOKEN_CMD = "{cli} token issue --data-dir {data_dir} --subject bench --roles admin"
 
 
 def child_env() -> dict[str, str]:

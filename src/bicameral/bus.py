@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel
 
 from bicameral import metrics
-from bicameral.aggregate import Aggregate, Repository
+from bicameral.aggregate import Aggregate, AggregateCache, Repository
 from bicameral.consistency import ConsistencyToken, Notifier, wait_for_positions
 from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
@@ -191,19 +191,41 @@ class _UnitOfWork:
     """The repositories one command handler call used, saved in one atomic append."""
 
     def __init__(
-        self, service: Service, store: EventStore, visible: RecordFilter | None = None
+        self,
+        service: Service,
+        store: EventStore,
+        visible: RecordFilter | None = None,
+        cache: AggregateCache | None = None,
     ) -> None:
         self._service = service
         self._store = store
         self._visible = visible
+        self._cache = cache
         self._repos: dict[type[Aggregate], Repository[Any]] = {}
         self.hidden: list[Aggregate] = []
 
     def repository(self, cls: type[Any]) -> Repository[Any]:
         repo = self._repos.get(cls)
         if repo is None:
-            repo = self._repos[cls] = Repository(cls, self._store, self._service.registry)
+            repo = self._repos[cls] = Repository(
+                cls, self._store, self._service.registry, self._cache
+            )
         return repo
+
+    @property
+    def used_cache(self) -> bool:
+        """Returns True when any aggregate came from the cache (and so may be stale)."""
+        return any(repo.used_cache for repo in self._repos.values())
+
+    @property
+    def cache_unchecked(self) -> bool:
+        """Returns True when a cached aggregate will not be version-checked by the append."""
+        return any(repo.cache_unchecked for repo in self._repos.values())
+
+    def release(self) -> None:
+        """Gives the loaded aggregates back to the cache: their events are committed."""
+        for repo in self._repos.values():
+            repo.release()
 
     async def load(self, cls: type[Any], key: str) -> Any:
         """Returns aggregate ``key``, or a blank stand-in (never saved) if the caller may not
@@ -254,7 +276,13 @@ class _VisibleRepository(Repository[Any]):
 
 
 class CommandBus:
-    """Sends each command to its handler through the middleware chain."""
+    """Sends each command to its handler through the middleware chain.
+
+    Aggregates stay cached between commands (``cache_size`` of them; 0 turns it off): a command
+    then appends without reading its stream first. Only a decision the append checks is taken
+    on a cached copy: a conflict, a refusal, or a copy that appends nothing makes the handler
+    run again on fresh loads (not counted against its ``retries``).
+    """
 
     def __init__(
         self,
@@ -264,10 +292,12 @@ class CommandBus:
         authorizer: Authorizer | None = None,
         middleware: Sequence[CommandMiddleware] = (),
         notifier: Notifier | None = None,
+        cache_size: int = 10_000,
     ) -> None:
         self.service = service
         self.store = store
         self.notifier = notifier
+        self.cache = AggregateCache(cache_size) if cache_size > 0 else None
         self._authorizer = authorizer or AllowAll()
         self._meters = _Meters(metrics.COMMANDS, metrics.COMMAND_SECONDS, service.name)
         self._appended: Any = None
@@ -330,24 +360,38 @@ class CommandBus:
         digest = request_hash(call.command) if key is not None else ""
         visible = self._authorizer.record_filter(call)
         attempt = 0
+        cache = self.cache
         while True:
-            uow = _UnitOfWork(self.service, self.store, visible)
+            uow = _UnitOfWork(self.service, self.store, visible, cache)
             args = [await uow.argument(p, call) for p in handler.params]
-            outcome = handler.fn(call.command, *args)
-            if handler.is_async:
-                await outcome
+            try:
+                outcome = handler.fn(call.command, *args)
+                if handler.is_async:
+                    await outcome
+            except BicameralError:
+                if not uow.used_cache:
+                    raise
+                cache = None  # refused on cached state, which may be stale: decide afresh
+                continue
+            if uow.cache_unchecked:
+                cache = None  # the append would not check a cached copy: decide afresh
+                continue
             if any(agg.pending for agg in uow.hidden):
                 raise NotFoundError(f"{handler.command.message_name}: no such entity")
             appends = uow.collect(call.context.event_metadata())
             try:
                 result = await self.store.append(appends, idempotency_key=key, request_hash=digest)
             except ConcurrencyError:
+                if uow.used_cache:
+                    cache = None  # a cached aggregate was stale: run again on fresh loads
+                    continue
                 attempt += 1
                 if attempt > handler.retries:
                     raise
                 continue
             if result.replayed:
                 return self._replay(result, digest)
+            uow.release()
             if result.envelopes:
                 if self._appended is None:
                     self._appended = metrics.EVENTS_APPENDED.labels(self.service.name)

@@ -145,7 +145,8 @@ class Bank:
                 raise NotFoundError(query.id)
             return int(doc["balance"])
 
-        self.commands = CommandBus(svc, self.store)
+        # fresh loads: these tests count handler runs; the aggregate cache has its own tests
+        self.commands = CommandBus(svc, self.store, cache_size=0)
         self.queries = QueryBus(svc, self.reads)
 
     async def _other_writer(self, id: str) -> None:

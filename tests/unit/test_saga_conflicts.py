@@ -65,7 +65,7 @@ async def test_a_conflicting_reaction_command_keeps_its_event_for_the_next_step(
     def react(event: Poked) -> Touch:
         return Touch(id=event.id)
 
-    bus = CommandBus(service, store)
+    bus = CommandBus(service, store, cache_size=0)  # conflicts from fresh loads only
     await bus.dispatch(Poke(id="t"), MessageContext(principal=ANONYMOUS))
     runner = ReactionRunner(bus, service.reactions, LogFeed("s", store))
 
