@@ -73,7 +73,7 @@ def products_projection(uid: str) -> Projection:
     """Returns the shop's product projection under a name unique to this run."""
     proj = Projection(f"products_{uid}", collections=shop_products.collections)
     for handler in shop_products.handlers.values():
-        proj.on(handler.event)(handler.fn)
+        proj.on(handler.event, prefetch=handler.prefetch)(handler.fn)
     return proj
 
 

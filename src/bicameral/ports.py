@@ -146,6 +146,10 @@ class ReadStore(Protocol):
         """Returns one document, or None."""
         ...
 
+    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Returns the documents found among ``keys``, by key (missing keys are left out)."""
+        ...
+
     async def find(
         self, collection: str, field: str, value: Any
     ) -> list[tuple[str, dict[str, Any]]]:

@@ -24,7 +24,7 @@ event of a stream), or a constant to keep the whole projection in one partition.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,6 +38,8 @@ __all__ = ["PartitionKey", "Projection", "ProjectionHandler", "View", "source_of
 E = TypeVar("E", bound=Event)
 Document = dict[str, Any]
 ProjectionHandler = Callable[..., Awaitable[None] | None]
+Prefetch = Callable[[Any], Iterable[tuple[str, str]]]
+"""Names the ``(collection, key)`` documents a handler will read for an event."""
 PartitionKey = Callable[[Envelope], str]
 
 
@@ -53,6 +55,7 @@ class _Handler:
     fn: ProjectionHandler
     wants_envelope: bool
     is_async: bool
+    prefetch: Prefetch | None = None
 
 
 class Projection:
@@ -74,16 +77,24 @@ class Projection:
         self._sources: dict[str, set[str]] = {}
 
     def on(
-        self, event: type[E], *, source: str | None = None
+        self,
+        event: type[E],
+        *,
+        source: str | None = None,
+        prefetch: Prefetch | None = None,
     ) -> Callable[[ProjectionHandler], ProjectionHandler]:
-        """Registers the decorated ``fn(event, view[, envelope])`` for ``event``."""
+        """Registers the decorated ``fn(event, view[, envelope])`` for ``event``.
+
+        ``prefetch(event)`` names the ``(collection, key)`` documents the handler reads, so a
+        batch loads them all in one read instead of one read per event.
+        """
 
         def register(fn: ProjectionHandler) -> ProjectionHandler:
             if event.type_name in self.handlers:
                 raise ConfigurationError(f"{self.name} handles {event.type_name} twice")
             arity = len(inspect.signature(fn).parameters)
             self.handlers[event.type_name] = _Handler(
-                event, fn, arity >= 3, inspect.iscoroutinefunction(fn)
+                event, fn, arity >= 3, inspect.iscoroutinefunction(fn), prefetch
             )
             self._sources.setdefault(source or "", set()).add(event.type_name)
             return fn
@@ -115,11 +126,20 @@ class Projection:
 
     async def fold(self, envelopes: Sequence[Envelope], view: View) -> None:
         """Applies each envelope's handler, in order, to ``view`` (unknown types are skipped)."""
+        work: list[tuple[_Handler, Event, Envelope]] = []
+        wanted: dict[str, set[str]] = {}
         for env in envelopes:
             handler = self.handlers.get(env.type)
             if handler is None:
                 continue
             event = handler.event.model_validate(env.data)
+            work.append((handler, event, env))
+            if handler.prefetch is not None:
+                for collection, key in handler.prefetch(event):
+                    wanted.setdefault(collection, set()).add(key)
+        for collection, keys in wanted.items():
+            await view.prefetch(collection, keys)
+        for handler, event, env in work:
             args: tuple[Any, ...] = (event, view, env) if handler.wants_envelope else (event, view)
             result = handler.fn(*args)
             if handler.is_async and result is not None:
@@ -133,6 +153,17 @@ class View:
         self._projection = projection
         self._store = store
         self._changes: dict[tuple[str, str], Document | None] = {}
+        self._read: dict[tuple[str, str], Document | None] = {}
+
+    async def prefetch(self, collection: str, keys: Iterable[str]) -> None:
+        """Loads documents in one read, so the next ``get`` of each needs none."""
+        table = self._table(collection)
+        missing = [k for k in keys if (table, k) not in self._changes]
+        if not missing:
+            return
+        found = await self._store.get_many(table, missing)
+        for key in missing:
+            self._read[(table, key)] = found.get(key)
 
     def _table(self, collection: str) -> str:
         if collection not in self._projection.collections:
@@ -147,6 +178,8 @@ class View:
         if (table, key) in self._changes:
             doc = self._changes[(table, key)]
             return None if doc is None else dict(doc)
+        if (table, key) in self._read:
+            return self._read.pop((table, key))
         return await self._store.get(table, key)
 
     async def find(self, collection: str, field: str, value: Any) -> list[Document]:

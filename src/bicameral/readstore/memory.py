@@ -39,6 +39,11 @@ class MemoryReadStore:
         doc = self._collections.get(collection, {}).get(key)
         return copy.deepcopy(doc) if doc is not None else None
 
+    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Returns copies of the documents found among ``keys``."""
+        docs = self._collections.get(collection, {})
+        return {k: copy.deepcopy(docs[k]) for k in keys if k in docs}
+
     async def find(
         self, collection: str, field: str, value: Any
     ) -> list[tuple[str, dict[str, Any]]]:

@@ -161,6 +161,14 @@ class PostgresReadStore:
             body = await self.pool.fetchval(f"SELECT body::text FROM {table} WHERE key = $1", key)
         return None if body is None else orjson.loads(body)
 
+    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Returns the documents found among ``keys``, in one query."""
+        table = await self._ensure(collection)
+        rows = await self._rows(
+            f"SELECT key, body::text FROM {table} WHERE key = ANY($1::text[])", list(keys)
+        )
+        return {key: orjson.loads(body) for key, body in rows}
+
     async def find(
         self, collection: str, field: str, value: Any
     ) -> list[tuple[str, dict[str, Any]]]:

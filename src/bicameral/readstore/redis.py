@@ -388,6 +388,15 @@ class RedisReadStore:
         return _document(raw) if raw is not None else None
 
     @_translated
+    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Returns the documents found among ``keys``, in one HMGET."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        raws = await self.redis.hmget(self._key("d", collection), keys)
+        return {k: _document(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None}
+
+    @_translated
     async def find(
         self, collection: str, field: str, value: Any
     ) -> list[tuple[str, dict[str, Any]]]:

@@ -90,6 +90,18 @@ class SqliteReadStore:
         ).fetchone()
         return orjson.loads(row[0]) if row else None
 
+    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Returns the documents found among ``keys``, 500 keys to a query."""
+        table = self._ensure(collection)
+        found: dict[str, dict[str, Any]] = {}
+        keys = list(keys)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT key, body FROM {table} WHERE key IN ({marks})", chunk)
+            found.update((key, orjson.loads(body)) for key, body in rows)
+        return found
+
     async def find(
         self, collection: str, field: str, value: Any
     ) -> list[tuple[str, dict[str, Any]]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bicameral import Projection, View
 from shop.inventory.messages import (
     ProductRegistered,
@@ -33,6 +35,11 @@ def registered(event: ProductRegistered, view: View) -> None:
     )
 
 
+def _product(event: Any) -> list[tuple[str, str]]:
+    """Names the product document an event changes (read in one batch)."""
+    return [("products", event.sku)]
+
+
 async def _change(view: View, sku: str, on_hand: int = 0, reserved: int = 0) -> None:
     doc = await view.get("products", sku)
     if doc is None:
@@ -43,26 +50,26 @@ async def _change(view: View, sku: str, on_hand: int = 0, reserved: int = 0) -> 
     view.put("products", sku, doc)
 
 
-@products.on(StockReceived)
+@products.on(StockReceived, prefetch=_product)
 async def received(event: StockReceived, view: View) -> None:
     await _change(view, event.sku, on_hand=event.quantity)
 
 
-@products.on(StockReserved)
+@products.on(StockReserved, prefetch=_product)
 async def reserved(event: StockReserved, view: View) -> None:
     await _change(view, event.sku, reserved=event.quantity)
 
 
-@products.on(StockReleased)
+@products.on(StockReleased, prefetch=_product)
 async def released(event: StockReleased, view: View) -> None:
     await _change(view, event.sku, reserved=-event.quantity)
 
 
-@products.on(StockSold)
+@products.on(StockSold, prefetch=_product)
 async def sold(event: StockSold, view: View) -> None:
     await _change(view, event.sku, on_hand=-event.quantity, reserved=-event.quantity)
 
 
-@products.on(StockReturned)
+@products.on(StockReturned, prefetch=_product)
 async def returned(event: StockReturned, view: View) -> None:
     await _change(view, event.sku, on_hand=event.quantity)

@@ -6,6 +6,8 @@ when it never is) the ``catalogue`` read model, folded from inventory's events, 
 
 from __future__ import annotations
 
+from typing import Any
+
 from bicameral import Projection, View
 from shop.inventory.messages import ProductRegistered
 from shop.orders.messages import (
@@ -41,29 +43,34 @@ def placed(event: OrderPlaced, view: View) -> None:
     )
 
 
+def _order(event: Any) -> list[tuple[str, str]]:
+    """Names the order document an event changes (read in one batch)."""
+    return [("orders", event.order_id)]
+
+
 async def _update(view: View, order_id: str, **fields: object) -> None:
     doc = await view.get("orders", order_id)
     if doc is not None:
         view.put("orders", order_id, doc | fields)
 
 
-@orders.on(OrderReserved)
+@orders.on(OrderReserved, prefetch=_order)
 async def reserved(event: OrderReserved, view: View) -> None:
     lines = [line.model_dump() for line in event.lines]
     await _update(view, event.order_id, lines=lines, priced=True)
 
 
-@orders.on(OrderConfirmed)
+@orders.on(OrderConfirmed, prefetch=_order)
 async def confirmed(event: OrderConfirmed, view: View) -> None:
     await _update(view, event.order_id, status="CONFIRMED")
 
 
-@orders.on(OrderRejected)
+@orders.on(OrderRejected, prefetch=_order)
 async def rejected(event: OrderRejected, view: View) -> None:
     await _update(view, event.order_id, status="REJECTED", reason=event.reason)
 
 
-@orders.on(OrderCancelled)
+@orders.on(OrderCancelled, prefetch=_order)
 async def cancelled(event: OrderCancelled, view: View) -> None:
     await _update(view, event.order_id, status="CANCELLED")
 

@@ -61,6 +61,13 @@ class ReadStoreContract:
         assert await store.checkpoint(CP) == 10
         assert await store.checkpoints() == {CP: 10}
 
+    async def test_get_many_returns_the_documents_found(self, store: ReadStore) -> None:
+        await store.commit(CP, 0, 1, {(C, f"k{i}"): {"n": i} for i in range(700)})
+        keys = [f"k{i}" for i in range(0, 700, 2)] + ["nope", "k1"]
+        found = await store.get_many(C, keys)
+        assert found == {k: {"n": int(k[1:])} for k in keys if k != "nope"}
+        assert await store.get_many(C, []) == {}
+
     async def test_a_commit_at_a_stale_checkpoint_writes_nothing(self, store: ReadStore) -> None:
         assert await store.commit(CP, 0, 5, {(C, "k1"): {"n": 1}})
         assert not await store.commit(CP, 0, 6, {(C, "k1"): {"n": 2}, (C, "k2"): {"n": 2}})
