@@ -1,7 +1,8 @@
 """PostgreSQL plumbing shared by the postgres adapters: URLs, database creation, schema, errors.
 
-A URL may carry ``create_database=false`` in its query string; by default a missing database
-is created (through the ``postgres`` maintenance database) on first connect. Schema upgrades
+A URL may carry ``create_database=false`` in its query string (by default a missing database
+is created, through the ``postgres`` maintenance database, on first connect) and
+``pool_size=N`` (connections per store and process). Schema upgrades
 run under one advisory lock, so processes starting together apply each step once.
 """
 
@@ -56,7 +57,15 @@ class PostgresUrl:
         query = parse_qsl(parts.query, keep_blank_values=True)
         options = dict(query)
         self.create_database = options.get(_OPTION, "true").lower() not in ("0", "false", "no")
-        kept = urlencode([(k, v) for k, v in query if k != _OPTION])
+        self.pool_size: int | None = None
+        if "pool_size" in options:
+            try:
+                self.pool_size = int(options["pool_size"])
+            except ValueError:
+                self.pool_size = 0
+            if self.pool_size < 1:
+                raise ConfigurationError(f"pool_size must be a whole number >= 1 in {url!r}")
+        kept = urlencode([(k, v) for k, v in query if k not in (_OPTION, "pool_size")])
         self.dsn = urlunsplit(parts._replace(query=kept))
         self.database = parts.path.lstrip("/") or None
         self._parts = parts._replace(query=kept)
@@ -111,7 +120,11 @@ async def connect(url: PostgresUrl, **kwargs: Any) -> Any:
 
 
 async def create_pool(url: PostgresUrl, *, max_size: int = 4) -> Any:
-    """Returns a started asyncpg pool, creating the database first when missing and allowed."""
+    """Returns a started asyncpg pool, creating the database first when missing and allowed.
+
+    The URL's ``pool_size`` option, when given, overrides ``max_size``.
+    """
+    max_size = url.pool_size or max_size
     first = await connect(url)  # creates the database if needed
     await first.close()
     with backend_errors(f"cannot connect to {url.database}"):

@@ -39,3 +39,14 @@ def test_databases_are_created_by_default() -> None:
 def test_other_schemes_are_refused() -> None:
     with pytest.raises(ConfigurationError):
         PostgresUrl("mysql://u@h/db")
+
+
+def test_the_pool_size_option_is_read_and_kept_out_of_the_dsn() -> None:
+    url = PostgresUrl("postgresql://u@h:5432/db?pool_size=3&application_name=x")
+    assert url.pool_size == 3
+    assert "pool_size" not in url.dsn
+    assert "application_name=x" in url.dsn
+    assert PostgresUrl("postgresql://u@h/db").pool_size is None
+    for bad in ("0", "many"):
+        with pytest.raises(ConfigurationError):
+            PostgresUrl(f"postgresql://u@h/db?pool_size={bad}")
