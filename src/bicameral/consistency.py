@@ -82,9 +82,14 @@ class Notifier:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
-        """Returns after the next ``notify`` or ``timeout`` seconds, whichever is first."""
-        event = self._event
+    def mark(self) -> asyncio.Event:
+        """Returns the wake-up of the next ``notify``: take it before checking a condition,
+        then wait on it, so a notify between the check and the wait is not missed."""
+        return self._event
+
+    async def wait(self, timeout: float, mark: asyncio.Event | None = None) -> None:
+        """Returns after the next ``notify`` (since ``mark``) or ``timeout`` seconds."""
+        event = mark or self._event
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
@@ -100,6 +105,7 @@ async def wait_for_positions(
     deadline = time.monotonic() + timeout
     pending = dict(targets)
     while True:
+        mark = notifier.mark() if notifier is not None else None
         for name, position in list(pending.items()):
             if await read_checkpoint(name) >= position:
                 del pending[name]
@@ -110,6 +116,6 @@ async def wait_for_positions(
             names = ", ".join(sorted(pending))
             raise NotCaughtUpError(f"read model has not caught up yet ({names}) after {timeout}s")
         if notifier is not None:
-            await notifier.wait(min(left, poll))
+            await notifier.wait(min(left, poll), mark)
         else:
             await asyncio.sleep(min(left, poll))

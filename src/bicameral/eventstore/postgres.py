@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, BicameralError, ConcurrencyError
 from bicameral.ports import AppendResult, StreamAppend
@@ -458,7 +459,7 @@ class PostgresEventStore:
         self._lanes: list[tuple[_Lane, asyncio.Task[None]]] = []
         self._listener: Any = None
         self._announcer: _Announcer | None = None
-        self._changed = asyncio.Event()
+        self._changed = Notifier()
 
     async def start(self) -> None:
         """Connects (creating the database if allowed), upgrades the schema, starts the writers."""
@@ -510,8 +511,7 @@ class PostgresEventStore:
             self._announcer.announce()
 
     def _wake(self, *_: Any) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
 
     def _running(self) -> asyncio.Queue[AppendJob | None]:
         if self._queue is None:
@@ -582,7 +582,7 @@ class PostgresEventStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            changed = self._changed
+            mark = self._changed.mark()
             if await self.head() > after_position:
                 return True
             left = deadline - loop.time()
@@ -591,8 +591,7 @@ class PostgresEventStore:
             if self._listener is None or self._listener.is_closed():
                 with contextlib.suppress(BackendError):
                     await self._listen()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(left, _POLL))
+            await self._changed.wait(min(left, _POLL), mark)
 
     async def idempotent_result(self, key: str) -> AppendResult | None:
         """Returns the result recorded under an idempotency key, or None."""
