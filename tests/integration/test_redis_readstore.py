@@ -147,7 +147,9 @@ _docs = st.one_of(
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(batches=st.lists(st.dictionaries(_keys, _docs, max_size=6), min_size=1, max_size=5))
 def test_documents_and_indexes_match_the_memory_store(
