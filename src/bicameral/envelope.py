@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from bicameral.errors import InvalidMessageError
-from bicameral.messages import Event
+from bicameral.messages import Event, MessageRegistry
 
-__all__ = ["Envelope", "NewEvent", "decode", "encode", "from_cloudevent", "to_cloudevent"]
+__all__ = [
+    "Envelope",
+    "NewEvent",
+    "decode",
+    "encode",
+    "from_cloudevent",
+    "to_cloudevent",
+    "upcast",
+]
 
 _META_ATTRS = {
     "correlation_id": "correlationid",
     "causation_id": "causationid",
     "traceparent": "traceparent",
+    "stored_type": "storedtype",
 }
 
 
@@ -55,6 +64,19 @@ class Envelope:
         """Returns the acting principal recorded in the metadata (empty if none)."""
         value = self.metadata.get("principal")
         return value if isinstance(value, dict) else {}
+
+
+def upcast(env: Envelope, registry: MessageRegistry, *, mark: bool = False) -> Envelope:
+    """Returns ``env`` as the current version of its event (``env`` itself when it is already).
+
+    With ``mark``, an upcast envelope's metadata keeps the stored type as ``stored_type``
+    (the ``storedtype`` attribute of its CloudEvent).
+    """
+    type_name, data = registry.upcast(env.type, env.data)
+    if type_name == env.type:
+        return env
+    metadata = {**env.metadata, "stored_type": env.type} if mark else env.metadata
+    return replace(env, type=type_name, data=data, metadata=metadata)
 
 
 def to_cloudevent(env: Envelope) -> dict[str, Any]:

@@ -125,6 +125,10 @@ class EventStore(EventSource, Protocol):
         """Returns every command-side checkpoint by name."""
         ...
 
+    async def event_types(self) -> set[str]:
+        """Returns every event type (``name.v<n>``) stored in the log."""
+        ...
+
 
 @runtime_checkable
 class ReadStore(Protocol):

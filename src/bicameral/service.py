@@ -14,6 +14,13 @@ parameter is provided by its annotation::
 - ``MessageContext`` or ``Principal``: who sends the message, and its correlation;
 - ``ReadModel`` (queries): the service's read models; ``Envelope`` (reactions): the event's.
 
+An event class that changes shape gets a new ``version``; an upcaster per version step lifts
+the payloads stored under the old one, wherever the log is read::
+
+    @inventory.upcaster("inventory.StockReceived", from_version=1)
+    def unit_count(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "unit": "each"}
+
 Declaring wires nothing and connects nothing: ``bicameral.runtime.bootstrap`` does that.
 """
 
@@ -29,7 +36,7 @@ from bicameral.aggregate import Aggregate, Repository
 from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
 from bicameral.errors import ConfigurationError
-from bicameral.messages import Command, Event, Message, MessageRegistry, Query
+from bicameral.messages import Command, Event, Message, MessageRegistry, Query, Upcaster
 from bicameral.projection import Projection, source_of
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+U = TypeVar("U", bound=Upcaster)
 
 
 class ReadModel(typing.Protocol):
@@ -306,6 +314,22 @@ class Service:
                     inspect.iscoroutinefunction(fn),
                 ),
             )
+            return fn
+
+        return register
+
+    def upcaster(self, event: str | type[Event], *, from_version: int) -> Callable[[U], U]:
+        """Registers the decorated ``fn(payload) -> payload`` lifting ``event`` one version.
+
+        ``event`` is the event's name without version (``"inventory.StockReceived"``) or its
+        current class; ``fn`` gets the payload stored as version ``from_version`` and returns
+        the payload of version ``from_version + 1``. Reading chains the steps up to the current
+        class, so each step is written once, against the version after it.
+        """
+        name = event if isinstance(event, str) else event.message_name
+
+        def register(fn: U) -> U:
+            self.registry.add_upcaster(name, from_version, fn)
             return fn
 
         return register

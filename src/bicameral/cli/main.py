@@ -243,10 +243,12 @@ def events_tail(
                 marks[name] = max(0, await rt.events.head() - limit)
             while True:
                 for name, rt in node.runtimes.items():
-                    for env in await rt.events.read_all(marks[name], 1000):
+                    for stored in await rt.events.read_all(marks[name], 1000):
+                        env = _readable(stored, rt.service.registry)
                         typer.echo(
                             f"{env.time:%Y-%m-%d %H:%M:%S} {name:<10} {env.position:>8} "
                             f"{env.type:<36} {env.subject:<28} {_actor(env.principal)}"
+                            + (f"  (stored as {stored.type})" if env is not stored else "")
                         )
                         marks[name] = env.position
                 if not follow:
@@ -256,6 +258,50 @@ def events_tail(
             await node.stop()
 
     run(work)
+
+
+def _readable(env: Any, registry: Any) -> Any:
+    """Returns ``env`` upcast to its current class, or as stored when the code cannot read it."""
+    from bicameral.envelope import upcast
+
+    try:
+        return upcast(env, registry)
+    except BicameralError:
+        return env
+
+
+@app.command()
+def check(
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Check that the code can read every event type stored in the logs (exit 1 if not)."""
+
+    async def work() -> list[Any]:
+        from bicameral.runtime.check import unreadable_types
+
+        settings = settings_from(config, data_dir=data_dir, app=app_path)
+        node = await _open(settings, service)
+        try:
+            found: list[Any] = []
+            for rt in node.runtimes.values():
+                found += await unreadable_types(rt.service, rt.events)
+            return found
+        finally:
+            await node.stop()
+
+    found = run(work)
+    if found:
+        for item in found:
+            typer.echo(f"bicameral: error: cannot read {item}", err=True)
+        names = ", ".join(item.type for item in found)
+        typer.echo(
+            f"bicameral: error: the logs hold event types the code cannot read: {names}", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo("ok: the code can read every event type in the logs")
 
 
 def _print_status(title: str, rows: list[Any]) -> None:

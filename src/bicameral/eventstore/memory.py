@@ -118,3 +118,7 @@ class MemoryEventStore:
     async def checkpoints(self) -> dict[str, int]:
         """Returns every command-side checkpoint by name."""
         return dict(self._checkpoints)
+
+    async def event_types(self) -> set[str]:
+        """Returns every event type stored in the log."""
+        return {env.type for env in self._log}

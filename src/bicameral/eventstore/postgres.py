@@ -626,6 +626,10 @@ class PostgresEventStore:
         rows = await self._fetch("SELECT name, position FROM command_checkpoints")
         return {str(name): int(pos) for name, pos in rows}
 
+    async def event_types(self) -> set[str]:
+        """Returns every event type stored in the log (one scan of it)."""
+        return {str(row[0]) for row in await self._fetch("SELECT DISTINCT type FROM events")}
+
     def _envelope(self, row: Any) -> Envelope:
         return Envelope(
             row[0],

@@ -250,6 +250,10 @@ class SqliteEventStore:
         rows = self._read().execute("SELECT name, position FROM checkpoints")
         return {str(name): int(pos) for name, pos in rows}
 
+    async def event_types(self) -> set[str]:
+        """Returns every event type stored in the log (one scan of it)."""
+        return {str(t) for (t,) in self._read().execute("SELECT DISTINCT type FROM events")}
+
     def _envelope(self, row: Any) -> Envelope:
         return Envelope(
             row[0],

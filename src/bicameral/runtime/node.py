@@ -21,6 +21,7 @@ from bicameral.errors import ConfigurationError
 from bicameral.ports import EventStore, ReadStore, Transport
 from bicameral.runtime.auth import authorizer_for
 from bicameral.runtime.backends import BackendFactory
+from bicameral.runtime.check import refuse_unreadable
 from bicameral.runtime.settings import Settings
 from bicameral.service import Service
 from bicameral.workers.exclusive import Exclusive
@@ -72,9 +73,10 @@ class ServiceRuntime:
 
     def feed(self, source: str, consumer: str) -> Feed:
         """Returns a feed of ``source``'s events: the own log, or the transport for others."""
+        registry = self.service.registry
         if source == self.name:
-            return LogFeed(source, self.events)
-        return TransportFeed(source, f"{self.name}.{consumer}", self.transport)
+            return LogFeed(source, self.events, registry)
+        return TransportFeed(source, f"{self.name}.{consumer}", self.transport, registry)
 
     def projector_group(self) -> ProjectorGroup:
         """Returns this process's member of the group folding the service's projections."""
@@ -114,7 +116,7 @@ class ServiceRuntime:
             found.append(self.projector_group())
         owner = self.worker or worker_id()
         if "relay" in self.roles:
-            relay = Relay(self.events, self.transport)
+            relay = Relay(self.events, self.transport, registry=self.service.registry)
             found.append(Exclusive(relay, self.reads, f"relay/{self.name}", owner, self.lease_ttl))
         if "reactions" in self.roles:
             for runner in self.reaction_runners():
@@ -206,6 +208,8 @@ class Node:
             await backend.start()
         self._stop = asyncio.Event()
         for runtime in self.runtimes.values():
+            if runtime.roles & {"command-api", "projector", "relay", "reactions"}:
+                await refuse_unreadable(runtime.service, runtime.events)
             if runtime.roles & {"query-api", "projector"}:
                 await runtime.projector_group().prepare()
             for worker in runtime.workers():

@@ -1,14 +1,19 @@
-"""Feeds: one source service's events in position order, from its log or from a transport."""
+"""Feeds: one source service's events in position order, from its log or from a transport.
+
+A feed given a ``registry`` hands out each event as the current version of its class (see
+``MessageRegistry.upcast``), so its readers never see an older payload.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
 
-from bicameral.envelope import Envelope
+from bicameral.envelope import Envelope, upcast
+from bicameral.messages import MessageRegistry
 from bicameral.ports import EventSource, Subscription, Transport
 
-__all__ = ["Feed", "LogFeed", "TransportFeed"]
+__all__ = ["Feed", "LogFeed", "TransportFeed", "upcast_all"]
 
 
 class Feed(Protocol):
@@ -29,19 +34,29 @@ class Feed(Protocol):
         ...
 
 
+def upcast_all(envelopes: list[Envelope], registry: MessageRegistry | None) -> list[Envelope]:
+    """Returns ``envelopes`` as the current versions of their classes."""
+    if registry is None:
+        return envelopes
+    return [upcast(env, registry) for env in envelopes]
+
+
 class LogFeed:
     """Reads the service's own event log directly."""
 
-    def __init__(self, source: str, log: EventSource) -> None:
+    def __init__(
+        self, source: str, log: EventSource, registry: MessageRegistry | None = None
+    ) -> None:
         self.source = source
         self._log = log
+        self._registry = registry
 
     async def fetch(self, after: int, limit: int, timeout: float) -> list[Envelope]:
         """Returns events above ``after`` from the log, waiting for a commit when there are none."""
         found = await self._log.read_all(after, limit)
         if not found and await self._log.wait_for(after, timeout):
             found = await self._log.read_all(after, limit)
-        return found
+        return upcast_all(found, self._registry)
 
     async def ack(self, envelopes: Sequence[Envelope]) -> None:
         """Does nothing: the reader's own checkpoint is the acknowledgement."""
@@ -57,10 +72,17 @@ class TransportFeed:
     missing after ``after``) makes the feed subscribe again from ``after``, so none is skipped.
     """
 
-    def __init__(self, source: str, consumer: str, transport: Transport) -> None:
+    def __init__(
+        self,
+        source: str,
+        consumer: str,
+        transport: Transport,
+        registry: MessageRegistry | None = None,
+    ) -> None:
         self.source = source
         self._consumer = consumer
         self._transport = transport
+        self._registry = registry
         self._sub: Subscription | None = None
         self._after = -1
 
@@ -82,7 +104,7 @@ class TransportFeed:
             fresh.append(env)
             expected += 1
         self._after = fresh[-1].position if fresh else after
-        return fresh
+        return upcast_all(fresh, self._registry)
 
     async def ack(self, envelopes: Sequence[Envelope]) -> None:
         """Acknowledges handled events to the transport."""

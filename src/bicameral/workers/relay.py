@@ -4,6 +4,10 @@ It saves its checkpoint after each published batch. When it starts, and after an
 error, it resumes from the lower of its checkpoint and the transport's head, so events a broker
 lost after acknowledging them (a killed NATS server) are published again; the transport drops
 the overlap by event id, so subscribers see each once.
+
+Given the service's ``registry``, it publishes each event as the current version of its class
+(upcast from an older stored version if need be), with the stored type kept in the CloudEvent's
+``storedtype`` attribute: subscribers only ever see the current contract.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bicameral.envelope import upcast
 from bicameral.errors import BicameralError
+from bicameral.messages import MessageRegistry
 from bicameral.ports import EventStore, Transport
 
 __all__ = ["Relay"]
@@ -24,10 +30,18 @@ CHECKPOINT = "relay"
 class Relay:
     """Copies ``store``'s log to ``transport``."""
 
-    def __init__(self, store: EventStore, transport: Transport, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        transport: Transport,
+        *,
+        batch_size: int = 500,
+        registry: MessageRegistry | None = None,
+    ) -> None:
         self.store = store
         self.transport = transport
         self.batch_size = batch_size
+        self.registry = registry
         self._after: int | None = None
 
     def reset(self) -> None:
@@ -52,7 +66,9 @@ class Relay:
             if not await self.store.wait_for(after, timeout):
                 return 0
             batch = await self.store.read_all(after, self.batch_size)
-        await self.transport.publish(self.store.service, batch)
+        registry = self.registry
+        published = batch if registry is None else [upcast(e, registry, mark=True) for e in batch]
+        await self.transport.publish(self.store.service, published)
         self._after = batch[-1].position
         await self.store.save_checkpoint(CHECKPOINT, batch[-1].position)
         return len(batch)

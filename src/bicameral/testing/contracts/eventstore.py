@@ -73,6 +73,12 @@ class EventStoreContract:
         assert env.time.tzinfo is not None
         assert result.envelopes == [env]
 
+    async def test_event_types_lists_each_stored_type_once(self, store: EventStore) -> None:
+        assert await store.event_types() == set()
+        await store.append([append("a", 0, 2)])
+        await store.append([StreamAppend("b", 0, events(1, "test.Other.v2"))])
+        assert await store.event_types() == {"test.Happened.v1", "test.Other.v2"}
+
     async def test_positions_are_gapless_and_in_append_order(self, store: EventStore) -> None:
         await store.append([append("a", 0, 2)])
         await store.append([append("b", 0, 3)])
