@@ -103,6 +103,9 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
     except SystemExit:
         if server.started:
             raise
+    refused = getattr(http.state, "startup_error", None)
+    if isinstance(refused, BicameralError):
+        raise fail(refused.detail)
     if not server.started:
         raise fail(f"could not serve on {base} (is the port in use?)")
 

@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bicameral.context import Principal
+from bicameral.errors import BicameralError
 from bicameral.http.problems import install_problem_handlers, problem
 from bicameral.http.routes import message_schemas, service_router
 from bicameral.runtime.auth import authenticator_for
@@ -40,7 +41,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_node:
-            await node.start()
+            try:
+                await node.start()
+            except BicameralError as exc:
+                app.state.startup_error = exc  # the CLI shows it as its one error line
+                await node.stop()
+                raise
         try:
             yield
         finally:
