@@ -23,6 +23,7 @@ event of a stream), or a constant to keep the whole projection in one partition.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,8 +78,11 @@ class Projection:
         version: int = 1,
         partition_by: PartitionKey | None = None,
     ) -> None:
+        if version < 1:
+            raise ConfigurationError(f"projection {name}: version must be 1 or more")
         self.name = name
         self.version = version
+        self.code_version = version
         self._partition_by = partition_by
         self.collections = {c: tuple(idx) for c, idx in collections.items()}
         self.handlers: dict[str, _Handler] = {}
@@ -124,13 +128,25 @@ class Projection:
             return envelope.subject
         return self._partition_by(envelope)
 
-    def table(self, collection: str) -> str:
-        """Returns the stored name of a collection of this version."""
-        return f"{self.name}_v{self.version}_{collection}"
+    def table(self, collection: str, version: int | None = None) -> str:
+        """Returns the stored name of a collection of this (or the given stored) version."""
+        return f"{self.name}_v{self.version if version is None else version}_{collection}"
 
-    def checkpoint(self, source: str) -> str:
-        """Returns the checkpoint name for one source service."""
-        return f"{self.name}.v{self.version}:{source}"
+    def checkpoint(self, source: str, version: int | None = None) -> str:
+        """Returns the checkpoint name for one source service of this (or the given) version."""
+        return f"{self.name}.v{self.version if version is None else version}:{source}"
+
+    def at(self, version: int) -> Projection:
+        """Returns this projection writing stored version ``version`` (same handlers).
+
+        A rebuild stores the current code's projection under a new version number, beside the
+        live one; ``code_version`` stays the version the code declares.
+        """
+        if version == self.version:
+            return self
+        found = copy.copy(self)
+        found.version = version
+        return found
 
     async def fold(self, envelopes: Sequence[Envelope], view: View) -> None:
         """Applies each envelope's handler, in order, to ``view`` (unknown types are skipped)."""

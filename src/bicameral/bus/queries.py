@@ -1,9 +1,13 @@
 """The query bus: each query through the chain (observe, authorize, the user's middleware,
-then a wait for its consistency token), served from read models only."""
+then a wait for its consistency token), served from read models only.
+
+Each projection is read at its live stored version (``bicameral.versions.LiveVersions``), so a
+rebuild's switch moves queries and consistency waits to the new version in one step.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,8 +20,8 @@ from bicameral.context import MessageContext
 from bicameral.errors import BicameralError
 from bicameral.messages import Query
 from bicameral.ports import ReadStore
-from bicameral.projection import projection_position
 from bicameral.service import ReadModel, Service
+from bicameral.versions import LiveVersions
 
 __all__ = ["QueryBus", "QueryMiddleware", "StoreReadModel", "VisibleReadModel"]
 
@@ -26,14 +30,21 @@ QueryMiddleware = Middleware[QueryCall, Any]
 
 
 class StoreReadModel:
-    """The ReadModel a query handler gets: collections by name, backed by the read store."""
+    """The ReadModel a query handler gets: collections by name, backed by the read store.
 
-    def __init__(self, service: Service, store: ReadStore) -> None:
+    ``numbers`` names the stored version to read of each projection (default: its own).
+    """
+
+    def __init__(
+        self, service: Service, store: ReadStore, numbers: Mapping[str, int] | None = None
+    ) -> None:
         self._service = service
         self._store = store
+        self._numbers = numbers or {}
 
     def _table(self, collection: str) -> str:
-        return self._service.projection_reading(collection).table(collection)
+        projection = self._service.projection_reading(collection)
+        return projection.table(collection, self._numbers.get(projection.name))
 
     async def get(self, collection: str, key: str) -> dict[str, Any] | None:
         """Returns one document, or None."""
@@ -96,7 +107,10 @@ class QueryBus(Bus[QueryCall, Any]):
         )
         self.store = store
         self.partitions = partitions
-        self.read_model: ReadModel = StoreReadModel(service, store)
+        self.versions = LiveVersions(store, partitions)
+        self._projections = {p.name: p for p in service.projections}
+        for handler in service.queries.values():
+            self._projections.update((p.name, p) for p in handler.reads or ())
 
     async def ask(
         self,
@@ -118,7 +132,7 @@ class QueryBus(Bus[QueryCall, Any]):
         await self._authorizer.authorize_query(call)
 
     def checkpoint_targets(self, call: QueryCall) -> dict[str, int]:
-        """Returns the projection checkpoints (and positions) a token asks this query to await.
+        """Returns what a token asks this query to await: ``<projection>:<source>`` -> position.
 
         A partitioned projection has passed a position once each of its partitions has.
         """
@@ -129,7 +143,7 @@ class QueryBus(Bus[QueryCall, Any]):
             for source in projection.sources(self.service.name):
                 position = call.token.positions.get(source)
                 if position:
-                    targets[projection.checkpoint(source)] = position
+                    targets[f"{projection.name}:{source}"] = position
         return targets
 
     async def _consistent(self, call: QueryCall, next: QueryNext) -> Any:
@@ -138,13 +152,23 @@ class QueryBus(Bus[QueryCall, Any]):
             await wait_for_positions(targets, self.position, call.timeout, self.notifier)
         return await next(call)
 
-    async def position(self, checkpoint: str) -> int:
-        """Returns the position every partition of a projection checkpoint has passed."""
-        return await projection_position(self.store, checkpoint, self.partitions)
+    async def position(self, target: str) -> int:
+        """Returns the position the live version of ``<projection>:<source>`` has passed."""
+        name, _, source = target.rpartition(":")
+        return await self.versions.position(self._projections[name], source)
+
+    async def read_model(self, call: QueryCall) -> ReadModel:
+        """Returns the read models of a query, at the stored versions queries read now."""
+        numbers = {
+            p.name: await self.versions.version(p) for p in self.service.reads_of(call.handler)
+        }
+        return StoreReadModel(self.service, self.store, numbers)
 
     async def _handle(self, call: QueryCall) -> Any:
         visible = self._authorizer.record_filter(call)
-        reads = self.read_model if visible is None else VisibleReadModel(self.read_model, visible)
+        reads = await self.read_model(call)
+        if visible is not None:
+            reads = VisibleReadModel(reads, visible)
         args: list[Any] = []
         for param in call.handler.params:
             if param.kind == "readmodel":

@@ -33,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 events_app = typer.Typer(help="Read services' event logs.", no_args_is_help=True)
-projections_app = typer.Typer(help="Inspect read models.", no_args_is_help=True)
+projections_app = typer.Typer(help="Inspect and rebuild read models.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens for the API.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
@@ -312,9 +312,12 @@ def _print_status(title: str, rows: list[Any]) -> None:
         f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7}  owner"
     )
     for row in rows:
+        extra = row.owner or "-"
+        if getattr(row, "state", "").startswith("building"):
+            extra = f"{row.owner} {row.state}" if row.owner else row.state
         typer.echo(
             f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-            f"{row.lag:>7} {row.lag_seconds:>7.1f}  {row.owner or '-'}"
+            f"{row.lag:>7} {row.lag_seconds:>7.1f}  {extra}"
         )
 
 
@@ -338,6 +341,68 @@ def projections_status(
         _print_status("checkpoint", rows)
 
     run(work)
+
+
+def _node_for(settings: Settings, service: str | None) -> Node:
+    """Returns a node of no role over the app's services (or one), whose data must exist."""
+    services = load_services(settings.app)
+    if service is not None:
+        services = [s for s in services if s.name == service]
+        if not services:
+            raise ConfigurationError(f"no service {service!r}")
+    _existing(settings, services)
+    return Node(settings, services, roles=())
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[str, typer.Argument(help="The projection to rebuild, e.g. products.")],
+    service: Annotated[str | None, typer.Option(help="The service owning it.")] = None,
+    wait: Annotated[
+        bool | None,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Show progress until the switch (default: when on a terminal).",
+        ),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Build the code's projection again as a new version beside the live one, then switch.
+
+    Running projectors do the work; with none running, this command does it. Ctrl-C stops
+    watching, never the rebuild.
+    """
+    from bicameral.cli.rebuild import rebuild_command
+
+    try:
+        node = _node_for(settings_from(config, data_dir=data_dir, app=app_path), service)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    code = rebuild_command(node, name, wait)
+    if code:
+        raise typer.Exit(code)
+
+
+@projections_app.command("drop-retired")
+def projections_drop_retired(
+    name: Annotated[str, typer.Argument(help="The projection whose old versions to drop.")],
+    service: Annotated[str | None, typer.Option(help="The service owning it.")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Drop the tables and checkpoints of a projection's retired (or failed) versions."""
+    from bicameral.cli.rebuild import drop_retired_command
+
+    try:
+        node = _node_for(settings_from(config, data_dir=data_dir, app=app_path), service)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    code = drop_retired_command(node, name)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -93,7 +93,14 @@ class ServiceRuntime:
             ttl=self.lease_ttl,
             worker=self.worker,
             notifier=self.notifier,
+            head=self.head,
         )
+
+    async def head(self, source: str) -> int:
+        """Returns the head of ``source``'s log as this service's feeds reach it."""
+        if source == self.name:
+            return await self.events.head()
+        return await self.transport.head(source)
 
     def projectors(self) -> list[Projector]:
         """Returns a projector per partition of each projection and source."""

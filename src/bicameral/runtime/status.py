@@ -1,7 +1,8 @@
 """Checkpoints, heads and lag of every projection, relay and reaction runner of a Node.
 
 A partitioned projection is reported once as a whole (at the position all its partitions have
-passed) and once per partition, with the worker holding that partition's lease.
+passed) and once per partition, with the worker holding that partition's lease. Its live
+version comes first; a version being built beside it follows, with its progress.
 """
 
 from __future__ import annotations
@@ -9,11 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bicameral import versions
 from bicameral.envelope import Envelope
+from bicameral.projection import Projection, partition_checkpoints
 from bicameral.runtime.node import Node, ServiceRuntime
+from bicameral.versions import Catalog, Progress, State, Version
 from bicameral.workers.relay import CHECKPOINT as RELAY_CHECKPOINT
 
-__all__ = ["WorkerStatus", "command_side_status", "projection_status"]
+__all__ = [
+    "RebuildStatus",
+    "WorkerStatus",
+    "command_side_status",
+    "projection_status",
+    "rebuild_status",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,8 @@ class WorkerStatus:
     head: int
     lag_seconds: float = 0.0
     owner: str = ""
+    state: str = ""
+    """For a projection version as a whole: ``live``, or ``building 42%, ETA 1m 3s``."""
 
     @property
     def lag(self) -> int:
@@ -48,7 +60,13 @@ async def _next_event(node: Node, rt: ServiceRuntime, source: str, after: int) -
 
 
 async def _status(
-    node: Node, rt: ServiceRuntime, name: str, source: str, position: int, owner: str = ""
+    node: Node,
+    rt: ServiceRuntime,
+    name: str,
+    source: str,
+    position: int,
+    owner: str = "",
+    state: str = "",
 ) -> WorkerStatus:
     head = await (rt.events.head() if source == rt.name else rt.transport.head(source))
     lag_seconds = 0.0
@@ -56,32 +74,95 @@ async def _status(
         nxt = await _next_event(node, rt, source, position)
         if nxt is not None:
             lag_seconds = max(0.0, (datetime.now(UTC) - nxt.time).total_seconds())
-    return WorkerStatus(rt.name, name, source, position, head, lag_seconds, owner)
+    return WorkerStatus(rt.name, name, source, position, head, lag_seconds, owner, state)
+
+
+def _shown(catalog: Catalog, projection: Projection) -> list[Version]:
+    """Returns the versions of ``projection`` to report: the live one, then those building."""
+    name = projection.name
+    live = catalog.version(name, catalog.live(name))
+    found = [live] if live is not None else []
+    if live is None:
+        found.append(Version(name, projection.version, projection.code_version, State.LIVE))
+    return found + catalog.building(name)
+
+
+def describe(progress: Progress) -> str:
+    """Returns ``building 42%, ETA 1m 3s``."""
+    eta = progress.eta
+    left = "ETA ?" if eta is None else f"ETA {_duration(eta)}"
+    return f"building {progress.fraction:.0%}, {left}"
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds + 0.5)
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60}s"
+    return f"{whole}s"
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildStatus:
+    """A version of a projection being built (or just switched), and how far it is."""
+
+    service: str
+    version: Version
+    live: int
+    progress: Progress
+    error: str = ""
+    """Why the build failed, when this process saw it fail."""
+
+
+async def _heads(rt: ServiceRuntime, projection: Projection) -> dict[str, int]:
+    return {s: await rt.head(s) for s in projection.sources(rt.name)}
+
+
+async def rebuild_status(rt: ServiceRuntime, projection: Projection, number: int) -> RebuildStatus:
+    """Returns where version ``number`` of ``projection`` is (read now)."""
+    heads = await _heads(rt, projection)
+    catalog = await versions.read_catalog(rt.reads)
+    found = catalog.version(projection.name, number)
+    if found is None:
+        found = Version(projection.name, number, projection.code_version, State.RETIRED)
+    done = versions.progress(catalog, projection, found, heads, rt.partitions)
+    return RebuildStatus(rt.name, found, catalog.live(projection.name), done)
 
 
 async def projection_status(node: Node) -> list[WorkerStatus]:
-    """Returns the status of every projection, and of each of its partitions, of every service."""
+    """Returns the status of every projection version, and each of its partitions."""
     rows: list[WorkerStatus] = []
     for rt in node.runtimes.values():
-        group = rt.projector_group()
-        checkpoints = await rt.reads.checkpoints()
-        owners = await rt.reads.leases(f"partitions/{group.group}/")
-        for base, lane in group.lanes.items():
-            source = lane[0].projector.feed.source
-            parts = [
-                (
-                    slot.projector.checkpoint_name,
-                    checkpoints.get(slot.projector.checkpoint_name, 0),
-                    owners.get(slot.lease, ""),
-                )
-                for slot in lane
-            ]
-            if len(parts) == 1:
-                rows.append(await _status(node, rt, base, source, parts[0][1], parts[0][2]))
-                continue
-            rows.append(await _status(node, rt, base, source, min(p for _, p, _ in parts)))
-            for name, position, owner in parts:
-                rows.append(await _status(node, rt, name, source, position, owner))
+        group = f"projector.{rt.name}"
+        catalog = await versions.read_catalog(rt.reads)
+        owners = await rt.reads.leases(f"partitions/{group}/")
+        for projection in rt.service.projections:
+            heads = await _heads(rt, projection)
+            for version in _shown(catalog, projection):
+                state = "live"
+                if version.state == State.BUILDING:
+                    progress = versions.progress(catalog, projection, version, heads, rt.partitions)
+                    state = describe(progress)
+                for source in heads:
+                    base = projection.checkpoint(source, version.number)
+                    parts = [
+                        (
+                            name,
+                            catalog.checkpoints.get(name, 0),
+                            owners.get(f"partitions/{group}/{name}", ""),
+                        )
+                        for name in partition_checkpoints(base, rt.partitions)
+                    ]
+                    if len(parts) == 1:
+                        rows.append(
+                            await _status(node, rt, base, source, parts[0][1], parts[0][2], state)
+                        )
+                        continue
+                    position = min(p for _, p, _ in parts)
+                    rows.append(await _status(node, rt, base, source, position, "", state))
+                    for name, at, owner in parts:
+                        rows.append(await _status(node, rt, name, source, at, owner))
     return rows
 
 

@@ -15,6 +15,13 @@ no longer assigned to it. A worker that joins changes the assignment at everyone
 heartbeat; one that dies stops renewing, its leases expire, and the others take its partitions.
 Two workers that both believe they own a partition for a moment still cannot apply an event
 twice: every commit is a compare-and-set of the partition checkpoint.
+
+A group folds every stored version of a projection that needs it (see ``bicameral.versions``):
+the live one, and one being built beside it from position 0 through its own partition
+checkpoints. Each heartbeat reads the versions again, so a rebuild started elsewhere is picked
+up, and a version that went live or retired is given up. A building version whose partitions
+have all caught up is switched live by whichever worker notices; one whose handler raises is
+marked failed, and the live version goes on.
 """
 
 from __future__ import annotations
@@ -27,14 +34,16 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
+from bicameral import versions
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
-from bicameral.errors import BicameralError, ConfigurationError
+from bicameral.errors import BackendError, BicameralError, ConcurrencyError, ConfigurationError
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection, partition_checkpoints, projection_position
+from bicameral.versions import Catalog
 from bicameral.workers.feeds import Feed, LogFeed
 from bicameral.workers.projector import Projector
 
@@ -52,6 +61,10 @@ log = logging.getLogger("bicameral.workers.partitions")
 
 FeedFactory = Callable[[str, str], Feed]
 """Returns the feed of a source service's events for a named consumer: ``(source, consumer)``."""
+Head = Callable[[str], Awaitable[int]]
+"""Returns the head of a source service's log, as its feed will reach it."""
+_TRANSIENT = (BackendError, ConcurrencyError)
+_SWITCH_EVERY = 0.5
 
 
 def partition_of(key: str, count: int) -> int:
@@ -107,25 +120,44 @@ class _CachedFeed:
 
 @dataclass
 class _Slot:
-    """One partition of one projection and source, with its projector and lease.
+    """One partition of one version of a projection and source, with its projector and lease.
 
     The heartbeat decides ``owned``; the slot's lane acts on it between batches, so a lease
-    is given up only after the lane stopped folding the partition.
+    is given up only after the lane stopped folding the partition. A slot whose version no
+    longer needs folding is ``dropped`` and leaves its lane once given up.
     """
 
     index: int
     lease: str
     projector: Projector
+    number: int = 0
+    building: bool = False
     owned: bool = False
     leased: bool = False
     active: bool = False
+    dropped: bool = False
+
+
+@dataclass
+class _Lane:
+    """The slots of one projection and source, across its versions: one task folds them all."""
+
+    projection: Projection
+    source: str
+    slots: list[_Slot] = field(default_factory=list)
+
+    def numbers(self) -> set[int]:
+        """Returns the versions the lane folds (or is giving up)."""
+        return {slot.number for slot in self.slots}
 
 
 class ProjectorGroup:
     """Folds the partitions of ``projections`` this worker owns; one per service and process.
 
-    Each projection and source is a lane (a task in ``run``) that folds its owned partitions
-    in turn and waits on its feed when they are all caught up.
+    Each projection and source is a lane (a task in ``run``) that folds its owned partitions of
+    every version in turn (the live one first) and waits on its feed when they are all caught
+    up. ``head`` lets it switch a built version live; ``builds_only`` folds only versions being
+    built (``bicameral projections rebuild`` with no worker running).
     """
 
     def __init__(
@@ -140,6 +172,8 @@ class ProjectorGroup:
         worker: str | None = None,
         notifier: Notifier | None = None,
         batch_size: int = 500,
+        head: Head | None = None,
+        builds_only: bool = False,
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("partitions must be at least 1")
@@ -148,27 +182,59 @@ class ProjectorGroup:
         self.partitions = partitions
         self.ttl = ttl
         self.worker = worker or worker_id()
+        self.notifier = notifier
+        self.batch_size = batch_size
+        self.head = head
+        self.builds_only = builds_only
+        self._feed = feed
         self.projections = list(dict.fromkeys(projection for projection, _ in projections))
-        self.lanes: dict[str, list[_Slot]] = {}
+        self.sources: dict[str, list[str]] = {}
+        self._lanes: list[_Lane] = []
         for projection, source in projections:
-            base = projection.checkpoint(source)
-            names = partition_checkpoints(base, partitions)
-            feeds = _partition_feeds(
-                feed, source, f"{projection.name}.v{projection.version}", base, names
-            )
-            lane = self.lanes.setdefault(base, [])
-            for index, (name, own) in enumerate(zip(names, feeds, strict=True)):
-                projector = Projector(
-                    projection,
-                    own,
-                    store,
-                    batch_size=batch_size,
-                    notifier=notifier,
-                    checkpoint=name,
-                    accepts=None if partitions == 1 else _accepts(projection, index, partitions),
-                )
-                lane.append(_Slot(index, f"partitions/{group}/{name}", projector))
+            self.sources.setdefault(projection.name, []).append(source)
+            lane = _Lane(projection, source)
+            self._lanes.append(lane)
+            if not builds_only:
+                lane.slots += self._slots(projection, source, projection.version, building=False)
         self._renewed = -float("inf")
+        self._checked: dict[tuple[str, int], float] = {}
+        self._counted: set[str] = set()
+        self.failures: dict[tuple[str, int], BaseException] = {}
+        """Why a version this worker was building failed, by (projection, version)."""
+
+    def _slots(
+        self, projection: Projection, source: str, number: int, *, building: bool
+    ) -> list[_Slot]:
+        """Returns the slots of version ``number`` of ``projection`` over ``source``."""
+        stored = projection.at(number)
+        base = stored.checkpoint(source)
+        names = partition_checkpoints(base, self.partitions)
+        feeds = _partition_feeds(self._feed, source, f"{projection.name}.v{number}", base, names)
+        slots = []
+        count = self.partitions
+        for index, (name, own) in enumerate(zip(names, feeds, strict=True)):
+            projector = Projector(
+                stored,
+                own,
+                self.store,
+                batch_size=self.batch_size,
+                notifier=self.notifier,
+                checkpoint=name,
+                accepts=None if count == 1 else _accepts(projection, index, count),
+            )
+            slot = _Slot(index, f"partitions/{self.group}/{name}", projector, number, building)
+            slots.append(slot)
+        return slots
+
+    @property
+    def lanes(self) -> dict[str, list[_Slot]]:
+        """Returns the slots of every version and source, by base checkpoint, live first."""
+        found: dict[str, list[_Slot]] = {}
+        for lane in self._lanes:
+            for slot in sorted(lane.slots, key=lambda s: (s.building, s.number, s.index)):
+                base = slot.projector.projection.checkpoint(lane.source)
+                found.setdefault(base, []).append(slot)
+        return found
 
     @property
     def slots(self) -> list[_Slot]:
@@ -186,27 +252,69 @@ class ProjectorGroup:
         return [slot.projector.checkpoint_name for slot in self.slots if slot.owned]
 
     async def prepare(self) -> None:
-        """Declares the read models; refuses checkpoints made with another partition count.
+        """Makes the store know each projection's version, then takes the versions to fold.
 
-        The count is recorded beside each projection's checkpoints (``<checkpoint>#n``), since
-        folding on with another one would apply events again.
+        Refuses checkpoints made with another partition count: the count is recorded beside
+        each version's checkpoints (``<checkpoint>#n``), since folding on with another one
+        would apply events again.
         """
         for projection in self.projections:
-            for collection, indexes in projection.collections.items():
-                await self.store.declare(projection.table(collection), indexes)
-        expected = {slot.projector.checkpoint_name for slot in self.slots}
-        found = await self.store.checkpoints()
+            await versions.deploy(self.store, projection)
+        await self.refresh()
+
+    async def refresh(self, catalog: Catalog | None = None) -> None:
+        """Reads which versions need folding; adds their slots, drops the others'."""
+        catalog = catalog or await versions.read_catalog(self.store)
+        for lane in self._lanes:
+            wanted = self._wanted(lane.projection, catalog)
+            have = {slot.number for slot in lane.slots if not slot.dropped}
+            for number in sorted(wanted):
+                stored = lane.projection.at(number)
+                if stored.checkpoint(lane.source) not in self._counted:
+                    await self._check_count(stored, lane.source, catalog)
+                    for collection, indexes in stored.collections.items():
+                        await self.store.declare(stored.table(collection), indexes)
+                    self._counted.add(stored.checkpoint(lane.source))
+                if number not in have:
+                    lane.slots += self._slots(
+                        lane.projection, lane.source, number, building=wanted[number]
+                    )
+            for slot in lane.slots:
+                if slot.number not in wanted:
+                    slot.dropped = True
+                    slot.owned = False
+                else:
+                    slot.building = wanted[slot.number]
+
+    def _wanted(self, projection: Projection, catalog: Catalog) -> dict[int, bool]:
+        """Returns the versions of ``projection`` to fold: number -> whether it is building."""
+        name, code = projection.name, projection.code_version
+        wanted: dict[int, bool] = {}
+        live = catalog.version(name, catalog.live(name))
+        if not self.builds_only:
+            if live is None:
+                wanted[projection.version] = False
+            elif live.code <= code:
+                wanted[live.number] = False
+        for version in catalog.building(name):
+            if version.code == code:
+                wanted[version.number] = True
+        return wanted
+
+    async def _check_count(self, stored: Projection, source: str, catalog: Catalog) -> None:
+        base = stored.checkpoint(source)
+        expected = set(partition_checkpoints(base, self.partitions))
         stray = sorted(
-            name for name in found if name.partition("#p")[0] in self.lanes and name not in expected
+            name
+            for name in catalog.checkpoints
+            if name.partition("#p")[0] == base and name not in expected
         )
-        for base in self.lanes:
-            marker = f"{base}#n"
-            if found.get(marker, 0) == 0 and not await self.store.commit(
-                marker, 0, self.partitions, {}
-            ):
-                found[marker] = await self.store.checkpoint(marker)
-            if found.get(marker, self.partitions) != self.partitions:
-                stray.append(f"{marker}={found[marker]}")
+        marker = f"{base}#n"
+        found = catalog.checkpoints.get(marker, 0)
+        if found == 0 and not await self.store.commit(marker, 0, self.partitions, {}):
+            found = await self.store.checkpoint(marker)
+        if found not in (0, self.partitions):
+            stray.append(f"{marker}={found}")
         if stray:
             raise ConfigurationError(
                 f"read store holds checkpoints {stray} of another partition count than "
@@ -221,15 +329,18 @@ class ProjectorGroup:
     async def heartbeat(self) -> None:
         """Renews this worker's membership and takes (or renews) the partitions assigned to it.
 
-        Partitions no longer assigned, or whose lease another worker took, are marked to be
-        given up by their lane.
+        Reads the versions to fold first. Partitions no longer assigned, or whose lease another
+        worker took, are marked to be given up by their lane.
         """
+        await self.refresh()
         await self.store.acquire_lease(self.member_lease, self.worker, self.ttl)
         mine = assigned(self.worker, await self.members(), self.partitions)
         before = set(self.owned)
         for slot in self.slots:
-            slot.owned = slot.index in mine and await self.store.acquire_lease(
-                slot.lease, self.worker, self.ttl
+            slot.owned = (
+                not slot.dropped
+                and slot.index in mine
+                and await self.store.acquire_lease(slot.lease, self.worker, self.ttl)
             )
             slot.leased = slot.leased or slot.owned
         self._renewed = time.monotonic()
@@ -250,31 +361,92 @@ class ProjectorGroup:
             for slot in self.slots:
                 slot.owned = False
 
-    async def _settle(self, lane: Sequence[_Slot]) -> list[_Slot]:
+    async def _settle(self, lane: _Lane) -> list[_Slot]:
         """Gives up the lane's partitions no longer owned; returns the ones to fold."""
-        for slot in lane:
+        for slot in list(lane.slots):
             if not slot.owned and (slot.active or slot.leased):
                 slot.active = slot.leased = False
                 await slot.projector.feed.close()
                 await self.store.release_lease(slot.lease, self.worker)
             slot.active = slot.owned
-        return [slot for slot in lane if slot.active]
+        lane.slots = [s for s in lane.slots if not (s.dropped and not s.leased)]
+        return sorted(
+            (s for s in lane.slots if s.active), key=lambda s: (s.building, s.number, s.index)
+        )
 
-    async def _step_lane(self, lane: Sequence[_Slot], timeout: float) -> int:
+    async def _step_lane(self, lane: _Lane, timeout: float) -> int:
         active = await self._settle(lane)
-        _new_round(lane)
+        _new_round(lane.slots)
         total = 0
+        idle: dict[int, bool] = {}
         for slot in active:
-            total += await slot.projector.step(timeout=0.0)
+            if slot.building:
+                moved = await self._build(lane, slot)
+                idle[slot.number] = idle.get(slot.number, True) and not moved
+            else:
+                moved = await slot.projector.step(timeout=0.0)
+            total += moved
+        for number, caught_up in idle.items():
+            if caught_up:
+                await self._maybe_switch(lane.projection, number)
         if not total and active and timeout > 0:
-            _new_round(lane)
-            total = await active[0].projector.step(timeout=timeout)
+            _new_round(lane.slots)
+            first = active[0]
+            if first.building:
+                total = await self._build(lane, first, timeout)
+            else:
+                total = await first.projector.step(timeout=timeout)
         return total
+
+    async def _build(self, lane: _Lane, slot: _Slot, timeout: float = 0.0) -> int:
+        """Folds a batch of a building version; a failing handler fails the build, not the lane."""
+        try:
+            return await slot.projector.step(timeout=timeout)
+        except _TRANSIENT:
+            raise
+        except Exception as exc:
+            name, number = lane.projection.name, slot.number
+            position = await self.store.checkpoint(slot.projector.checkpoint_name)
+            log.error(
+                "%s: the build of version %d failed after position %d: %s: %s; the live "
+                "version goes on",
+                name,
+                number,
+                position,
+                type(exc).__name__,
+                exc,
+            )
+            self.failures[(name, number)] = exc
+            await versions.fail(self.store, name, number, position)
+            await self.refresh()
+            return 0
+
+    async def _maybe_switch(self, projection: Projection, number: int) -> bool:
+        """Switches a built version live if it caught up (checked at most every 0.5 s)."""
+        if self.head is None:
+            return False
+        now = time.monotonic()
+        if now - self._checked.get((projection.name, number), -float("inf")) < _SWITCH_EVERY:
+            return False
+        self._checked[(projection.name, number)] = now
+        switched = await versions.try_switch(
+            self.store,
+            projection,
+            number,
+            self.sources[projection.name],
+            self.head,
+            self.partitions,
+        )
+        if switched:
+            await self.refresh()
+            if self.notifier is not None:
+                self.notifier.notify()
+        return switched
 
     async def step(self) -> int:
         """Folds one batch of every owned partition; returns how many events they moved over."""
         total = 0
-        for lane in self.lanes.values():
+        for lane in self._lanes:
             total += await self._step_lane(lane, 0.0)
         return total
 
@@ -282,7 +454,7 @@ class ProjectorGroup:
         """Gives up every partition and the membership, so the others take over at once."""
         for slot in self.slots:
             slot.owned = False
-        for lane in self.lanes.values():
+        for lane in self._lanes:
             await self._settle(lane)
         await self.store.release_lease(self.member_lease, self.worker)
 
@@ -301,15 +473,15 @@ class ProjectorGroup:
                 self._expire()
                 wait = min(wait, 1.0)
 
-    async def _run_lane(self, lane: Sequence[_Slot], stop: asyncio.Event) -> None:
+    async def _run_lane(self, lane: _Lane, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 self._expire()
-                if not await self._step_lane(lane, 0.5) and not any(s.active for s in lane):
+                if not await self._step_lane(lane, 0.5) and not any(s.active for s in lane.slots):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 0.5)
             except BicameralError as exc:
-                log.warning("%s: %s; retrying", lane[0].projector.checkpoint_name, exc)
+                log.warning("%s: %s; retrying", lane.projection.checkpoint(lane.source), exc)
                 await asyncio.sleep(1.0)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -319,20 +491,36 @@ class ProjectorGroup:
             await self.heartbeat()
             async with asyncio.TaskGroup() as tasks:  # one failing cancels the others
                 tasks.create_task(self._beat(stop))
-                for lane in self.lanes.values():
+                for lane in self._lanes:
                     tasks.create_task(self._run_lane(lane, stop))
         finally:
             with contextlib.suppress(BicameralError):
                 await self.leave()
 
     async def catch_up(self) -> int:
-        """Joins, then folds every owned partition until nothing is left; returns the events."""
+        """Joins, then folds every owned partition until nothing is left; returns the events.
+
+        A version being built that catches up is switched live on the way (given ``head``).
+        """
         await self.prepare()
         await self.heartbeat()
         total = 0
-        while count := await self.step():
+        while True:
+            count = await self.step()
+            if not count:
+                self._checked.clear()
+                if not await self.switch_built():
+                    return total
+                await self.heartbeat()
             total += count
-        return total
+
+    async def switch_built(self) -> bool:
+        """Tries to switch every version this worker builds; returns True if one switched."""
+        switched = False
+        for lane in self._lanes:
+            for number in {s.number for s in lane.slots if s.building and not s.dropped}:
+                switched = await self._maybe_switch(lane.projection, number) or switched
+        return switched
 
     def __repr__(self) -> str:
         return f"ProjectorGroup({self.group!r}, worker={self.worker!r})"

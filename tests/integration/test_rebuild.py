@@ -1,0 +1,258 @@
+"""Rebuilding the inventory's read model beside the live one, in-process on SQLite files.
+
+A client keeps sending commands and queries (with and without consistency tokens) while
+version 2 of ``products`` is built; no query fails or misses a product the live version had
+shown it, the switch happens, the new version equals the fold of the log, and ``drop-retired``
+drops the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bicameral import ConsistencyToken, MessageContext, Principal, Projection, View
+from bicameral.readstore.memory import MemoryReadStore
+from bicameral.runtime import rebuild
+from bicameral.runtime.node import ROLES, Node
+from bicameral.runtime.settings import Settings
+from bicameral.service import Service
+from bicameral.versions import State, drop_retired, read_catalog
+from shop.inventory.messages import GetProduct, ListProducts, ReceiveStock, RegisterProduct
+from shop.inventory.projections import products
+from shop.inventory.service import inventory
+
+CLERK = MessageContext(principal=Principal("clerk-1", frozenset({"staff"})))
+PRODUCTS = 40
+
+
+async def fill(node: Node, events: int) -> None:
+    """Writes about ``events`` events: PRODUCTS products, then stock received for them."""
+    bus = node.runtime("inventory").commands
+    for i in range(PRODUCTS):
+        await bus.dispatch(RegisterProduct(sku=f"p{i}", name=f"thing {i}", price_cents=5), CLERK)
+    for n in range(events - PRODUCTS):
+        await bus.dispatch(ReceiveStock(sku=f"p{n % PRODUCTS}", quantity=1 + n % 7), CLERK)
+
+
+async def fold(node: Node) -> dict[str, dict[str, Any]]:
+    """Returns the products read model folded from the whole log in memory."""
+    log = await node.runtime("inventory").events.read_all(0, 10**9)
+    store = MemoryReadStore()
+    view = View(products, store)
+    await products.fold(log, view)
+    assert await store.commit("fold", 0, len(log), view.changes)
+    return dict(await store.all(products.table("products")))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.load(environ={}, data_dir=tmp_path / "data", partitions=4)
+
+
+@pytest.fixture
+async def node(settings: Settings) -> AsyncIterator[Node]:
+    running = Node(settings, [inventory], ROLES)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+class Client:
+    """Sends commands and queries until stopped; remembers every product it was shown."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.seen: set[str] = set()
+        self.queries = 0
+        self.failures: list[BaseException] = []
+        self.rng = random.Random(7)
+        self.next_sku = PRODUCTS
+
+    async def run(self, stop: asyncio.Event) -> None:
+        rt = self.node.runtime("inventory")
+        while not stop.is_set():
+            try:
+                await self.one(rt)
+            except Exception as exc:  # every failure is a finding
+                self.failures.append(exc)
+            await asyncio.sleep(0)
+
+    async def one(self, rt: Any) -> None:
+        roll = self.rng.random()
+        if roll < 0.2:
+            sku = f"p{self.next_sku}"
+            self.next_sku += 1
+            command = RegisterProduct(sku=sku, name="new", price_cents=1)
+            token = (await rt.commands.dispatch(command, CLERK)).token
+            found = await rt.queries.ask(GetProduct(sku=sku), CLERK, token=token, timeout=10.0)
+            assert found["sku"] == sku
+            self.seen.add(sku)
+        elif roll < 0.5:
+            sku = f"p{self.rng.randrange(PRODUCTS)}"
+            token = (await rt.commands.dispatch(ReceiveStock(sku=sku, quantity=1), CLERK)).token
+            await rt.queries.ask(GetProduct(sku=sku), CLERK, token=token, timeout=10.0)
+        else:
+            listed = await rt.queries.ask(ListProducts(), CLERK)
+            skus = {item["sku"] for item in listed["items"]}
+            missing = self.seen - skus
+            assert not missing, f"products seen before are missing: {sorted(missing)[:5]}"
+            self.seen |= skus
+        self.queries += 1
+
+
+async def test_a_rebuild_beside_the_live_version_switches_without_a_failed_query(
+    node: Node,
+) -> None:
+    rt = node.runtime("inventory")
+    await fill(node, 1500)
+    client = Client(node)
+    stop = asyncio.Event()
+    running = asyncio.create_task(client.run(stop))
+    try:
+        await asyncio.sleep(0.2)
+        version, started = await rebuild.start(rt, products)
+        assert (version.number, version.state, started) == (2, State.BUILDING, True)
+        again, started_again = await rebuild.start(rt, products)
+        assert (again.number, started_again) == (2, False)
+        statuses: list[Any] = []
+        final = await asyncio.wait_for(
+            rebuild.watch(rt, products, version.number, statuses.append), 60
+        )
+        await asyncio.sleep(0.5)  # queries go on after the switch
+    finally:
+        stop.set()
+        await running
+    assert not client.failures, client.failures[:3]
+    assert client.queries > 20
+    assert final.version.state == State.LIVE
+    assert statuses[0].progress.done <= statuses[-1].progress.done
+    catalog = await read_catalog(rt.reads)
+    assert catalog.live("products") == 2
+    assert catalog.version("products", 1).state == State.RETIRED  # type: ignore[union-attr]
+    await rt.queries.ask(
+        ListProducts(), CLERK, token=ConsistencyToken({"inventory": await rt.events.head()})
+    )
+    assert dict(await rt.reads.all("products_v2_products")) == await fold(node)
+    assert await drop_retired(rt.reads, products) == [1]
+    assert await rt.reads.all("products_v1_products") == []
+    assert not [c for c in await rt.reads.checkpoints() if c.startswith("products.v1")]
+
+
+async def test_without_workers_the_rebuild_is_done_by_the_caller(settings: Settings) -> None:
+    writer = Node(settings, [inventory], ["command-api", "query-api"])
+    await writer.start()
+    try:
+        await fill(writer, 300)
+        rt = writer.runtime("inventory")
+        assert not await rebuild.workers_running(rt)
+        version, _ = await rebuild.start(rt, products)
+        seen: list[Any] = []
+        final = await rebuild.build(rt, products, version.number, seen.append)
+        assert final.version.state == State.LIVE
+        assert (seen[-1].progress.done, seen[-1].progress.total) == (300, 300)
+        assert dict(await rt.reads.all("products_v2_products")) == await fold(writer)
+        answer = await rt.queries.ask(GetProduct(sku="p3"), CLERK)
+        assert answer == (await fold(writer))["p3"]
+    finally:
+        await writer.stop()
+
+
+def bumped(version: int, *, broken: bool = False) -> Service:
+    """Returns the inventory service whose products projection declares ``version``.
+
+    Version 2 counts the receipts of each product too; ``broken`` raises on the 100th one.
+    """
+    new = Projection("products", collections={"products": ["name"]}, version=version)
+    counted = {"n": 0}
+    for type_name, handler in products.handlers.items():
+        if type_name == "inventory.StockReceived.v1":
+            continue
+        new.on(handler.event, prefetch=handler.prefetch)(handler.fn)
+
+    @new.on(products.handlers["inventory.StockReceived.v1"].event)
+    async def received(event: Any, view: View) -> None:
+        counted["n"] += 1
+        if broken and counted["n"] == 100:
+            raise ValueError("receipt 100 is poison")
+        doc = await view.get("products", event.sku)
+        if doc is None:
+            return
+        doc["on_hand"] += event.quantity
+        doc["available"] = doc["on_hand"] - doc["reserved"]
+        doc["receipts"] = doc.get("receipts", 0) + 1
+        view.put("products", event.sku, doc)
+
+    service = Service("inventory", registry=inventory.registry)
+    service.commands.update(inventory.commands)
+    service.queries.update(
+        {
+            name: dataclasses.replace(handler, reads=(new,))
+            for name, handler in inventory.queries.items()
+        }
+    )
+    service.projection(new)
+    return service
+
+
+async def test_deploying_a_new_version_builds_it_beside_the_old_then_switches(
+    settings: Settings,
+) -> None:
+    first = Node(settings, [inventory], ROLES)
+    await first.start()
+    try:
+        await fill(first, 400)
+    finally:
+        await first.stop()
+    second = Node(settings, [bumped(2)], ROLES)
+    await second.start()
+    try:
+        rt = second.runtime("inventory")
+        catalog = await read_catalog(rt.reads)
+        assert catalog.live("products") == 1
+        assert [v.number for v in catalog.building("products")] == [2]
+        answer = await rt.queries.ask(GetProduct(sku="p1"), CLERK)
+        assert "receipts" not in answer  # the live version 1 serves meanwhile
+        final = await asyncio.wait_for(
+            rebuild.watch(rt, rt.service.projections[0], 2, lambda s: None), 60
+        )
+        assert final.version.state == State.LIVE
+        docs = dict(await rt.reads.all("products_v2_products"))
+        assert docs["p1"]["receipts"] == 9
+    finally:
+        await second.stop()
+
+
+async def test_a_failing_rebuild_stops_and_the_live_version_keeps_serving(
+    settings: Settings,
+) -> None:
+    first = Node(settings, [inventory], ROLES)
+    await first.start()
+    try:
+        await fill(first, 400)
+    finally:
+        await first.stop()
+    service = bumped(1, broken=True)
+    writer = Node(settings, [service], ["command-api", "query-api"])
+    await writer.start()
+    try:
+        rt = writer.runtime("inventory")
+        version, _ = await rebuild.start(rt, service.projections[0])
+        final = await rebuild.build(rt, service.projections[0], version.number, lambda s: None)
+        assert final.version.state == State.FAILED
+        assert "receipt 100 is poison" in final.error
+        assert final.version.failed_at < 400
+        catalog = await read_catalog(rt.reads)
+        assert catalog.live("products") == 1
+        answer = await rt.queries.ask(GetProduct(sku="p1"), CLERK)
+        assert answer["sku"] == "p1"
+    finally:
+        await writer.stop()
