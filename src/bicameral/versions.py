@@ -10,6 +10,8 @@ changed only by compare-and-set (``ReadStore.commit``), the locking that protect
     <name>.v<n>#state       1 building, 2 live, 3 retired, 4 failed
     <name>.v<n>#started     when version n started building (unix seconds)
     <name>.v<n>#failed      1 + the position a failed build had folded up to
+    <name>.v<n>#switched    when version n went live (unix seconds)
+    <name>.v<n>#dropold     1: drop the version n replaces once it has been retired a while
 
 The ``#live`` pointer is the truth about which version is live: the switch is one
 compare-and-set of it, made only once the building version has passed the head of every
@@ -41,6 +43,8 @@ __all__ = [
     "State",
     "Version",
     "deploy",
+    "drop_old",
+    "drop_replaced",
     "drop_retired",
     "fail",
     "progress",
@@ -51,7 +55,9 @@ __all__ = [
 
 log = logging.getLogger("bicameral.versions")
 
-_MARKER = re.compile(r"^(?P<name>.+)\.v(?P<number>\d+)#(?P<kind>code|state|started|failed)$")
+_MARKER = re.compile(
+    r"^(?P<name>.+)\.v(?P<number>\d+)#(?P<kind>code|state|started|failed|switched|dropold)$"
+)
 _DATA = re.compile(r"^(?P<name>.+)\.v(?P<number>\d+):(?P<source>[^#]+)")
 _ATTEMPTS = 10
 
@@ -76,6 +82,10 @@ class Version:
     started: int = 0
     failed_at: int = 0
     """The position a failed build had folded up to (the next event failed)."""
+    switched: int = 0
+    """When it went live (unix seconds), 0 if it never did."""
+    drop_old: bool = False
+    """Whether the version it replaces is dropped once retired a while (``--drop-old``)."""
 
     @property
     def label(self) -> str:
@@ -140,7 +150,16 @@ class Catalog:
         elif state == State.LIVE:
             state = State.RETIRED  # the pointer moved on before the state was written
         failed = max(0, marks.get("failed", 0) - 1)
-        return Version(name, number, marks["code"], state, marks.get("started", 0), failed)
+        return Version(
+            name,
+            number,
+            marks["code"],
+            state,
+            marks.get("started", 0),
+            failed,
+            marks.get("switched", 0),
+            bool(marks.get("dropold", 0)),
+        )
 
     def versions(self, name: str) -> list[Version]:
         """Returns every version of ``name`` the store holds, by number."""
@@ -307,6 +326,7 @@ async def try_switch(
         return False
     if not await store.commit(f"{name}#live", live, number, {}):
         return False
+    await _mark(store, name, number, "switched", int(time.time()))
     await _move(store, name, number, State.BUILDING, State.LIVE)
     if current is not None:
         await _move(store, name, live, State.LIVE, State.RETIRED)
@@ -334,6 +354,32 @@ async def drop_retired(store: ReadStore, projection: Projection) -> list[int]:
         tables = [projection.table(c, number) for c in projection.collections]
         await store.drop(tables, checkpoints)
     return doomed
+
+
+async def drop_old(store: ReadStore, name: str, number: int) -> None:
+    """Asks for the version ``number`` replaces to be dropped once retired a while."""
+    await _mark(store, name, number, "dropold", 1)
+
+
+async def drop_replaced(
+    store: ReadStore, projection: Projection, catalog: Catalog, grace: float
+) -> list[int]:
+    """Drops the retired versions of ``projection`` when its live version asked for it
+    (``drop_old``) and went live more than ``grace`` seconds ago; returns their numbers.
+
+    The grace lets every query process move to the live version before the old one goes.
+    """
+    live = catalog.version(projection.name, catalog.live(projection.name))
+    if live is None or not live.drop_old or not live.switched:
+        return []
+    if time.time() - live.switched < grace:
+        return []
+    retired = [v for v in catalog.versions(projection.name) if v.state == State.RETIRED]
+    if not retired:
+        return []
+    dropped = await drop_retired(store, projection)
+    log.info("%s: dropped the retired version(s) %s", projection.name, dropped)
+    return dropped
 
 
 def progress(

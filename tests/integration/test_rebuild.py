@@ -24,6 +24,7 @@ from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
 from bicameral.service import Service
 from bicameral.versions import State, drop_retired, read_catalog
+from shop.app import services as shop_services
 from shop.inventory.messages import GetProduct, ListProducts, ReceiveStock, RegisterProduct
 from shop.inventory.projections import products
 from shop.inventory.service import inventory
@@ -256,3 +257,68 @@ async def test_a_failing_rebuild_stops_and_the_live_version_keeps_serving(
         assert answer["sku"] == "p1"
     finally:
         await writer.stop()
+
+
+def cli_run(settings: Settings, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from bicameral.cli.main import app
+
+    extra = ["--service", "inventory"] if args[1] in ("rebuild", "drop-retired") else []
+    return CliRunner().invoke(app, [*args, *extra, "--data-dir", str(settings.data_dir)])
+
+
+def filled(settings: Settings, events: int) -> None:
+    async def write() -> None:
+        writer = Node(settings, shop_services(), ["command-api"])
+        await writer.start()
+        try:
+            await fill(writer, events)
+        finally:
+            await writer.stop()
+
+    asyncio.run(write())
+
+
+def test_the_cli_rebuilds_in_its_own_process_when_no_projector_runs(settings: Settings) -> None:
+    filled(settings, 120)
+    result = cli_run(settings, "projections", "rebuild", "products", "--wait")
+    assert result.exit_code == 0, result.output
+    assert "rebuilding products (inventory) as version 2 beside the live version 1" in result.stderr
+    assert "products version 2 is live" in result.stderr
+    assert "drop-retired products" in result.stderr
+    status = cli_run(settings, "projections", "status")
+    assert "products.v2:inventory" in status.stdout
+    dropped = cli_run(settings, "projections", "drop-retired", "products")
+    assert dropped.exit_code == 0
+    assert dropped.stdout.strip() == "dropped products version(s) 1; version 2 is live"
+    again = cli_run(settings, "projections", "rebuild", "products", "--wait", "--drop-old")
+    assert again.exit_code == 0, again.output
+    assert "products version 3 is live; dropped version(s) [2]" in again.stderr
+
+
+def test_status_shows_a_build_in_progress_and_a_second_rebuild_attaches(
+    settings: Settings,
+) -> None:
+    filled(settings, 120)
+    started = cli_run(settings, "projections", "rebuild", "products", "--no-wait")
+    assert started.exit_code == 0, started.output
+    assert "a projector (bicameral up or serve) build it" in started.stderr
+    status = cli_run(settings, "projections", "status")
+    rows = [line.split(maxsplit=6) for line in status.stdout.splitlines()[1:]]
+    whole = [r for r in rows if r[1] == "products.v2:inventory"]
+    assert len(whole) == 1
+    assert whole[0][2:5] == ["0", "120", "120"]
+    assert whole[0][6].startswith("building 0%, ETA")
+    again = cli_run(settings, "projections", "rebuild", "products", "--no-wait")
+    assert "a rebuild of products is already in progress (version 2, 0%)" in again.stderr
+
+
+def test_an_unknown_projection_is_one_line_naming_the_known_ones(settings: Settings) -> None:
+    filled(settings, 10)
+    result = cli_run(settings, "projections", "rebuild", "nope")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("bicameral: error: no projection 'nope'; known projections: ")
+    assert "products (inventory)" in lines[0]

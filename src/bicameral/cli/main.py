@@ -343,15 +343,23 @@ def projections_status(
     run(work)
 
 
-def _node_for(settings: Settings, service: str | None) -> Node:
-    """Returns a node of no role over the app's services (or one), whose data must exist."""
+def _owner_node(settings: Settings, name: str, service: str | None) -> Node:
+    """Returns a node of no role over the service owning projection ``name`` (data must exist).
+
+    An unknown projection is one line naming the known ones, and exit 2.
+    """
+    from bicameral.runtime.rebuild import UnknownProjectionError, owner_of
+
     services = load_services(settings.app)
-    if service is not None:
-        services = [s for s in services if s.name == service]
-        if not services:
-            raise ConfigurationError(f"no service {service!r}")
-    _existing(settings, services)
-    return Node(settings, services, roles=())
+    if service is not None and not any(s.name == service for s in services):
+        raise ConfigurationError(f"no service {service!r}")
+    try:
+        owner = owner_of(services, name, service)
+    except UnknownProjectionError as exc:
+        typer.echo(f"bicameral: error: {exc.detail}", err=True)
+        raise typer.Exit(2) from None
+    _existing(settings, [owner])
+    return Node(settings, [owner], roles=())
 
 
 @projections_app.command("rebuild")
@@ -365,6 +373,14 @@ def projections_rebuild(
             help="Show progress until the switch (default: when on a terminal).",
         ),
     ] = None,
+    keep_old: Annotated[
+        bool,
+        typer.Option(
+            "--keep-old/--drop-old",
+            help="Keep the replaced version until drop-retired (default), or drop it after "
+            "the switch (once every query process moved on).",
+        ),
+    ] = True,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -377,10 +393,10 @@ def projections_rebuild(
     from bicameral.cli.rebuild import rebuild_command
 
     try:
-        node = _node_for(settings_from(config, data_dir=data_dir, app=app_path), service)
+        node = _owner_node(settings_from(config, data_dir=data_dir, app=app_path), name, service)
     except BicameralError as exc:
         raise fail(exc.detail) from None
-    code = rebuild_command(node, name, wait)
+    code = rebuild_command(node, name, wait, keep_old)
     if code:
         raise typer.Exit(code)
 
@@ -397,7 +413,7 @@ def projections_drop_retired(
     from bicameral.cli.rebuild import drop_retired_command
 
     try:
-        node = _node_for(settings_from(config, data_dir=data_dir, app=app_path), service)
+        node = _owner_node(settings_from(config, data_dir=data_dir, app=app_path), name, service)
     except BicameralError as exc:
         raise fail(exc.detail) from None
     code = drop_retired_command(node, name)

@@ -19,7 +19,7 @@ from bicameral.errors import BicameralError
 from bicameral.runtime import rebuild as rebuilds
 from bicameral.runtime.node import Node
 from bicameral.runtime.status import RebuildStatus, rebuild_status
-from bicameral.versions import State, drop_retired, read_catalog
+from bicameral.versions import State, drop_old, drop_retired, read_catalog
 
 __all__ = ["drop_retired_command", "rebuild_command"]
 
@@ -76,9 +76,11 @@ def _describe(status: RebuildStatus) -> str:
     return f"version {status.version.number}, {status.progress.fraction:.0%}"
 
 
-async def _rebuild(node: Node, name: str, wait: bool) -> int:
+async def _rebuild(node: Node, name: str, wait: bool, keep_old: bool) -> int:
     rt, projection = rebuilds.find_projection(node, name)
     version, started = await rebuilds.start(rt, projection)
+    if not keep_old:
+        await drop_old(rt.reads, name, version.number)
     first = await rebuild_status(rt, projection, version.number)
     if started:
         _say(
@@ -117,16 +119,23 @@ async def _rebuild(node: Node, name: str, wait: bool) -> int:
             err=True,
         )
         return 1
-    _say(
-        f"{name} version {version.number} is live; drop the version it replaced with: "
-        f"bicameral projections drop-retired {name}"
-    )
+    if keep_old:
+        _say(
+            f"{name} version {version.number} is live; drop the version it replaced with: "
+            f"bicameral projections drop-retired {name}"
+        )
+    elif working:
+        _say(f"{name} version {version.number} is live; the projectors drop the old one soon")
+    else:
+        dropped = await drop_retired(rt.reads, projection)
+        _say(f"{name} version {version.number} is live; dropped version(s) {dropped}")
     return 0
 
 
-def rebuild_command(node: Node, name: str, wait: bool | None) -> int:
+def rebuild_command(node: Node, name: str, wait: bool | None, keep_old: bool = True) -> int:
     """Runs ``projections rebuild``; returns the exit code."""
-    return _run(_rebuild(node, name, sys.stderr.isatty() if wait is None else wait), node)
+    waiting = sys.stderr.isatty() if wait is None else wait
+    return _run(_rebuild(node, name, waiting, keep_old), node)
 
 
 async def _drop(node: Node, name: str) -> int:

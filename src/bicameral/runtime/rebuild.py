@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from bicameral import versions
@@ -17,6 +17,7 @@ from bicameral.errors import ConfigurationError
 from bicameral.projection import Projection
 from bicameral.runtime.node import Node, ServiceRuntime
 from bicameral.runtime.status import RebuildStatus, rebuild_status
+from bicameral.service import Service
 from bicameral.versions import State, Version
 from bicameral.workers.partitions import ProjectorGroup
 
@@ -24,6 +25,7 @@ __all__ = [
     "UnknownProjectionError",
     "build",
     "find_projection",
+    "owner_of",
     "start",
     "watch",
     "workers_running",
@@ -37,22 +39,33 @@ class UnknownProjectionError(ConfigurationError):
     """No service of the app has a projection of that name."""
 
 
-def find_projection(node: Node, name: str) -> tuple[ServiceRuntime, Projection]:
-    """Returns the runtime and projection called ``name``; UnknownProjectionError otherwise."""
-    found = [
-        (rt, p) for rt in node.runtimes.values() for p in rt.service.projections if p.name == name
-    ]
+def owner_of(services: Sequence[Service], name: str, service: str | None = None) -> Service:
+    """Returns the service whose projection is called ``name`` (among ``service`` if given).
+
+    Raises UnknownProjectionError naming the known projections when none has it.
+    """
+    found = [s for s in services if (service is None or s.name == service) and _projection(s, name)]
     if len(found) == 1:
         return found[0]
     if found:
-        services = ", ".join(rt.name for rt, _ in found)
-        raise ConfigurationError(f"{name} is a projection of {services}: pick one with --service")
-    known = sorted(
-        f"{p.name} ({rt.name})" for rt in node.runtimes.values() for p in rt.service.projections
-    )
+        names = ", ".join(s.name for s in found)
+        raise ConfigurationError(f"{name} is a projection of {names}: pick one with --service")
+    known = sorted(f"{p.name} ({s.name})" for s in services for p in s.projections)
     raise UnknownProjectionError(
         f"no projection {name!r}; known projections: {', '.join(known) or 'none'}"
     )
+
+
+def _projection(service: Service, name: str) -> Projection | None:
+    return next((p for p in service.projections if p.name == name), None)
+
+
+def find_projection(node: Node, name: str) -> tuple[ServiceRuntime, Projection]:
+    """Returns the runtime and projection called ``name``; UnknownProjectionError otherwise."""
+    owner = owner_of([rt.service for rt in node.runtimes.values()], name)
+    projection = _projection(owner, name)
+    assert projection is not None
+    return node.runtime(owner.name), projection
 
 
 async def start(rt: ServiceRuntime, projection: Projection) -> tuple[Version, bool]:

@@ -263,8 +263,14 @@ class ProjectorGroup:
         await self.refresh()
 
     async def refresh(self, catalog: Catalog | None = None) -> None:
-        """Reads which versions need folding; adds their slots, drops the others'."""
+        """Reads which versions need folding; adds their slots, drops the others'.
+
+        Drops the retired versions a switch asked to drop once their grace is over.
+        """
         catalog = catalog or await versions.read_catalog(self.store)
+        if not self.builds_only:
+            for projection in self.projections:
+                await versions.drop_replaced(self.store, projection, catalog, 3 * self.ttl)
         for lane in self._lanes:
             wanted = self._wanted(lane.projection, catalog)
             have = {slot.number for slot in lane.slots if not slot.dropped}
