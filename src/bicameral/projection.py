@@ -10,6 +10,17 @@ I/O, so that replaying an event gives the same documents::
     def registered(event: ProductRegistered, view: View) -> None:
         view.put("products", event.sku, {"sku": event.sku, "name": event.message_name})
 
+A collection may be typed by a pydantic model instead: ``view.get`` and the query side then
+return instances of it, and ``view.put`` takes one and validates it before it is stored (as its
+JSON form, so the stored documents are the same either way)::
+
+    class Product(BaseModel):
+        sku: str
+        name: str
+
+    products = Projection("products", collections={"products": Product},
+                          indexes={"products": ["name"]})
+
 The ``Projector`` (``workers.projector``) runs it and stores its checkpoint atomically with
 the documents, so each event changes the read model exactly once.
 
@@ -29,22 +40,29 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from bicameral.envelope import Envelope
 from bicameral.errors import ConfigurationError
 from bicameral.messages import Event
 from bicameral.ports import Changes, ReadStore
 
 __all__ = [
+    "Document",
     "PartitionKey",
     "Projection",
     "ProjectionHandler",
     "View",
+    "loaded",
     "partition_checkpoints",
     "projection_position",
     "source_of",
+    "stored",
+    "validated",
 ]
 
 E = TypeVar("E", bound=Event)
+B = TypeVar("B", bound=BaseModel)
 Document = dict[str, Any]
 ProjectionHandler = Callable[..., Awaitable[None] | None]
 Prefetch = Callable[[Any], Iterable[tuple[str, str]]]
@@ -74,17 +92,36 @@ class Projection:
         self,
         name: str,
         *,
-        collections: Mapping[str, Sequence[str]],
+        collections: Mapping[str, Sequence[str] | type[BaseModel]],
         version: int = 1,
         partition_by: PartitionKey | None = None,
+        indexes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``collections`` maps each collection to its indexed fields (dict documents) or to
+        the pydantic model of its documents, whose indexed fields ``indexes`` names."""
         if version < 1:
             raise ConfigurationError(f"projection {name}: version must be 1 or more")
         self.name = name
         self.version = version
         self.code_version = version
         self._partition_by = partition_by
-        self.collections = {c: tuple(idx) for c, idx in collections.items()}
+        self.models: dict[str, type[BaseModel]] = {
+            c: kind for c, kind in collections.items() if isinstance(kind, type)
+        }
+        for collection, kind in collections.items():
+            if isinstance(kind, type) and not issubclass(kind, BaseModel):
+                raise ConfigurationError(
+                    f"projection {name}: collection {collection!r} must name indexed fields "
+                    "or a pydantic model"
+                )
+        extra = dict(indexes or {})
+        unknown = sorted(set(extra) - set(collections))
+        if unknown:
+            raise ConfigurationError(f"projection {name}: indexes of unknown {unknown}")
+        self.collections = {
+            c: tuple(extra.get(c, ())) if isinstance(kind, type) else (*kind, *extra.get(c, ()))
+            for c, kind in collections.items()
+        }
         self.handlers: dict[str, _Handler] = {}
         self._sources: dict[str, set[str]] = {}
 
@@ -156,7 +193,7 @@ class Projection:
             handler = self.handlers.get(env.type)
             if handler is None:
                 continue
-            event = handler.event.model_validate(env.data)
+            event = handler.event.__pydantic_validator__.validate_python(env.data)
             work.append((handler, event, env))
             if handler.prefetch is not None:
                 for collection, key in handler.prefetch(event):
@@ -171,13 +208,19 @@ class Projection:
 
 
 class View:
-    """A projection's window on its read model for one batch: reads see the batch's own writes."""
+    """A projection's window on its read model for one batch: reads see the batch's own writes.
+
+    Documents of a typed collection come and go as instances of its model; others as dicts.
+    """
 
     def __init__(self, projection: Projection, store: ReadStore) -> None:
         self._projection = projection
         self._store = store
         self._changes: dict[tuple[str, str], Document | None] = {}
         self._read: dict[tuple[str, str], Document | None] = {}
+        self._models = {projection.table(c): m for c, m in projection.models.items()}
+        self._valid: dict[tuple[str, str], BaseModel] = {}
+        """The instance a typed put validated, handed to the next get of that document."""
 
     async def prefetch(self, collection: str, keys: Iterable[str]) -> None:
         """Loads documents in one read, so the next ``get`` of each needs none."""
@@ -196,17 +239,24 @@ class View:
             )
         return self._projection.table(collection)
 
-    async def get(self, collection: str, key: str) -> Document | None:
-        """Returns a document as this batch left it, or None."""
+    def _typed(self, table: str, doc: Document | None) -> Any:
+        model = self._models.get(table)
+        return doc if model is None or doc is None else loaded(model, doc)
+
+    async def get(self, collection: str, key: str) -> Any:
+        """Returns a document as this batch left it (a model instance when typed), or None."""
         table = self._table(collection)
         if (table, key) in self._changes:
+            valid = self._valid.pop((table, key), None)
+            if valid is not None:
+                return valid
             doc = self._changes[(table, key)]
-            return None if doc is None else dict(doc)
+            return self._typed(table, None if doc is None else dict(doc))
         if (table, key) in self._read:
-            return self._read.pop((table, key))
-        return await self._store.get(table, key)
+            return self._typed(table, self._read.pop((table, key)))
+        return self._typed(table, await self._store.get(table, key))
 
-    async def find(self, collection: str, field: str, value: Any) -> list[Document]:
+    async def find(self, collection: str, field: str, value: Any) -> list[Any]:
         """Returns documents whose indexed ``field`` equals ``value``, including batch writes."""
         table = self._table(collection)
         found = dict(await self._store.find(table, field, value))
@@ -217,20 +267,62 @@ class View:
                 found[key] = dict(doc)
             else:
                 found.pop(key, None)
-        return [doc for _, doc in sorted(found.items())]
+        return [self._typed(table, doc) for _, doc in sorted(found.items())]
 
-    def put(self, collection: str, key: str, document: Document) -> None:
-        """Writes a whole document (replacing any earlier one) when the batch commits."""
-        self._changes[(self._table(collection), key)] = dict(document)
+    def put(self, collection: str, key: str, document: Any) -> None:
+        """Writes a whole document (replacing any earlier one) when the batch commits.
+
+        A typed collection takes an instance of its model (or a mapping of its fields) and
+        validates it; a ValidationError fails the handler, and nothing of the batch is stored.
+        """
+        table = self._table(collection)
+        model = self._models.get(table)
+        if model is None:
+            self._changes[(table, key)] = stored(None, document)
+            return
+        valid = validated(model, document)
+        self._changes[(table, key)] = model.__pydantic_serializer__.to_python(valid, mode="json")
+        self._valid[(table, key)] = valid
 
     def delete(self, collection: str, key: str) -> None:
         """Deletes a document when the batch commits."""
-        self._changes[(self._table(collection), key)] = None
+        table = self._table(collection)
+        self._changes[(table, key)] = None
+        self._valid.pop((table, key), None)
 
     @property
     def changes(self) -> Changes:
         """Returns the batch's changes, keyed by (stored collection, key)."""
         return self._changes
+
+
+def loaded(model: type[B], document: Document) -> B:
+    """Returns the instance of ``model`` a stored document holds (ValidationError if none)."""
+    return model.__pydantic_validator__.validate_python(document)  # type: ignore[no-any-return]
+
+
+def stored(model: type[BaseModel] | None, document: Any) -> Document:
+    """Returns the stored (JSON) form of a document, validated by ``model`` if given.
+
+    Goes straight to pydantic-core's validator and serializer: a fold calls this per event.
+    """
+    if model is None:
+        if isinstance(document, BaseModel):
+            return document.model_dump(mode="json")
+        return dict(document)
+    valid = validated(model, document)
+    return model.__pydantic_serializer__.to_python(valid, mode="json")  # type: ignore[no-any-return]
+
+
+def validated(model: type[B], document: Any) -> B:
+    """Returns a fresh, validated instance of ``model`` from an instance or a mapping."""
+    if isinstance(document, model):
+        document = model.__pydantic_serializer__.to_python(document, warnings=False)
+    elif isinstance(document, BaseModel) or not isinstance(document, Mapping):
+        raise ConfigurationError(
+            f"a {model.__name__} document was expected, not {type(document).__name__}"
+        )
+    return model.__pydantic_validator__.validate_python(document)  # type: ignore[no-any-return]
 
 
 def partition_checkpoints(checkpoint: str, count: int) -> list[str]:

@@ -53,17 +53,21 @@ U = TypeVar("U", bound=Upcaster)
 
 
 class ReadModel(typing.Protocol):
-    """What a query handler reads: a service's read-model collections by name."""
+    """What a query handler reads: a service's read-model collections by name.
 
-    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+    Documents of a typed collection (``Projection(collections={"c": Model})``) are instances
+    of its model; others are dicts.
+    """
+
+    async def get(self, collection: str, key: str) -> Any:
         """Returns one document, or None."""
         ...
 
-    async def find(self, collection: str, field: str, value: Any) -> list[dict[str, Any]]:
+    async def find(self, collection: str, field: str, value: Any) -> list[Any]:
         """Returns the documents whose indexed ``field`` equals ``value``, ordered by key."""
         ...
 
-    async def all(self, collection: str) -> list[dict[str, Any]]:
+    async def all(self, collection: str) -> list[Any]:
         """Returns every document of a collection, ordered by key."""
         ...
 

@@ -20,6 +20,7 @@ from bicameral.context import MessageContext
 from bicameral.errors import BicameralError
 from bicameral.messages import Query
 from bicameral.ports import ReadStore
+from bicameral.projection import loaded
 from bicameral.service import ReadModel, Service
 from bicameral.versions import LiveVersions
 
@@ -42,21 +43,32 @@ class StoreReadModel:
         self._store = store
         self._numbers = numbers or {}
 
-    def _table(self, collection: str) -> str:
+    def _table(self, collection: str) -> tuple[str, type[BaseModel] | None]:
         projection = self._service.projection_reading(collection)
-        return projection.table(collection, self._numbers.get(projection.name))
+        table = projection.table(collection, self._numbers.get(projection.name))
+        return table, projection.models.get(collection)
 
-    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        """Returns one document, or None."""
-        return await self._store.get(self._table(collection), key)
+    async def get(self, collection: str, key: str) -> Any:
+        """Returns one document (an instance of its model when typed), or None."""
+        table, model = self._table(collection)
+        doc = await self._store.get(table, key)
+        return doc if model is None or doc is None else loaded(model, doc)
 
-    async def find(self, collection: str, field: str, value: Any) -> list[dict[str, Any]]:
+    async def find(self, collection: str, field: str, value: Any) -> list[Any]:
         """Returns documents whose indexed ``field`` equals ``value``, ordered by key."""
-        return [doc for _, doc in await self._store.find(self._table(collection), field, value)]
+        table, model = self._table(collection)
+        return _typed(model, await self._store.find(table, field, value))
 
-    async def all(self, collection: str) -> list[dict[str, Any]]:
+    async def all(self, collection: str) -> list[Any]:
         """Returns every document of a collection, ordered by key."""
-        return [doc for _, doc in await self._store.all(self._table(collection))]
+        table, model = self._table(collection)
+        return _typed(model, await self._store.all(table))
+
+
+def _typed(model: type[BaseModel] | None, found: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    if model is None:
+        return [doc for _, doc in found]
+    return [loaded(model, doc) for _, doc in found]
 
 
 class VisibleReadModel:
@@ -66,17 +78,17 @@ class VisibleReadModel:
         self._reads = reads
         self._visible = visible
 
-    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+    async def get(self, collection: str, key: str) -> Any:
         """Returns one document if visible, or None."""
         doc = await self._reads.get(collection, key)
         return doc if doc is not None and self._visible(collection, doc) else None
 
-    async def find(self, collection: str, field: str, value: Any) -> list[dict[str, Any]]:
+    async def find(self, collection: str, field: str, value: Any) -> list[Any]:
         """Returns the visible documents whose indexed ``field`` equals ``value``."""
         found = await self._reads.find(collection, field, value)
         return [d for d in found if self._visible(collection, d)]
 
-    async def all(self, collection: str) -> list[dict[str, Any]]:
+    async def all(self, collection: str) -> list[Any]:
         """Returns every visible document of a collection, ordered by key."""
         return [d for d in await self._reads.all(collection) if self._visible(collection, d)]
 

@@ -1,8 +1,10 @@
-"""Inventory's read model: one document per product, with its stock figures."""
+"""Inventory's read model: one typed document per product, with its stock figures."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import BaseModel
 
 from bicameral import Projection, View
 from shop.inventory.messages import (
@@ -14,9 +16,23 @@ from shop.inventory.messages import (
     StockSold,
 )
 
-__all__ = ["products"]
+__all__ = ["ProductView", "products"]
 
-products = Projection("products", collections={"products": ["name"]})
+
+class ProductView(BaseModel):
+    """One product with its stock: the read model's document and the queries' answer."""
+
+    sku: str
+    name: str
+    price_cents: int
+    on_hand: int
+    reserved: int
+    available: int
+
+
+products = Projection(
+    "products", collections={"products": ProductView}, indexes={"products": ["name"]}
+)
 
 
 @products.on(ProductRegistered)
@@ -24,14 +40,14 @@ def registered(event: ProductRegistered, view: View) -> None:
     view.put(
         "products",
         event.sku,
-        {
-            "sku": event.sku,
-            "name": event.name,
-            "price_cents": event.price_cents,
-            "on_hand": 0,
-            "reserved": 0,
-            "available": 0,
-        },
+        ProductView(
+            sku=event.sku,
+            name=event.name,
+            price_cents=event.price_cents,
+            on_hand=0,
+            reserved=0,
+            available=0,
+        ),
     )
 
 
@@ -41,12 +57,12 @@ def _product(event: Any) -> list[tuple[str, str]]:
 
 
 async def _change(view: View, sku: str, on_hand: int = 0, reserved: int = 0) -> None:
-    doc = await view.get("products", sku)
+    doc: ProductView | None = await view.get("products", sku)
     if doc is None:
         return
-    doc["on_hand"] += on_hand
-    doc["reserved"] += reserved
-    doc["available"] = doc["on_hand"] - doc["reserved"]
+    doc.on_hand += on_hand
+    doc.reserved += reserved
+    doc.available = doc.on_hand - doc.reserved
     view.put("products", sku, doc)
 
 

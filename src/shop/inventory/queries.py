@@ -6,17 +6,9 @@ from pydantic import BaseModel
 
 from bicameral import NotFoundError, ReadModel
 from shop.inventory.messages import GetProduct, ListProducts
+from shop.inventory.projections import ProductView
 
 __all__ = ["ProductList", "ProductView", "get_product", "list_products"]
-
-
-class ProductView(BaseModel):
-    sku: str
-    name: str
-    price_cents: int
-    on_hand: int
-    reserved: int
-    available: int
 
 
 class ProductList(BaseModel):
@@ -25,12 +17,12 @@ class ProductList(BaseModel):
 
 async def get_product(query: GetProduct, reads: ReadModel) -> ProductView:
     """One product with its stock; 404 for an unknown sku."""
-    doc = await reads.get("products", query.sku)
-    if doc is None:
+    product: ProductView | None = await reads.get("products", query.sku)
+    if product is None:
         raise NotFoundError(f"no product {query.sku!r}")
-    return ProductView.model_validate(doc)
+    return product
 
 
 async def list_products(query: ListProducts, reads: ReadModel) -> ProductList:
     """Every product, by sku."""
-    return ProductList(items=[ProductView.model_validate(d) for d in await reads.all("products")])
+    return ProductList(items=await reads.all("products"))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from bicameral import Projection, View
 from shop.inventory.messages import ProductRegistered
 from shop.orders.messages import (
@@ -16,12 +18,43 @@ from shop.orders.messages import (
     OrderPlaced,
     OrderRejected,
     OrderReserved,
+    Reason,
+    Status,
 )
 
-__all__ = ["catalogue", "orders"]
+__all__ = ["CatalogueEntry", "LineView", "Order", "catalogue", "orders"]
 
-orders = Projection("orders", collections={"orders": ["customer_id"]})
-catalogue = Projection("catalogue", collections={"catalogue": []})
+
+class LineView(BaseModel):
+    """Units of one product in an order, with inventory's name and price once known."""
+
+    sku: str
+    name: str | None
+    quantity: int
+    unit_price_cents: int | None
+
+
+class Order(BaseModel):
+    """One order as the read model keeps it; ``priced`` once inventory reserved its lines."""
+
+    order_id: str
+    customer_id: str
+    status: Status
+    reason: Reason | None
+    lines: list[LineView]
+    priced: bool
+
+
+class CatalogueEntry(BaseModel):
+    """Inventory's name and price of one product, as orders knows it."""
+
+    sku: str
+    name: str
+    price_cents: int
+
+
+orders = Projection("orders", collections={"orders": Order}, indexes={"orders": ["customer_id"]})
+catalogue = Projection("catalogue", collections={"catalogue": CatalogueEntry})
 
 
 @orders.on(OrderPlaced)
@@ -29,17 +62,17 @@ def placed(event: OrderPlaced, view: View) -> None:
     view.put(
         "orders",
         event.order_id,
-        {
-            "order_id": event.order_id,
-            "customer_id": event.customer_id,
-            "status": "PENDING",
-            "reason": None,
-            "lines": [
-                {"sku": line.sku, "name": None, "quantity": line.quantity, "unit_price_cents": None}
+        Order(
+            order_id=event.order_id,
+            customer_id=event.customer_id,
+            status="PENDING",
+            reason=None,
+            lines=[
+                LineView(sku=line.sku, name=None, quantity=line.quantity, unit_price_cents=None)
                 for line in event.lines
             ],
-            "priced": False,
-        },
+            priced=False,
+        ),
     )
 
 
@@ -49,14 +82,14 @@ def _order(event: Any) -> list[tuple[str, str]]:
 
 
 async def _update(view: View, order_id: str, **fields: object) -> None:
-    doc = await view.get("orders", order_id)
+    doc: Order | None = await view.get("orders", order_id)
     if doc is not None:
-        view.put("orders", order_id, doc | fields)
+        view.put("orders", order_id, doc.model_copy(update=fields))
 
 
 @orders.on(OrderReserved, prefetch=_order)
 async def reserved(event: OrderReserved, view: View) -> None:
-    lines = [line.model_dump() for line in event.lines]
+    lines = [LineView.model_validate(line.model_dump()) for line in event.lines]
     await _update(view, event.order_id, lines=lines, priced=True)
 
 
@@ -80,5 +113,5 @@ def product_registered(event: ProductRegistered, view: View) -> None:
     view.put(
         "catalogue",
         event.sku,
-        {"sku": event.sku, "name": event.name, "price_cents": event.price_cents},
+        CatalogueEntry(sku=event.sku, name=event.name, price_cents=event.price_cents),
     )

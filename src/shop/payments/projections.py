@@ -1,15 +1,25 @@
-"""Payments' read model: one balance document per customer."""
+"""Payments' read model: one typed balance document per customer."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from bicameral import Projection, View
 from shop.payments.messages import FundsDeposited, PaymentCaptured, PaymentRefunded
 
-__all__ = ["balances"]
+__all__ = ["BalanceView", "balances"]
 
-balances = Projection("balances", collections={"balances": []})
+
+class BalanceView(BaseModel):
+    """A customer's balance: the read model's document and the query's answer."""
+
+    customer_id: str
+    balance_cents: int
+
+
+balances = Projection("balances", collections={"balances": BalanceView})
 
 
 def _balance(event: Any) -> list[tuple[str, str]]:
@@ -18,11 +28,10 @@ def _balance(event: Any) -> list[tuple[str, str]]:
 
 
 async def _add(view: View, customer_id: str, amount_cents: int) -> None:
-    doc = await view.get("balances", customer_id) or {
-        "customer_id": customer_id,
-        "balance_cents": 0,
-    }
-    doc["balance_cents"] += amount_cents
+    doc: BalanceView | None = await view.get("balances", customer_id)
+    if doc is None:
+        doc = BalanceView(customer_id=customer_id, balance_cents=0)
+    doc.balance_cents += amount_cents
     view.put("balances", customer_id, doc)
 
 

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from bicameral import ReadModel
 from shop.payments.messages import GetBalance
+from shop.payments.projections import BalanceView
 
 __all__ = ["BalanceView", "get_balance"]
 
 
-class BalanceView(BaseModel):
-    customer_id: str
-    balance_cents: int
-
-
 async def get_balance(query: GetBalance, reads: ReadModel) -> BalanceView:
     """A customer's balance; 0 for a customer with no deposits."""
-    doc = await reads.get("balances", query.customer_id)
-    return BalanceView(
-        customer_id=query.customer_id, balance_cents=doc["balance_cents"] if doc else 0
-    )
+    balance: BalanceView | None = await reads.get("balances", query.customer_id)
+    return balance or BalanceView(customer_id=query.customer_id, balance_cents=0)

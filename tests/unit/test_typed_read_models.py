@@ -1,0 +1,127 @@
+"""Typed read models: a pydantic model per collection, validated on the way in."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from bicameral import ConfigurationError, Event, Projection, Query, ReadModel, Service, View
+from bicameral.bus.queries import StoreReadModel
+from bicameral.readstore.memory import MemoryReadStore
+
+
+class Counted(Event, name="typed.Counted"):
+    key: str
+    owner: str
+
+
+class Tally(BaseModel):
+    key: str
+    owner: str
+    count: int = 0
+
+
+class Noted(BaseModel):
+    text: str
+
+
+tallies = Projection(
+    "tallies",
+    collections={"tallies": Tally, "plain": ["owner"]},
+    indexes={"tallies": ["owner"]},
+)
+
+
+@tallies.on(Counted)
+async def counted(event: Counted, view: View) -> None:
+    tally: Tally | None = await view.get("tallies", event.key)
+    tally = tally or Tally(key=event.key, owner=event.owner)
+    tally.count += 1
+    view.put("tallies", event.key, tally)
+    plain = await view.get("plain", event.key) or {"owner": event.owner, "count": 0}
+    plain["count"] += 1
+    view.put("plain", event.key, plain)
+
+
+def test_a_typed_collection_keeps_its_model_and_its_indexes() -> None:
+    assert tallies.models == {"tallies": Tally}
+    assert tallies.collections == {"tallies": ("owner",), "plain": ("owner",)}
+
+
+def test_a_collection_must_be_fields_or_a_pydantic_model() -> None:
+    with pytest.raises(ConfigurationError, match="pydantic model"):
+        Projection("bad", collections={"c": int})  # type: ignore[dict-item]
+    with pytest.raises(ConfigurationError, match="unknown"):
+        Projection("bad", collections={"c": Tally}, indexes={"d": ["x"]})
+
+
+async def test_the_view_gives_model_instances_and_stores_their_json() -> None:
+    store = MemoryReadStore()
+    view = View(tallies, store)
+    for _ in range(3):
+        await counted(Counted(key="a", owner="ann"), view)
+    assert await view.get("tallies", "a") == Tally(key="a", owner="ann", count=3)
+    assert await view.find("tallies", "owner", "ann") == [Tally(key="a", owner="ann", count=3)]
+    assert await store.commit("cp", 0, 3, view.changes)
+    assert await store.get(tallies.table("tallies"), "a") == {
+        "key": "a",
+        "owner": "ann",
+        "count": 3,
+    }
+    assert await store.get(tallies.table("plain"), "a") == {"owner": "ann", "count": 3}
+    again = View(tallies, store)
+    assert await again.get("tallies", "a") == Tally(key="a", owner="ann", count=3)
+
+
+async def test_put_validates_a_typed_document() -> None:
+    view = View(tallies, MemoryReadStore())
+    broken = Tally(key="a", owner="ann")
+    broken.count = "many"  # type: ignore[assignment]
+    with pytest.raises(ValidationError):
+        view.put("tallies", "a", broken)
+    with pytest.raises(ValidationError):
+        view.put("tallies", "a", {"key": "a"})
+    with pytest.raises(ConfigurationError, match="a Tally document was expected, not Noted"):
+        view.put("tallies", "a", Noted(text="x"))
+    view.put("tallies", "b", {"key": "b", "owner": "bob", "count": "2"})
+    assert view.changes[(tallies.table("tallies"), "b")] == {"key": "b", "owner": "bob", "count": 2}
+
+
+class ByOwner(Query):
+    owner: str
+
+
+async def test_the_query_side_reads_typed_documents() -> None:
+    service = Service("typed")
+    service.projection(tallies)
+
+    @service.query
+    async def by_owner(query: ByOwner, reads: ReadModel) -> list[Tally]:
+        found: list[Tally] = await reads.find("tallies", "owner", query.owner)
+        return found
+
+    store = MemoryReadStore()
+    view = View(tallies, store)
+    await counted(Counted(key="a", owner="ann"), view)
+    await counted(Counted(key="b", owner="bob"), view)
+    assert await store.commit("cp", 0, 2, view.changes)
+    reads = StoreReadModel(service, store)
+    assert await reads.get("tallies", "a") == Tally(key="a", owner="ann", count=1)
+    assert await reads.get("tallies", "zz") is None
+    assert await reads.all("tallies") == [
+        Tally(key="a", owner="ann", count=1),
+        Tally(key="b", owner="bob", count=1),
+    ]
+    assert await by_owner(ByOwner(owner="bob"), reads) == [Tally(key="b", owner="bob", count=1)]
+    assert await reads.get("plain", "a") == {"owner": "ann", "count": 1}
+
+
+async def test_a_document_changed_but_not_put_again_stays_as_put() -> None:
+    view = View(tallies, MemoryReadStore())
+    put = Tally(key="a", owner="ann", count=1)
+    view.put("tallies", "a", put)
+    put.count = 50
+    first = await view.get("tallies", "a")
+    first.count = 99
+    assert await view.get("tallies", "a") == Tally(key="a", owner="ann", count=1)
+    assert view.changes[(tallies.table("tallies"), "a")]["count"] == 1
