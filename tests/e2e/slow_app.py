@@ -38,7 +38,12 @@ def _slowed(fn: Callable[..., Any], counter: dict[str, int]) -> Callable[..., An
 
 def slow_products() -> Projection:
     """Returns the shop's products projection, pausing every EVERY events."""
-    slow = Projection("products", collections=products.collections, version=products.version)
+    slow = Projection(
+        "products",
+        collections={**products.collections, **products.models},
+        indexes={c: products.collections[c] for c in products.models},
+        version=products.version,
+    )
     counter = {"n": 0}
     for handler in products.handlers.values():
         slow.on(handler.event, prefetch=handler.prefetch)(_slowed(handler.fn, counter))
