@@ -22,6 +22,7 @@ from bicameral.readstore.memory import MemoryReadStore
 from bicameral.runtime import rebuild
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
+from bicameral.runtime.status import projection_status
 from bicameral.service import Service
 from bicameral.versions import State, drop_retired, read_catalog
 from shop.app import services as shop_services
@@ -255,6 +256,9 @@ async def test_a_failing_rebuild_stops_and_the_live_version_keeps_serving(
         assert catalog.live("products") == 1
         answer = await rt.queries.ask(GetProduct(sku="p1"), CLERK)
         assert answer["sku"] == "p1"
+        states = {row.name: row.state for row in await projection_status(writer)}
+        assert states["products.v1:inventory"] == "live"
+        assert states["products.v2:inventory"].startswith("building failed after position")
     finally:
         await writer.stop()
 

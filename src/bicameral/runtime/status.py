@@ -78,13 +78,19 @@ async def _status(
 
 
 def _shown(catalog: Catalog, projection: Projection) -> list[Version]:
-    """Returns the versions of ``projection`` to report: the live one, then those building."""
+    """Returns the versions of ``projection`` to report: the live one, then those building
+    (or whose build failed since it went live)."""
     name = projection.name
     live = catalog.version(name, catalog.live(name))
     found = [live] if live is not None else []
     if live is None:
         found.append(Version(name, projection.version, projection.code_version, State.LIVE))
-    return found + catalog.building(name)
+    newer = [
+        v
+        for v in catalog.versions(name)
+        if v.state == State.BUILDING or (v.state == State.FAILED and v.number > found[0].number)
+    ]
+    return found + newer
 
 
 def describe(progress: Progress) -> str:
@@ -141,7 +147,9 @@ async def projection_status(node: Node) -> list[WorkerStatus]:
             heads = await _heads(rt, projection)
             for version in _shown(catalog, projection):
                 state = "live"
-                if version.state == State.BUILDING:
+                if version.state == State.FAILED:
+                    state = f"building failed after position {version.failed_at}"
+                elif version.state == State.BUILDING:
                     progress = versions.progress(catalog, projection, version, heads, rt.partitions)
                     state = describe(progress)
                 for source in heads:
