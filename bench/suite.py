@@ -118,6 +118,24 @@ def cases(full: bool) -> list[Case]:
                 f"ours.rebuild.{reads}", "ours.rebuild", {**log, "reads": reads}, needs, "setup.log"
             )
         )
+        out.append(
+            Case(
+                f"ours.rebuild.cmd.{reads}",
+                "ours.rebuild.cmd",
+                {**log, "reads": reads},
+                needs,
+                "setup.log",
+            )
+        )
+    out.append(
+        Case(
+            "ours.rebuild.overhead",
+            "ours.rebuild.overhead",
+            {**log, "seconds": s, "clients": 16},
+            (),
+            "setup.log",
+        )
+    )
     peer_log = {"events": peer_events, "products": products}
     for store, needs in (("sqlite", ()), ("pg", ("pg",))):
         out.append(
@@ -225,6 +243,42 @@ def rows() -> list[Row]:
             None,
             Target(min_ratio=0.1),
             "ceiling: pipelined SETs; the peer has no Redis support",
+        ),
+        Row(
+            "Rebuild beside the live version (projections rebuild) into SQLite",
+            "events/s",
+            ("ours.rebuild.cmd.sqlite", r),
+            ("ceiling.sqlite.insert100", r),
+            None,
+            None,
+            "8 partition checkpoints, up to the switch",
+        ),
+        Row(
+            "Rebuild beside the live version (projections rebuild) into PostgreSQL",
+            "events/s",
+            ("ours.rebuild.cmd.pg", r),
+            ("ceiling.pg.insert100", r),
+            None,
+            None,
+            "8 partition checkpoints, up to the switch",
+        ),
+        Row(
+            "Rebuild beside the live version (projections rebuild) into Redis",
+            "events/s",
+            ("ours.rebuild.cmd.redis", r),
+            ("ceiling.redis.pipeline", r),
+            None,
+            None,
+            "8 partition checkpoints, up to the switch",
+        ),
+        Row(
+            "SQLite commands/s (16 clients) while rebuilds run in the process",
+            "cmd/s",
+            ("ours.rebuild.overhead", r),
+            ("ours.rebuild.overhead", "plain"),
+            None,
+            None,
+            "ceiling: the same commands with no rebuild running",
         ),
         Row(
             "Projector peak RSS, rebuild into SQLite",

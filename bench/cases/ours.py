@@ -71,10 +71,7 @@ def event_store(p: dict[str, Any], service: str = "inventory") -> EventStore:
 
 def products_projection(uid: str) -> Projection:
     """Returns the shop's product projection under a name unique to this run."""
-    proj = Projection(f"products_{uid}", collections=shop_products.collections)
-    for handler in shop_products.handlers.values():
-        proj.on(handler.event, prefetch=handler.prefetch)(handler.fn)
-    return proj
+    return shop_products.renamed(f"products_{uid}")
 
 
 def sku(client: int, i: int, clients: int, products: int) -> str:
@@ -224,6 +221,108 @@ async def rebuild(p: dict[str, Any]) -> dict[str, float]:
         await reads.drop([proj.table(c) for c in proj.collections], [projector.checkpoint_name])
         await reads.close()
         await source.close()
+
+
+def rebuild_runtime(p: dict[str, Any], source: EventStore, reads: ReadStore) -> Any:
+    """Returns the inventory's runtime over the pre-written log, folding a run-unique
+    products projection into ``reads`` with the default 8 partitions."""
+    from bicameral import Service
+    from bicameral.runtime.node import ServiceRuntime
+    from bicameral.transport.memory import MemoryTransport
+
+    service = Service("inventory")
+    service.projection(products_projection(p["uid"]))
+    return ServiceRuntime(service, source, reads, MemoryTransport(), frozenset(), partitions=8)
+
+
+async def drop_versions(reads: ReadStore, proj: Projection) -> None:
+    """Drops every stored version of ``proj`` (tables, checkpoints, markers)."""
+    names = [c for c in await reads.checkpoints() if c.startswith(proj.name)]
+    tables = [proj.table(c, n) for c in proj.collections for n in range(1, 4)]
+    await reads.drop(tables, names)
+
+
+@register("ours.rebuild.cmd")
+async def rebuild_cmd(p: dict[str, Any]) -> dict[str, float]:
+    """Folds the pre-written log as ``bicameral projections rebuild`` does with no worker
+    running: a new version through 8 partition checkpoints, up to the switch; events/s."""
+    from bicameral import versions
+    from bicameral.runtime.rebuild import build
+
+    source = SqliteEventStore("inventory", log_path(p))
+    await source.start()
+    reads = await read_store(p)
+    await reads.start()
+    rt = rebuild_runtime(p, source, reads)
+    proj = rt.service.projections[0]
+    try:
+        await versions.deploy(reads, proj)
+        version, _ = await versions.start_rebuild(reads, proj)
+        started = time.perf_counter()
+        done = await build(rt, proj, version.number, lambda status: None)
+        seconds = time.perf_counter() - started
+        if done.version.state != versions.State.LIVE or done.progress.done != int(p["events"]):
+            raise RuntimeError(f"the rebuild ended as {done}")
+        return {"rate": int(p["events"]) / seconds}
+    finally:
+        await drop_versions(reads, proj)
+        await reads.close()
+        await source.close()
+
+
+@register("ours.rebuild.overhead")
+async def rebuild_overhead(p: dict[str, Any]) -> dict[str, float]:
+    """Commands/s through the CommandBus (SQLite), alone and then while rebuilds of the
+    pre-written log run in the same process, as in ``bicameral up``; both rates."""
+    from bicameral import versions
+    from bicameral.runtime.rebuild import build
+
+    store = event_store({**p, "store": "sqlite"})
+    await store.start()
+    source = SqliteEventStore("inventory", log_path(p))
+    await source.start()
+    reads = SqliteReadStore(os.path.join(p["tmp"], "reads.db"))
+    await reads.start()
+    rt = rebuild_runtime(p, source, reads)
+    proj = rt.service.projections[0]
+    bus = CommandBus(inventory, store)
+    clients, products = int(p["clients"]), int(p["products"])
+    try:
+        await register_products(bus, products)
+
+        async def op(c: int, i: int) -> None:
+            await bus.dispatch(ReceiveStock(sku=sku(c, i, clients, products), quantity=1), CTX)
+
+        plain = await run_clients(clients, op, p["seconds"])
+        stop = asyncio.Event()
+        rebuilt = 0
+
+        async def rebuilding() -> None:
+            nonlocal rebuilt
+            await versions.deploy(reads, proj)
+            while not stop.is_set():
+                version, _ = await versions.start_rebuild(reads, proj)
+                await build(rt, proj, version.number, lambda status: None)
+                await versions.drop_retired(reads, proj)
+                rebuilt += 1
+
+        task = asyncio.create_task(rebuilding())
+        try:
+            during = await run_clients(clients, op, p["seconds"])
+        finally:
+            stop.set()
+            await task
+        return {
+            "rate": during["rate"],
+            "plain": plain["rate"],
+            "overhead_pct": 100.0 * (1 - during["rate"] / plain["rate"]),
+            "rebuilds": float(rebuilt),
+        }
+    finally:
+        await drop_versions(reads, proj)
+        await reads.close()
+        await source.close()
+        await store.close()
 
 
 @register("ours.relay")

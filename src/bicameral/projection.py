@@ -173,6 +173,12 @@ class Projection:
         """Returns the checkpoint name for one source service of this (or the given) version."""
         return f"{self.name}.v{self.version if version is None else version}:{source}"
 
+    def renamed(self, name: str) -> Projection:
+        """Returns this projection (same collections, models and handlers) under ``name``."""
+        found = copy.copy(self)
+        found.name = name
+        return found
+
     def at(self, version: int) -> Projection:
         """Returns this projection writing stored version ``version`` (same handlers).
 

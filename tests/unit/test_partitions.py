@@ -350,3 +350,59 @@ async def test_the_partitions_of_a_worker_read_their_log_once_per_round(
     assert await worker.step() == 0
     assert log.reads == 2
     await assert_folded_once_in_order(log, reads)
+
+
+async def test_two_workers_share_a_rebuild_and_the_last_to_finish_switches_it(
+    log: MemoryEventStore, reads: MemoryReadStore
+) -> None:
+    from bicameral.versions import State, read_catalog, start_rebuild
+
+    async def head(source: str) -> int:
+        return await log.head()
+
+    def worker(name: str) -> ProjectorGroup:
+        return ProjectorGroup(
+            "projector.parttest",
+            reads,
+            [(history, "parttest")],
+            lambda source, consumer: LogFeed(source, log),
+            partitions=PARTITIONS,
+            ttl=TTL,
+            worker=name,
+            head=head,
+        )
+
+    await write(log, streams=9, rounds=4)
+    a, b = worker("a"), worker("b")
+    for w in (a, b):
+        await w.prepare()
+    for w in (a, b, a):
+        await w.heartbeat()  # a takes everything, then gives up b's half
+    await drain(a, b)
+    await b.heartbeat()  # b takes the half a let go of
+    await drain(a, b)
+    live = dict(await reads.all(history.table("streams")))
+    version, started = await start_rebuild(reads, history)
+    assert (version.number, started) == (2, True)
+    await write(log, streams=9, rounds=1)  # the live version goes on meanwhile
+    for w in (a, b):
+        await w.heartbeat()
+    building = [{s.index for s in w.slots if s.owned and s.number == 2} for w in (a, b)]
+    assert building[0]
+    assert building[1]
+    assert building[0] | building[1] == set(range(PARTITIONS))
+    assert not building[0] & building[1]
+    while sum([await w.step() for w in (a, b)]):
+        pass
+    await a.switch_built()  # if the steps' own checks did not switch it already
+    await b.switch_built()
+    catalog = await read_catalog(reads)
+    assert catalog.live("parttest") == 0
+    assert catalog.live("history") == 2
+    assert catalog.version("history", 1).state == State.RETIRED  # type: ignore[union-attr]
+    rebuilt = dict(await reads.all(history.table("streams", 2)))
+    folded = dict(await reads.all(history.table("streams")))
+    assert rebuilt == folded
+    assert len(rebuilt) == len(live) == 9
+    await a.heartbeat()
+    assert not [s for s in a.slots if s.number == 1 and s.owned]  # the retired one is let go

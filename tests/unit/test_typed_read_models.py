@@ -125,3 +125,16 @@ async def test_a_document_changed_but_not_put_again_stays_as_put() -> None:
     first.count = 99
     assert await view.get("tallies", "a") == Tally(key="a", owner="ann", count=1)
     assert view.changes[(tallies.table("tallies"), "a")]["count"] == 1
+
+
+def test_a_renamed_projection_keeps_its_models_indexes_and_handlers() -> None:
+    other = tallies.renamed("other")
+    assert (other.models, other.collections, other.handlers) == (
+        tallies.models,
+        tallies.collections,
+        tallies.handlers,
+    )
+    assert (other.table("tallies"), tallies.table("tallies")) == (
+        "other_v1_tallies",
+        "tallies_v1_tallies",
+    )
