@@ -392,6 +392,8 @@ class ProjectorGroup:
             else:
                 moved = await slot.projector.step(timeout=0.0)
             total += moved
+            if moved:
+                await asyncio.sleep(0)  # a batch may never await (SQLite): let requests in
         for number, caught_up in idle.items():
             if caught_up:
                 await self._maybe_switch(lane.projection, number)
