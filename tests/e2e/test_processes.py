@@ -77,7 +77,7 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
             pytest.fail(message)
         pytest.skip(message)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BICAMERAL_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "shop" / "src"), str(ROOT)])
     cluster = Cluster(tmp_path, tmp_path / "bicameral.toml", env)
     # The signing key and the stores are made here once, not by processes racing to make them.
     credentials(settings)
