@@ -102,5 +102,5 @@ def test_the_library_starts_without_its_extras_the_shop_or_the_test_tools() -> N
             [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
         ).stdout.split()
     )
-    optional = {"asyncpg", "redis", "nats", "pytest", "hypothesis", "httpx", "rich", "shop"}
+    optional = {"asyncpg", "redis", "nats", "pytest", "hypothesis", "httpx", "shop"}
     assert loaded & optional == set()
