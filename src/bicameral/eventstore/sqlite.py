@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from bicameral.consistency import Notifier
+from bicameral.drivers.resources import resource
 from bicameral.drivers.sqlite import connect
 from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, BicameralError, ConcurrencyError
@@ -26,25 +27,8 @@ from bicameral.ports import AppendResult, StreamAppend
 
 __all__ = ["SqliteEventStore"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    position INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    stream_id TEXT NOT NULL,
-    stream_version INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    time TEXT NOT NULL,
-    data BLOB NOT NULL,
-    metadata BLOB NOT NULL,
-    UNIQUE (stream_id, stream_version)
-);
-CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, position INTEGER NOT NULL,
-    versions BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
-"""
+SCHEMA = resource("bicameral.eventstore", "sqlite.sql")
+"""The schema (``sqlite.sql``), created if missing at every start."""
 
 _COLUMNS = "id, type, stream_id, time, stream_version, position, data, metadata"
 _POLL = 0.05

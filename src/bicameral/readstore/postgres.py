@@ -23,23 +23,16 @@ from bicameral.drivers.postgres import (
     migrate,
     quoted,
 )
+from bicameral.drivers.resources import schema_steps
 from bicameral.errors import BackendError
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
 
 __all__ = ["SCHEMA", "PostgresReadStore"]
 
-SCHEMA = [
-    """
-    CREATE TABLE IF NOT EXISTS projection_checkpoints (
-        name text PRIMARY KEY, position bigint NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS leases (
-        name text COLLATE "C" PRIMARY KEY, owner text NOT NULL, until timestamptz NOT NULL
-    );
-    """,
-]
-"""The read store's own tables, one entry per version; collections are made by ``declare``."""
+SCHEMA = schema_steps("bicameral.readstore", "postgres.sql")
+"""The read store's own tables (``postgres.sql``), one step per version; collections are made
+by ``declare``."""
 
 _MAX_IDENT = 63
 
