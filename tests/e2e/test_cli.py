@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -12,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, cli
+from bicameral.testing import require_server
+from tests.e2e.conftest import Server, cli, free_port
 
 LINE_FIELDS = ("date", "time", "service", "position", "type", "stream")
 
@@ -142,3 +144,39 @@ def test_serving_on_a_port_in_use_is_one_error_line(server: Server, tmp_path: Pa
 def test_an_unknown_app_is_one_error_line(tmp_path: Path) -> None:
     result = cli("up", "--app", "no_such_module:services", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "no_such_module")
+
+
+def test_a_missing_event_store_is_one_error_line_and_stays_missing(tmp_path: Path) -> None:
+    config = tmp_path / "bicameral.toml"
+    config.write_text('events_url = "sqlite:///{data_dir}/{service}/log.db"\n')
+    data = tmp_path / "data"
+    for command in (
+        ["up", "--port", str(free_port())],
+        ["serve", "--service", "orders", "--role", "projector"],
+        ["serve", "--service", "orders", "--role", "command-api", "--port", str(free_port())],
+    ):
+        result = cli(*command, "--config", str(config), "--data-dir", str(data))
+        assert_one_line_error(result, "log.db does not exist", "?create_database=true")
+    assert not list(data.rglob("log.db"))
+
+
+def test_a_missing_postgres_database_is_one_error_line_and_stays_missing(tmp_path: Path) -> None:
+    require_server("postgresql")
+    from bicameral.drivers.postgres import PostgresUrl, connect
+    from bicameral.testing.postgres import SERVER_URL
+
+    name = f"bicameral_missing_{uuid.uuid4().hex[:12]}"
+    config = tmp_path / "bicameral.toml"
+    config.write_text(f'events_url = "{SERVER_URL}/{name}"\n')
+    data = str(tmp_path / "data")
+    result = cli("up", "--port", str(free_port()), "--config", str(config), "--data-dir", data)
+    assert_one_line_error(result, f"database {name} at 127.0.0.1:5432 does not exist")
+
+    async def exists() -> bool:
+        conn = await connect(PostgresUrl(f"{SERVER_URL}/postgres"))
+        try:
+            return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+        finally:
+            await conn.close()
+
+    assert not asyncio.run(exists())

@@ -40,6 +40,16 @@ def test_local_settings_point_at_this_machines_default_ports() -> None:
     assert urlsplit(settings.transport).netloc == "127.0.0.1:4222"
 
 
+def test_only_local_settings_let_bicameral_create_missing_event_stores() -> None:
+    local = Settings.load(config=DEPLOY / "local.toml", environ={})
+    production = Settings.load(config=DEPLOY / "production.toml", environ={})
+    for service in SERVICES:
+        assert parse_qs(urlsplit(local.service(service).events_url).query)["create_database"] == [
+            "true"
+        ]
+        assert "create_database" not in production.service(service).events_url
+
+
 def test_the_environment_overrides_a_deploy_file() -> None:
     settings = Settings.load(
         config=DEPLOY / "production.toml",

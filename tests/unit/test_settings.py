@@ -43,7 +43,7 @@ def test_defaults_keep_every_service_in_sqlite_files_under_the_data_dir() -> Non
         Path(".bicameral"),
     )
     urls = settings.service("inventory")
-    assert urls.events_url == "sqlite:///.bicameral/inventory/events.db"
+    assert urls.events_url == "sqlite:///.bicameral/inventory/events.db?create_database=true"
     assert urls.reads_url == "sqlite:///.bicameral/inventory/reads.db"
     assert settings.transport == "sqlite:///.bicameral/transport.db"
     assert settings.consistency_timeout == 5.0

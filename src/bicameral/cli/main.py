@@ -99,12 +99,26 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
     )
     server = uvicorn.Server(config)
     try:
-        server.run()
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(_serve(node, server))
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
     except SystemExit:
         if server.started:
             raise
     if not server.started:
         raise fail(f"could not serve on {base} (is the port in use?)")
+
+
+async def _serve(node: Node, server: Any) -> None:
+    """Starts ``node`` before listening, so a start-up failure (a missing database, say) is one
+    line and no server; the app's lifespan stops it when the server stops."""
+    try:
+        await node.start()
+    except BaseException:
+        await node.stop()
+        raise
+    await server.serve()
 
 
 def _program() -> str:

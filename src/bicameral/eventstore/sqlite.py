@@ -9,6 +9,7 @@ commit order, across processes too. Readers use their own connection on the even
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
@@ -22,7 +23,7 @@ from bicameral.consistency import Notifier
 from bicameral.drivers.resources import resource
 from bicameral.drivers.sqlite import connect
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError, ConcurrencyError
+from bicameral.errors import BackendError, BicameralError, ConcurrencyError, ConfigurationError
 from bicameral.ports import AppendResult, StreamAppend
 
 __all__ = ["SqliteEventStore"]
@@ -95,10 +96,14 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 class SqliteEventStore:
     """The event store of one service in one SQLite file."""
 
-    def __init__(self, service: str, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, service: str, path: str, *, synchronous: str = "FULL", create: bool = True
+    ) -> None:
         self.service = service
         self.path = path
         self.synchronous = synchronous
+        self.create = create
+        """Whether ``start`` may create a missing file; otherwise it is a ConfigurationError."""
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._notifier: Notifier | None = None
@@ -107,6 +112,11 @@ class SqliteEventStore:
         """Opens the file, creates the schema and starts the writer thread (idempotent)."""
         if self._writer is not None:
             return
+        if not self.create and not await asyncio.to_thread(os.path.exists, self.path):
+            raise ConfigurationError(
+                f"event store {self.path} does not exist: add ?create_database=true to its "
+                "URL to let bicameral create it"
+            )
         try:
             writer = connect(self.path, self.synchronous)
             writer.executescript(SCHEMA)

@@ -201,7 +201,10 @@ class Node:
         return [b for b in self.factory.started() if any(b is u for u in used)]
 
     async def start(self) -> None:
-        """Starts the backends in use, prepares read models, then runs the workers in tasks."""
+        """Starts the backends in use, prepares read models, then runs the workers in tasks
+        (once: a started node stays as it is)."""
+        if self.started:
+            return
         for backend in self.backends():
             await backend.start()
         self._stop = asyncio.Event()

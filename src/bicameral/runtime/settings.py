@@ -60,7 +60,7 @@ from bicameral.errors import ConfigurationError
 __all__ = ["ServiceSettings", "Settings", "Table"]
 
 PREFIX = "BICAMERAL_"
-DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db"
+DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db?create_database=true"
 DEFAULT_READS_URL = "sqlite:///{data_dir}/{service}/reads.db"
 DEFAULT_TRANSPORT_URL = "sqlite:///{data_dir}/transport.db"
 AUTH_KEYS = ("issuer", "audience", "jwks_file", "algorithms", "leeway")
