@@ -47,6 +47,14 @@ def test_a_record_is_one_json_line_with_its_fields_extra_and_static_ones() -> No
     assert line["time"].endswith("Z")
 
 
+def test_fields_other_libraries_add_for_their_own_formatters_are_dropped() -> None:
+    out = io.StringIO()
+    configure_logging(stream=out)
+    logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[36m"})
+    (line,) = lines(out)
+    assert "color_message" not in line
+
+
 def test_a_failure_carries_its_traceback() -> None:
     out = io.StringIO()
     configure_logging(stream=out)

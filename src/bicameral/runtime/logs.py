@@ -42,12 +42,15 @@ def _dumps(event: Any, **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
 
 
-def _steps(static: dict[str, Any]) -> list[Processor]:
-    """Returns what every record goes through, whether it came from logging or structlog."""
+def _steps(static: dict[str, Any], *, foreign: bool) -> list[Processor]:
+    """Returns what every record goes through: one from logging (``foreign``) gets its
+    ``extra`` fields too, one from structlog has its own already."""
+    extra: list[Processor] = [structlog.stdlib.ExtraAdder()] if foreign else []
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        *extra,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
         _static(static),
     ]
@@ -65,7 +68,7 @@ def log_formatter(*, json: bool, **static: Any) -> logging.Formatter:
         else [structlog.dev.ConsoleRenderer(timestamp_key="time")]
     )
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_steps(static), structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=_steps(static, foreign=True),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
 
@@ -89,7 +92,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *_steps(static),
+            *_steps(static, foreign=False),
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
