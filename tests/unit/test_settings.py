@@ -246,3 +246,12 @@ def test_the_documented_variables_are_read(tmp_path: Path) -> None:
         "algorithms": "RS256,EdDSA",
         "leeway": "3",
     }
+
+
+def test_made_directly_settings_read_only_bicameral_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PORT", "1")
+    monkeypatch.setenv("BICAMERAL_HOST", "0.0.0.0")
+    settings = Settings(app="x")
+    assert (settings.app, settings.host, settings.port) == ("x", "0.0.0.0", 8000)

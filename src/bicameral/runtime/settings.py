@@ -110,6 +110,19 @@ class Settings(BaseSettings):
     auth: Annotated[Mapping[str, Any], AfterValidator(_frozen)] = Field(default_factory=dict)
     extra: Annotated[Mapping[str, Any], AfterValidator(_frozen)] = Field(default_factory=dict)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings(...)`` reads what ``Settings.load(...)`` reads without a file: the values
+        passed, then the ``BICAMERAL_`` variables (never ``.env`` files or unprefixed ones)."""
+        return init_settings, _Environment(settings_cls, os.environ)
+
     @property
     def events_url(self) -> str:
         """Returns every service's event store URL, unless its own settings name another."""
