@@ -31,9 +31,11 @@ from bicameral.errors import (
     MessageError,
     NotCaughtUpError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     RuleViolation,
     UnknownMessageError,
+    UnsupportedMediaTypeError,
 )
 from bicameral.messages import Command, Event, Message, MessageRegistry, Query
 from bicameral.ports import EventStore, ReadStore, StreamAppend, Transport
@@ -72,6 +74,7 @@ __all__ = [
     "NewEvent",
     "NotCaughtUpError",
     "NotFoundError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "Policy",
     "Principal",
@@ -88,6 +91,7 @@ __all__ = [
     "StreamAppend",
     "Transport",
     "UnknownMessageError",
+    "UnsupportedMediaTypeError",
     "View",
     "allow",
     "from_cloudevent",

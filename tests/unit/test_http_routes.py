@@ -115,7 +115,7 @@ async def test_openapi_documents_parameters_and_headers(client: httpx.AsyncClien
     query = doc["paths"]["/inventory/queries/GetProduct"]["get"]
     names = [(p["in"], p["name"]) for p in query["parameters"]]
     assert ("query", "sku") in names
-    assert ("header", "x-consistency-token") in names
+    assert ("header", "X-Consistency-Token") in names
     assert "422" in query["responses"]
     command = doc["paths"]["/inventory/commands/ReceiveStock"]["post"]
     assert ("header", "Idempotency-Key") in [(p["in"], p["name"]) for p in command["parameters"]]

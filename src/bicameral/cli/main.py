@@ -21,6 +21,7 @@ from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
+from bicameral.service import Service
 
 __all__ = ["app", "main"]
 
@@ -66,11 +67,15 @@ def run(coro: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(130) from None
 
 
-def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
-    """Serves ``node`` over HTTP until interrupted."""
+def serve_http(
+    node: Node, settings: Settings, *, banner: bool, api: list[Service] | None = None
+) -> None:
+    """Serves ``node`` over HTTP until interrupted; its OpenAPI document describes ``api``'s
+    services (default: what ``node`` serves)."""
     import uvicorn
 
     from bicameral.http.app import create_app
+    from bicameral.http.server import server_config
     from bicameral.runtime.logs import configure_logging
 
     base = f"http://{settings.host}:{settings.port}"
@@ -78,7 +83,7 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
     try:
-        http = create_app(node)
+        http = create_app(node, api=api)
     except BicameralError as exc:
         raise fail(exc.detail) from None
     if banner:
@@ -89,15 +94,7 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
         if not settings.auth.get("jwks_file"):
             _token_help(settings, base)
-    config = uvicorn.Config(
-        http,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(http, settings))
     try:
         server.run()
     except SystemExit:
@@ -167,14 +164,16 @@ def serve(
     """Run some roles of one service in this process (any number of copies may run)."""
     try:
         settings = settings_from(config, port=port, host=host, data_dir=data_dir, app=app_path)
-        chosen = [s for s in load_services(settings.app) if s.name == service]
+        services = load_services(settings.app)
+        chosen = [s for s in services if s.name == service]
         if not chosen:
             raise ConfigurationError(f"no service {service!r}")
         node = Node(settings, chosen, role)
     except BicameralError as exc:
         raise fail(exc.detail) from None
     if {"command-api", "query-api"} & set(role):
-        serve_http(node, settings, banner=False)
+        # Behind the proxy (deploy/nginx.conf) every API process documents the whole API.
+        serve_http(node, settings, banner=False, api=services)
         return
 
     async def work() -> None:

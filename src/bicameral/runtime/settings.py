@@ -16,12 +16,17 @@ TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` place
     [services.orders]
     reads_url = "postgresql://127.0.0.1:5432/shop_orders_reads"
 
+    [http]
+    max_body_bytes = 1048576    # a larger request body is answered 413 unread
+    max_header_bytes = 65536    # request line and headers; more is answered 431
+
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
 ``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
 ``BICAMERAL_<SERVICE>_EVENTS_URL`` / ``BICAMERAL_<SERVICE>_READS_URL``; the ``[auth]`` table
 (see ``bicameral.security.wiring``) from ``BICAMERAL_AUTH_ISSUER``, ``_AUDIENCE``,
-``_JWKS_FILE``, ``_ALGORITHMS`` (comma-separated) and ``_LEEWAY``.
+``_JWKS_FILE``, ``_ALGORITHMS`` (comma-separated) and ``_LEEWAY``; the ``[http]`` table from
+``BICAMERAL_HTTP_MAX_BODY_BYTES`` and ``BICAMERAL_HTTP_MAX_HEADER_BYTES``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 
 from bicameral.errors import ConfigurationError
 
-__all__ = ["ServiceSettings", "Settings"]
+__all__ = ["HttpSettings", "ServiceSettings", "Settings"]
 
 DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db"
 DEFAULT_READS_URL = "sqlite:///{data_dir}/{service}/reads.db"
@@ -49,6 +54,34 @@ class ServiceSettings:
 
     events_url: str
     reads_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Limits of the HTTP edge (``[http]``), enforced before a request does any work."""
+
+    max_body_bytes: int = 1 << 20
+    max_header_bytes: int = 64 << 10
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_header_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+                raise ConfigurationError(f"bad setting http.{name} = {value!r}: at least 1024")
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> HttpSettings:
+        """Returns the settings of an ``[http]`` table; ConfigurationError for unknown keys."""
+        unknown = set(table) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigurationError(f"unknown [http] settings {sorted(unknown)}")
+        values = {}
+        for key, value in table.items():
+            try:
+                values[key] = _number(value, int)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"bad setting http.{key} = {value!r}: {exc}") from None
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -68,6 +101,7 @@ class Settings:
     partitions: int = 8
     lease_ttl: float = 10.0
     auth: Mapping[str, Any] = field(default_factory=dict)
+    http: HttpSettings = field(default_factory=HttpSettings)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,6 +164,14 @@ class Settings:
             if env.get(f"BICAMERAL_AUTH_{key.upper()}"):
                 auth[key] = env[f"BICAMERAL_AUTH_{key.upper()}"]
         values["auth"] = auth
+        http = values.get("http") or {}
+        if not isinstance(http, Mapping):
+            raise ConfigurationError("[http] must be a table")
+        http = dict(http)
+        for key in HttpSettings.__dataclass_fields__:
+            if env.get(f"BICAMERAL_HTTP_{key.upper()}"):
+                http[key] = env[f"BICAMERAL_HTTP_{key.upper()}"]
+        values["http"] = HttpSettings.from_mapping(http)
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["services"] = services
         for key, value in list(values.items()):
