@@ -185,22 +185,25 @@ _CONSISTENCY_TIMEOUT = _header(
 )
 
 
+def _roles(names: Iterable[str]) -> str:
+    ordered = sorted(names)
+    return f"role{'s' if len(ordered) > 1 else ''} " + " or ".join(f"`{r}`" for r in ordered)
+
+
 def _who(policy: Policy | None) -> tuple[str, list[str]]:
     """Returns who may call an operation, in words, and the roles named."""
     if policy is None:
         return "Who may call it: no user (the service's own reactions only).", []
     if policy.is_public:
         return "Who may call it: anyone; no token needed.", []
-    ways: list[str] = []
-    roles: set[str] = set()
+    plain = {
+        r for rule in policy.rules if not (rule.owner or rule.record_owner) for r in rule.roles
+    }
+    ways = [_roles(plain)] if plain else []
     for rule in policy.rules:
-        roles.update(rule.roles)
-        names = sorted(rule.roles)
-        way = (
-            f"role{'s' if len(names) > 1 else ''} {' or '.join(f'`{r}`' for r in names)}"
-            if names
-            else "any authenticated caller"
-        )
+        if rule.roles and not (rule.owner or rule.record_owner):
+            continue
+        way = _roles(rule.roles) if rule.roles else "any authenticated caller"
         if rule.owner:
             way += f" where `{rule.owner}` is the caller's subject (else 403)"
         if rule.record_owner:
@@ -209,7 +212,8 @@ def _who(policy: Policy | None) -> tuple[str, list[str]]:
                 "(another's answer as missing: 404)"
             )
         ways.append(way)
-    return "Who may call it (bearer token): " + "; ".join(ways) + ".", sorted(roles)
+    roles = sorted({r for rule in policy.rules for r in rule.roles})
+    return "Who may call it (bearer token): " + "; ".join(ways) + ".", roles
 
 
 def _description(doc: str | None, policy: Policy | None) -> tuple[str, list[str]]:

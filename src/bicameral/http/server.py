@@ -56,16 +56,19 @@ def _bounded_protocol() -> Any:
             self.max_head = int(self.config.h11_max_incomplete_event_size or 64 << 10)
             self.in_head = True
             self.head_bytes = 0
+            self.refused = False
 
         def data_received(self, data: bytes) -> None:
+            if self.refused:
+                return
             if self.in_head:
                 self.head_bytes += len(data)
             super().data_received(data)
             if self.in_head and self.head_bytes > self.max_head:
-                self.refuse_head()
+                self.refuse_head()  # still no end of the head in sight
 
         def refuse_head(self) -> None:
-            self.in_head = False
+            self.refused = True
             if self.transport.is_closing():
                 return
             log.info("refused a request head over %d bytes", self.max_head)
@@ -74,11 +77,23 @@ def _bounded_protocol() -> Any:
             self.transport.close()
 
         def on_headers_complete(self) -> None:
+            if self.refused:
+                return
             self.in_head = False
             self.head_bytes = 0
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > self.max_head:  # it came whole, in one read
+                self.refuse_head()
+                return
             super().on_headers_complete()
 
+        def on_body(self, body: bytes) -> None:
+            if not self.refused:
+                super().on_body(body)
+
         def on_message_complete(self) -> None:
+            if self.refused:
+                return
             super().on_message_complete()
             self.in_head = True
 

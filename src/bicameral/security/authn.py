@@ -39,4 +39,6 @@ class BearerAuthenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthenticationError("send credentials as 'Authorization: Bearer <token>'")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise too_long()
         return self.verifier.verify(token)
