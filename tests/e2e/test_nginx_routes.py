@@ -16,9 +16,9 @@ import pytest
 from openapi_spec_validator import validate
 
 from bicameral.runtime.apps import load_services
+from bicameral.runtime.auth import embedded_key
 from bicameral.runtime.settings import Settings
 from bicameral.security.tokens import issue_token
-from bicameral.security.wiring import embedded_key
 from tests.e2e.cluster import ROOT, Cluster, free_port, nginx_binary
 from tests.e2e.layouts import create_stores, embedded_layout, write_settings
 

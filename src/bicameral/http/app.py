@@ -17,10 +17,10 @@ from bicameral.http.edge import Edge
 from bicameral.http.openapi import ServiceApi, complete_document
 from bicameral.http.problems import install_problem_handlers, problem
 from bicameral.http.routes import service_router
+from bicameral.runtime.auth import authenticator_for
 from bicameral.runtime.node import Node
 from bicameral.security.authn import Authenticator, anonymous
 from bicameral.security.authorizer import refuse
-from bicameral.security.wiring import authenticator_for
 from bicameral.service import Service
 
 __all__ = ["ADMIN_ROLE", "anonymous", "create_app"]
