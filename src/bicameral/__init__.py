@@ -6,6 +6,7 @@ that fold events into read models, and query handlers that read them; run it wit
 """
 
 from bicameral.aggregate import Aggregate, Repository
+from bicameral.bounds import MAX_MONEY, MAX_QUANTITY, MAX_SAFE_INTEGER, Money, Quantity
 from bicameral.bus import (
     AllowAll,
     Authorizer,
@@ -44,6 +45,9 @@ from bicameral.service import ReadModel, Service
 
 __all__ = [
     "ANONYMOUS",
+    "MAX_MONEY",
+    "MAX_QUANTITY",
+    "MAX_SAFE_INTEGER",
     "PUBLIC",
     "AccessError",
     "Aggregate",
@@ -69,6 +73,7 @@ __all__ = [
     "MessageContext",
     "MessageError",
     "MessageRegistry",
+    "Money",
     "NewEvent",
     "NotCaughtUpError",
     "NotFoundError",
@@ -77,6 +82,7 @@ __all__ = [
     "Principal",
     "Projection",
     "Projector",
+    "Quantity",
     "Query",
     "QueryBus",
     "QueryCall",

@@ -7,7 +7,6 @@ than half of a query's time) and declare their parameters and bodies to OpenAPI 
 from collections.abc import Awaitable, Callable
 from typing import Any, get_origin
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from bicameral.consistency import ConsistencyToken
 from bicameral.context import MessageContext, Principal
 from bicameral.errors import InvalidMessageError, UnknownMessageError
-from bicameral.messages import validate_message
+from bicameral.messages import validate_json
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
 from bicameral.security.authn import Authenticator
@@ -60,17 +59,6 @@ def _timeout(raw: str | None, settings: Settings) -> float:
             ],
         )
     return min(value, settings.max_consistency_timeout)
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise InvalidMessageError(
-            "the request body is not valid JSON",
-            [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-        ) from None
 
 
 def _scoped(principal: Principal, key: str) -> str:
@@ -220,7 +208,7 @@ def _command_route(
         if handler.internal:
             raise refuse(ctx.principal, f"{name} (internal to {runtime.name})")
         runtime.commands.screen(ctx.principal, handler)
-        body = validate_message(cls, await _json_body(request), "body")
+        body = validate_json(cls, await request.body(), "body")
         idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None:
             ctx = MessageContext(
@@ -267,7 +255,7 @@ def _query_route(
         ctx = await context(request)
         runtime.queries.screen(ctx.principal, handler)  # before the parameters are validated
         try:
-            params = cls.model_validate(_query_values(request, sequences))
+            params = cls.model_validate_strings(_query_values(request, sequences), strict=True)
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             for err in errors:
