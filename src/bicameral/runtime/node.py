@@ -19,6 +19,7 @@ from bicameral.consistency import Notifier
 from bicameral.errors import ConfigurationError
 from bicameral.exclusive import Exclusive
 from bicameral.feeds import Feed, LogFeed, TransportFeed
+from bicameral.files import warn_if_shared
 from bicameral.partitions import ProjectorGroup, worker_id
 from bicameral.ports import EventStore, ReadStore, Transport
 from bicameral.projector import Projector
@@ -140,6 +141,7 @@ class Node:
         if unknown:
             raise ConfigurationError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         self.settings = settings
+        warn_if_shared(settings.data_dir)
         self.authorizer = authorizer or authorizer_for(settings)
         self.factory = factory or BackendFactory()
         transport = self.factory.transport(settings.transport)

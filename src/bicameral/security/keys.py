@@ -21,6 +21,7 @@ import jwt
 from jwt import PyJWK
 
 from bicameral.errors import AuthenticationError, ConfigurationError
+from bicameral.files import FILE_MODE, private_dir
 
 __all__ = [
     "EMBEDDED_KEY_FILE",
@@ -66,10 +67,11 @@ def embedded_secret(data_dir: Path) -> bytes:
     """
     path = Path(data_dir) / EMBEDDED_KEY_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
+            os.fchmod(fd, FILE_MODE)  # the umask may have taken bits from it
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_urlsafe(48) + "\n")
                 out.flush()
