@@ -13,7 +13,6 @@ theirs, e.g. in ``pyproject.toml``::
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -23,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from bicameral.errors import BicameralError, ConfigurationError
+from bicameral.runtime.apps import import_target
 from bicameral.runtime.settings import Settings
 
 __all__ = ["GROUP", "demo_app", "find_demo"]
@@ -35,11 +35,7 @@ demo_app = typer.Typer(help="Drive a running system with an installed demo.", no
 def find_demo(name: str = "") -> Callable[..., Any]:
     """Returns the demo named ``name`` (an entry point name or ``module:attr``), or the only one."""
     if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            found: Callable[..., Any] = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigurationError(f"cannot load demo {name!r}: {exc}") from None
+        found: Callable[..., Any] = import_target(name)
         return found
     installed = list(entry_points(group=GROUP))
     chosen = [ep for ep in installed if ep.name == name] if name else installed
