@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import stat
 import threading
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "KeySet",
     "VerificationKey",
     "embedded_secret",
+    "existing_secret",
 ]
 
 log = logging.getLogger("bicameral.security")
@@ -80,6 +82,22 @@ def embedded_secret(data_dir: Path) -> bytes:
                 os.link(tmp, path)
         finally:
             tmp.unlink()
+    return _read_secret(path)
+
+
+def existing_secret(data_dir: Path) -> bytes:
+    """Returns the embedded HS256 secret of ``data_dir``; never makes one.
+
+    Raises ConfigurationError, in one line naming the file looked for and how to make it,
+    when the server never started on that data dir.
+    """
+    path = Path(data_dir) / EMBEDDED_KEY_FILE
+    if not path.exists():
+        raise ConfigurationError(
+            f"no signing key at {path.absolute()}: start the server first "
+            f"(bicameral up --data-dir {shlex.quote(str(data_dir))} makes it), "
+            "or name the data dir it runs on with --data-dir"
+        )
     return _read_secret(path)
 
 
