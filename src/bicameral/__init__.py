@@ -6,6 +6,7 @@ that fold events into read models, and query handlers that read them; run it wit
 """
 
 from bicameral.aggregate import Aggregate, Repository
+from bicameral.bounds import MAX_MONEY, MAX_QUANTITY, MAX_SAFE_INTEGER, Money, Quantity
 from bicameral.bus import (
     AllowAll,
     Authorizer,
@@ -46,6 +47,9 @@ from bicameral.workers.projector import Projector
 
 __all__ = [
     "ANONYMOUS",
+    "MAX_MONEY",
+    "MAX_QUANTITY",
+    "MAX_SAFE_INTEGER",
     "PUBLIC",
     "AccessError",
     "Aggregate",
@@ -71,6 +75,7 @@ __all__ = [
     "MessageContext",
     "MessageError",
     "MessageRegistry",
+    "Money",
     "NewEvent",
     "NotCaughtUpError",
     "NotFoundError",
@@ -80,6 +85,7 @@ __all__ = [
     "Principal",
     "Projection",
     "Projector",
+    "Quantity",
     "Query",
     "QueryBus",
     "QueryCall",

@@ -142,3 +142,19 @@ def test_serving_on_a_port_in_use_is_one_error_line(server: Server, tmp_path: Pa
 def test_an_unknown_app_is_one_error_line(tmp_path: Path) -> None:
     result = cli("up", "--app", "no_such_module:services", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "no_such_module")
+
+
+def test_demo_load_with_a_token_the_shop_refuses_says_so_in_one_line(server: Server) -> None:
+    result = cli("demo", "load", "--url", server.url, "--token", "not-a-token", "--orders", "5")
+    assert result.returncode == 1
+    assert result.stdout.strip() == ""
+    assert result.stderr.count("\n") == 1
+    assert "answered 401 to POST /inventory/commands/RegisterProduct" in result.stderr
+
+
+def test_demo_load_without_a_key_says_so_and_makes_none(tmp_path: Path) -> None:
+    empty = tmp_path / "elsewhere"
+    result = cli("demo", "load", "--data-dir", str(empty), "--orders", "5")
+    assert result.returncode == 1
+    assert "no signing key at" in result.stderr
+    assert not empty.exists()

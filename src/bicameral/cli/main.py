@@ -41,9 +41,49 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(token_app, name="token")
 app.add_typer(demo_app, name="demo")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
-AppOpt = Annotated[str | None, typer.Option("--app", help="Services to run, as module:attr.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file.", show_default="none")
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where embedded data lives.",
+        show_default="$BICAMERAL_DATA_DIR, else .bicameral",
+    ),
+]
+AppOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="Services to run, as module:attr or path/to/file.py:attr.",
+        show_default="$BICAMERAL_APP, else the one installed app",
+    ),
+]
+PortOpt = Annotated[
+    int | None, typer.Option(help="HTTP port.", show_default="$BICAMERAL_PORT, else 8000")
+]
+HostOpt = Annotated[
+    str | None, typer.Option(help="HTTP host.", show_default="$BICAMERAL_HOST, else 127.0.0.1")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"bicameral {version('bicameral')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """bicameral: CQRS for Python microservices."""
 
 
 def fail(message: str) -> typer.Exit:
@@ -136,8 +176,8 @@ def _can_listen(host: str, port: int) -> bool:
 
 @app.command()
 def up(
-    port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
+    port: PortOpt = None,
+    host: HostOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -155,8 +195,8 @@ def up(
 def serve(
     service: Annotated[str, typer.Option(help="The service to run.")],
     role: Annotated[list[str], typer.Option(help=f"Role(s): {', '.join(ROLES)}.")],
-    port: Annotated[int | None, typer.Option(help="HTTP port (API roles).")] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
+    port: PortOpt = None,
+    host: HostOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -224,9 +264,13 @@ def _actor(principal: dict[str, Any]) -> str:
 
 @events_app.command("tail")
 def events_tail(
-    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Only this service.", show_default="every service")
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many of the newest events.")] = 20,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new ones.", show_default="off")
+    ] = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -315,12 +359,15 @@ def status(
 @token_app.command("issue")
 def token_issue(
     subject: Annotated[str, typer.Option(help="Who the token names (its sub claim).")],
-    roles: Annotated[str, typer.Option(help="Comma-separated roles, e.g. admin or customer.")] = "",
+    roles: Annotated[
+        str,
+        typer.Option(help="Comma-separated roles, e.g. admin or customer.", show_default="none"),
+    ] = "",
     ttl: Annotated[str, typer.Option(help="How long it is valid: 90s, 15m, 1h, 7d.")] = "1h",
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print a token signed with the embedded key of the data dir (made if missing)."""
+    """Print a token signed with the embedded key of the data dir (the server makes it)."""
     from bicameral.runtime.auth import AuthSettings, embedded_key
     from bicameral.security.tokens import issue_token, parse_ttl
 
@@ -331,7 +378,7 @@ def token_issue(
             raise ConfigurationError("auth uses a JWKS file: get tokens from its identity provider")
         lifetime = parse_ttl(ttl)
         token = issue_token(
-            embedded_key(settings),
+            embedded_key(settings, create=False),
             subject=subject,
             roles=[r.strip() for r in roles.split(",") if r.strip()],
             ttl=lifetime,

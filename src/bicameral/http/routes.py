@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, get_origin
 from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +21,7 @@ from bicameral.consistency import ConsistencyToken
 from bicameral.context import MessageContext, Principal
 from bicameral.errors import InvalidMessageError, UnknownMessageError, UnsupportedMediaTypeError
 from bicameral.http.edge import MAX_KEY_CHARS, MAX_QUERY_PARAMS
-from bicameral.messages import validate_message
+from bicameral.messages import validate_json
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
 from bicameral.security.authn import Authenticator
@@ -62,8 +61,8 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def _json_body(request: Request) -> Any:
-    """Returns the request's JSON body: 415 unless it is sent as JSON, 422 unless it parses."""
+def _require_json(request: Request) -> None:
+    """Raises UnsupportedMediaTypeError (415) unless the body is sent as JSON."""
     content_type = request.headers.get("content-type")
     if content_type is None or not _is_json(content_type):
         raise UnsupportedMediaTypeError(
@@ -76,14 +75,6 @@ async def _json_body(request: Request) -> Any:
                 }
             ],
         )
-    raw = await request.body()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidMessageError(
-            "the request body is not valid JSON",
-            [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-        ) from None
 
 
 def _scoped(principal: Principal, key: str) -> str:
@@ -171,7 +162,8 @@ def _command_route(
         if handler.internal:
             raise refuse(ctx.principal, f"{name} (internal to {runtime.name})")
         runtime.commands.screen(ctx.principal, handler)
-        body = validate_message(cls, await _json_body(request), "body")
+        _require_json(request)
+        body = validate_json(cls, await request.body(), "body")
         idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None:
             ctx = MessageContext(
@@ -213,7 +205,7 @@ def _query_route(
         ctx = await context(request)
         runtime.queries.screen(ctx.principal, handler)  # before the parameters are validated
         try:
-            params = cls.model_validate(_query_values(request, sequences))
+            params = cls.model_validate_strings(_query_values(request, sequences), strict=True)
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             for err in errors:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bicameral import Aggregate, Event, RuleViolation
+from shop.bounds import MAX_STOCK
 from shop.inventory.messages import (
     PricedLine,
     ProductRegistered,
@@ -54,9 +55,14 @@ class Product(Aggregate):
         self.record(ProductRegistered(sku=self.id, name=name, price_cents=price_cents))
 
     def receive(self, quantity: int) -> None:
-        """Adds received units to the stock on hand."""
+        """Adds received units to the stock on hand; refuses to hold more than ``MAX_STOCK``.
+
+        Units sold to orders that may still be cancelled count, so no return can pass the limit.
+        """
         if quantity <= 0:
             raise RuleViolation("quantity must be positive")
+        if self.on_hand + sum(self.sold.values()) + quantity > MAX_STOCK:
+            raise RuleViolation(f"a product holds at most {MAX_STOCK} units, returns due included")
         self.record(StockReceived(sku=self.id, quantity=quantity))
 
     def hold(self, order_id: str, quantity: int) -> None:

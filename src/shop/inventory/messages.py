@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bicameral import Command, Event, Query
+from shop.bounds import MAX_LINES, Money, Price, Units
 
 __all__ = [
     "GetProduct",
@@ -48,7 +49,7 @@ class StockLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: Sku
-    quantity: Annotated[int, Field(gt=0)]
+    quantity: Units
 
 
 class PricedLine(BaseModel):
@@ -58,8 +59,8 @@ class PricedLine(BaseModel):
 
     sku: str
     name: str
-    quantity: int
-    unit_price_cents: int
+    quantity: Units
+    unit_price_cents: Price
 
 
 class RegisterProduct(Command):
@@ -67,21 +68,21 @@ class RegisterProduct(Command):
 
     sku: Sku
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    price_cents: Annotated[int, Field(ge=0)]
+    price_cents: Price
 
 
 class ReceiveStock(Command):
     """Adds received units to a product's stock on hand."""
 
     sku: Sku
-    quantity: Annotated[int, Field(gt=0)]
+    quantity: Units
 
 
 class ReserveStock(Command):
     """Reserves every line of an order, or none of them (internal)."""
 
     order_id: OrderId
-    lines: Annotated[list[StockLine], Field(min_length=1)]
+    lines: Annotated[list[StockLine], Field(min_length=1, max_length=MAX_LINES)]
 
 
 class ReleaseStock(Command):
@@ -115,12 +116,12 @@ class ListProducts(Query):
 class ProductRegistered(Event, name="inventory.ProductRegistered"):
     sku: str
     name: str
-    price_cents: int
+    price_cents: Price
 
 
 class StockReceived(Event, name="inventory.StockReceived"):
     sku: str
-    quantity: int
+    quantity: Units
 
 
 class StockReserved(Event, name="inventory.StockReserved"):
@@ -128,7 +129,7 @@ class StockReserved(Event, name="inventory.StockReserved"):
 
     sku: str
     order_id: str
-    quantity: int
+    quantity: Units
 
 
 class StockReleased(Event, name="inventory.StockReleased"):
@@ -136,7 +137,7 @@ class StockReleased(Event, name="inventory.StockReleased"):
 
     sku: str
     order_id: str
-    quantity: int
+    quantity: Units
 
 
 class StockSold(Event, name="inventory.StockSold"):
@@ -144,7 +145,7 @@ class StockSold(Event, name="inventory.StockSold"):
 
     sku: str
     order_id: str
-    quantity: int
+    quantity: Units
 
 
 class StockReturned(Event, name="inventory.StockReturned"):
@@ -152,7 +153,7 @@ class StockReturned(Event, name="inventory.StockReturned"):
 
     sku: str
     order_id: str
-    quantity: int
+    quantity: Units
 
 
 class StockReservationMade(Event, name="inventory.StockReservationMade"):
@@ -160,7 +161,7 @@ class StockReservationMade(Event, name="inventory.StockReservationMade"):
 
     order_id: str
     lines: list[PricedLine]
-    total_cents: int
+    total_cents: Money
 
 
 class StockReservationRefused(Event, name="inventory.StockReservationRefused"):

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bicameral import Command, Event, Query
+from shop.bounds import MAX_LINES, Money, Price, Units
 
 __all__ = [
     "CancelOrder",
@@ -44,7 +45,7 @@ class OrderLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: Id
-    quantity: Annotated[int, Field(gt=0)]
+    quantity: Units
 
 
 class PricedLine(BaseModel):
@@ -54,8 +55,8 @@ class PricedLine(BaseModel):
 
     sku: str
     name: str
-    quantity: int
-    unit_price_cents: int
+    quantity: Units
+    unit_price_cents: Price
 
 
 class PlaceOrder(Command):
@@ -63,7 +64,7 @@ class PlaceOrder(Command):
 
     order_id: Id
     customer_id: Id
-    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=100)]
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
 
     @field_validator("lines")
     @classmethod
@@ -84,8 +85,8 @@ class RecordReservation(Command):
     """Notes the stock inventory reserved for an order, at its prices (internal)."""
 
     order_id: Id
-    lines: list[PricedLine]
-    total_cents: int
+    lines: Annotated[list[PricedLine], Field(max_length=MAX_LINES)]
+    total_cents: Money
 
 
 class ConfirmOrder(Command):
@@ -125,13 +126,13 @@ class OrderReserved(Event, name="orders.OrderReserved"):
     order_id: str
     customer_id: str
     lines: list[PricedLine]
-    total_cents: int
+    total_cents: Money
 
 
 class OrderConfirmed(Event, name="orders.OrderConfirmed"):
     order_id: str
     customer_id: str
-    total_cents: int
+    total_cents: Money
 
 
 class OrderRejected(Event, name="orders.OrderRejected"):
@@ -146,4 +147,4 @@ class OrderRejected(Event, name="orders.OrderRejected"):
 class OrderCancelled(Event, name="orders.OrderCancelled"):
     order_id: str
     customer_id: str
-    total_cents: int
+    total_cents: Money

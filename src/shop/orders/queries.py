@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bicameral import NotFoundError, ReadModel
+from shop.bounds import Money, Price, Units
 from shop.orders.messages import GetOrder, ListCustomerOrders, Reason, Status
 
 __all__ = ["LineView", "OrderList", "OrderView", "get_order", "list_customer_orders"]
@@ -15,8 +16,8 @@ __all__ = ["LineView", "OrderList", "OrderView", "get_order", "list_customer_ord
 class LineView(BaseModel):
     sku: str
     name: str | None
-    quantity: int
-    unit_price_cents: int | None
+    quantity: Units
+    unit_price_cents: Price | None
 
 
 class OrderView(BaseModel):
@@ -25,7 +26,7 @@ class OrderView(BaseModel):
     status: Status
     reason: Reason | None
     lines: list[LineView]
-    total_cents: int
+    total_cents: Money
 
 
 class OrderList(BaseModel):
