@@ -112,6 +112,8 @@ def curl(url: str, command: str, bearer: str, consistency: str) -> httpx.Respons
             method = "POST" if method == "GET" else method
         elif arg.startswith("localhost:8000"):
             target = arg.removeprefix("localhost:8000")
+    if body is not None and not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/x-www-form-urlencoded"  # what curl -d sends
     if "X-Consistency-Token" in headers:
         headers["X-Consistency-Token"] = consistency
     return httpx.request(method, url + target, headers=headers, content=body, timeout=30)

@@ -313,7 +313,7 @@ def _query_operation(
 def _result_type(handler: QueryHandler) -> Any:
     try:
         return handler.result
-    except Exception:  # an annotation that cannot be resolved documents as any JSON
+    except (NameError, TypeError):  # an annotation that cannot be resolved: any JSON
         return None
 
 
