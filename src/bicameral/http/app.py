@@ -142,7 +142,8 @@ def create_app(
                 description="Commands change state and answer the positions they produced; "
                 "queries read the read models. Every error is `application/problem+json`. "
                 "A request line and headers over the server's limit (64 KiB by default) are "
-                "answered 431 before any route runs.",
+                "refused before any route runs (431, or 401/400/414 when a token, key or the "
+                "request line overflowed).",
                 routes=app.routes,
             )
             app.openapi_schema = complete_document(base, apis)
