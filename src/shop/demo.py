@@ -304,7 +304,10 @@ async def _cancel_some(
 ) -> Statuses:
     confirmed = [o for o, (s, _) in statuses.items() if s == "CONFIRMED"]
     chosen = confirmed[:: max(1, round(1 / the_plan.cancel_share))]
-    jobs = [shop.send("orders", "CancelOrder", {"order_id": o}) for o in chosen]
+    jobs = [
+        shop.send("orders", "CancelOrder", {"order_id": o, "customer_id": the_plan.orders[o][0]})
+        for o in chosen
+    ]
     responses = _count(shop, await _gather(progress, "cancellations", jobs))
     cancelled = {
         o: ("CANCELLED", None) for o, r in zip(chosen, responses, strict=True) if r.is_success

@@ -125,9 +125,9 @@ def test_no_stock_figure_passes_the_limit(ops: list[tuple[Any, ...]], start: int
             if op[0] == "receive":
                 product.receive(op[1])
             elif op[0] == "hold":
-                product.hold(f"o{op[1]}", op[2])
+                product.hold("c", f"o{op[1]}", op[2])
             else:
-                getattr(product, op[0])(f"o{op[1]}")
+                getattr(product, op[0])("c", f"o{op[1]}")
         except RuleViolation:
             assert op[0] in ("receive", "hold")
         assert 0 <= product.reserved <= product.on_hand

@@ -1,5 +1,8 @@
 """Inventory's public contract: its commands, queries and events.
 
+An order is named by its customer and its id (order ids are per customer): every command and
+event about an order carries both. ``customer_id`` is "" in events stored before that.
+
 The internal commands (``ReserveStock``, ``ReleaseStock``, ``SellStock``, ``ReturnStock``) are
 sent only by inventory's reactions to the orders service's events; ``StockReservationMade`` and
 ``StockReservationRefused`` are what the orders service reacts to.
@@ -15,6 +18,7 @@ from bicameral import Command, Event, Query
 from shop.bounds import MAX_LINES, Money, Price, Units
 
 __all__ = [
+    "CustomerId",
     "GetProduct",
     "ListProducts",
     "OrderId",
@@ -40,6 +44,7 @@ __all__ = [
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 OrderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+CustomerId = OrderId
 RefusalReason = Literal["out_of_stock", "unknown_product"]
 
 
@@ -82,6 +87,7 @@ class ReserveStock(Command):
     """Reserves every line of an order, or none of them (internal)."""
 
     order_id: OrderId
+    customer_id: CustomerId
     lines: Annotated[list[StockLine], Field(min_length=1, max_length=MAX_LINES)]
 
 
@@ -89,18 +95,21 @@ class ReleaseStock(Command):
     """Gives back the units an order had reserved (internal)."""
 
     order_id: OrderId
+    customer_id: CustomerId
 
 
 class SellStock(Command):
     """Turns an order's reserved units into sold ones (internal)."""
 
     order_id: OrderId
+    customer_id: CustomerId
 
 
 class ReturnStock(Command):
     """Puts a cancelled order's sold units back on hand (internal)."""
 
     order_id: OrderId
+    customer_id: CustomerId
 
 
 class GetProduct(Query):
@@ -129,6 +138,7 @@ class StockReserved(Event, name="inventory.StockReserved"):
 
     sku: str
     order_id: str
+    customer_id: str = ""
     quantity: Units
 
 
@@ -137,6 +147,7 @@ class StockReleased(Event, name="inventory.StockReleased"):
 
     sku: str
     order_id: str
+    customer_id: str = ""
     quantity: Units
 
 
@@ -145,6 +156,7 @@ class StockSold(Event, name="inventory.StockSold"):
 
     sku: str
     order_id: str
+    customer_id: str = ""
     quantity: Units
 
 
@@ -153,6 +165,7 @@ class StockReturned(Event, name="inventory.StockReturned"):
 
     sku: str
     order_id: str
+    customer_id: str = ""
     quantity: Units
 
 
@@ -160,6 +173,7 @@ class StockReservationMade(Event, name="inventory.StockReservationMade"):
     """Every line of an order is reserved, at these names and prices (reservation stream)."""
 
     order_id: str
+    customer_id: str = ""
     lines: list[PricedLine]
     total_cents: Money
 
@@ -168,5 +182,6 @@ class StockReservationRefused(Event, name="inventory.StockReservationRefused"):
     """No line of an order is reserved, and why (reservation stream)."""
 
     order_id: str
+    customer_id: str = ""
     reason: RefusalReason
     skus: list[str]
