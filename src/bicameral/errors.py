@@ -6,9 +6,12 @@ into this tree at the adapter edge. The HTTP layer maps each class to one status
     BicameralError
     ├── ConfigurationError            bad settings or wiring (raised at start, never per request)
     ├── BackendError                  a database or broker failed or is unreachable      503
-    ├── MessageError
+    ├── MessageError                  a request the HTTP edge refuses (a header, the query  400
+    │   │                             string's size); names the fields
     │   ├── UnknownMessageError       no command or query of that name                   404
-    │   └── InvalidMessageError       the message does not validate; names the fields    422
+    │   ├── InvalidMessageError       the message does not validate; names the fields    422
+    │   ├── PayloadTooLargeError      the body is larger than ``[http] max_body_bytes``  413
+    │   └── UnsupportedMediaTypeError a command's body is not ``application/json``       415
     ├── NotFoundError                 the entity a message names does not exist          404
     ├── ConflictError                                                                    409
     │   ├── ConcurrencyError          another writer moved the stream first (retryable)
@@ -39,9 +42,11 @@ __all__ = [
     "MessageError",
     "NotCaughtUpError",
     "NotFoundError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "RuleViolation",
     "UnknownMessageError",
+    "UnsupportedMediaTypeError",
 ]
 
 FieldError = Mapping[str, Any]
@@ -74,10 +79,14 @@ class BackendError(BicameralError):
 
 
 class MessageError(BicameralError):
-    """A message could not be understood."""
+    """A message or request could not be understood; ``errors`` names each field at fault."""
 
     status = 400
-    title = "Bad message"
+    title = "Bad request"
+
+    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(detail)
+        self.errors = list(errors)
 
 
 class UnknownMessageError(MessageError):
@@ -93,9 +102,19 @@ class InvalidMessageError(MessageError):
     status = 422
     title = "Invalid message"
 
-    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
-        super().__init__(detail)
-        self.errors = list(errors)
+
+class PayloadTooLargeError(MessageError):
+    """A request body is larger than the server accepts; it was not read."""
+
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaTypeError(MessageError):
+    """A command's body is not JSON."""
+
+    status = 415
+    title = "Unsupported media type"
 
 
 class NotFoundError(BicameralError):

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from bicameral.envelope import Envelope
 from bicameral.errors import ConfigurationError
-from bicameral.messages import Event
+from bicameral.messages import Event, MessageRegistry
 from bicameral.ports import Changes, ReadStore
 
 __all__ = [
@@ -83,6 +83,7 @@ class Projection:
         self.collections = {c: tuple(idx) for c, idx in collections.items()}
         self.handlers: dict[str, _Handler] = {}
         self._sources: dict[str, set[str]] = {}
+        self._registries: list[MessageRegistry] = []
 
     def on(
         self,
@@ -104,10 +105,20 @@ class Projection:
             self.handlers[event.type_name] = _Handler(
                 event, fn, arity >= 3, inspect.iscoroutinefunction(fn), prefetch
             )
+            for registry in self._registries:
+                registry.register(event)
             self._sources.setdefault(source or "", set()).add(event.type_name)
             return fn
 
         return register
+
+    def attach(self, registry: MessageRegistry) -> None:
+        """Registers the handled event classes in ``registry``, now and when handlers are added
+        later, so a service decodes them whatever the order of its declarations."""
+        for handler in self.handlers.values():
+            registry.register(handler.event)
+        if not any(known is registry for known in self._registries):
+            self._registries.append(registry)
 
     def sources(self, own_service: str) -> list[str]:
         """Returns the services whose events this projection folds."""

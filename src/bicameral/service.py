@@ -169,7 +169,12 @@ class Service:
     reactions: list[Reaction] = field(default_factory=list)
 
     def events(self, *classes: type[Event]) -> None:
-        """Registers event classes this service stores or reads, so they can be decoded."""
+        """Registers event classes this service stores or reads, so they can be decoded.
+
+        Needed only for an event that no projection or reaction of the service handles, yet an
+        aggregate of it records (its stream must be loaded again); the others are registered
+        by ``projection()`` (handlers added to the projection later included) and ``on()``.
+        """
         for cls in classes:
             self.registry.register(cls)
 
@@ -284,8 +289,7 @@ class Service:
         if clash:
             raise ConfigurationError(f"{self.name}: collections {sorted(clash)} declared twice")
         self.projections.append(projection)
-        for handler in projection.handlers.values():
-            self.registry.register(handler.event)
+        projection.attach(self.registry)
         return projection
 
     def on(self, event: type[Event], *, source: str | None = None) -> Callable[[F], F]:

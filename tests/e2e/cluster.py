@@ -43,8 +43,11 @@ def render_nginx(template: str, *, port: int, upstreams: dict[str, list[int]], h
     """Returns deploy/nginx.conf listening on ``port``, its upstreams on the given local ports.
 
     ``upstreams`` maps an upstream name (``inventory_commands``) to its copies' ports; each must
-    be in the template. Logs and temporary files go under ``home``.
+    be in the template. The ``api`` upstream, unless given, is every port given. Logs and
+    temporary files go under ``home``.
     """
+    if "api" not in upstreams:
+        upstreams = {**upstreams, "api": sorted({p for ports in upstreams.values() for p in ports})}
     found: set[str] = set()
 
     def upstream(match: re.Match[str]) -> str:

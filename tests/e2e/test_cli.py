@@ -180,3 +180,19 @@ def test_a_missing_postgres_database_is_one_error_line_and_stays_missing(tmp_pat
             await conn.close()
 
     assert not asyncio.run(exists())
+
+
+def test_demo_load_with_a_token_the_shop_refuses_says_so_in_one_line(server: Server) -> None:
+    result = cli("demo", "load", "--url", server.url, "--token", "not-a-token", "--orders", "5")
+    assert result.returncode == 1
+    assert result.stdout.strip() == ""
+    assert result.stderr.count("\n") == 1
+    assert "answered 401 to POST /inventory/commands/RegisterProduct" in result.stderr
+
+
+def test_demo_load_without_a_key_says_so_and_makes_none(tmp_path: Path) -> None:
+    empty = tmp_path / "elsewhere"
+    result = cli("demo", "load", "--data-dir", str(empty), "--orders", "5")
+    assert result.returncode == 1
+    assert "no signing key at" in result.stderr
+    assert not empty.exists()

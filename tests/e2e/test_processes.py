@@ -297,7 +297,10 @@ class OrderFlow:
         confirmed = sorted(o for o, v in orders.items() if v["status"] == "CONFIRMED")
         self.cancelled = set(confirmed[::3])
         for order in sorted(self.cancelled):
-            await load.command("orders", "CancelOrder", {"order_id": order})
+            customer = self.orders[order][0]
+            await load.command(
+                "orders", "CancelOrder", {"order_id": order, "customer_id": customer}
+            )
 
     async def check(self, load: Load) -> None:
         """Money and stock add up to the orders' outcomes; every order is final."""

@@ -71,3 +71,21 @@ def test_nginx_routes_each_services_commands_and_queries_to_its_own_copies(servi
         )
     assert "proxy_next_upstream error timeout" in conf
     assert "location = /health" in conf
+
+
+def test_nginx_sends_the_operational_routes_to_every_api_copy() -> None:
+    conf = (DEPLOY / "nginx.conf").read_text()
+    for path in ("/openapi.json", "/docs", "/redoc", "/metrics", "/health/ready"):
+        assert re.search(rf"location = {re.escape(path)} +\{{ proxy_pass http://api; }}", conf)
+    assert "location ^~ /docs/assets/" in conf
+    api = re.search(r"upstream api \{(.*?)\}", conf, re.S)
+    assert api is not None
+    copies = set(re.findall(r"server (\S+) ", api.group(1)))
+    for service in SERVICES:
+        for kind in ("commands", "queries"):
+            block = re.search(rf"upstream {service}_{kind} \{{(.*?)\}}", conf, re.S)
+            assert block is not None
+            assert set(re.findall(r"server (\S+) ", block.group(1))) <= copies
+    names = re.search(r"location ~ \^/\(([a-z|]+)\)/\(commands\|queries\)/", conf)
+    assert names is not None
+    assert set(names.group(1).split("|")) == set(SERVICES)

@@ -219,6 +219,35 @@ def test_a_projection_registers_the_events_it_folds() -> None:
         svc.projection_reading("nope")
 
 
+def test_a_handler_declared_after_the_projection_still_registers_its_event() -> None:
+    first, second = Service("things"), Service("more")
+    projection = Projection("a", collections={"things": []})
+    first.projection(projection)
+    second.projection(projection)
+
+    @projection.on(Made)
+    def made(event: Made, view: View) -> None:
+        pass
+
+    assert first.registry.get("things.Made.v1") is Made
+    assert second.registry.get("things.Made.v1") is Made
+
+
+def test_a_later_handler_of_a_clashing_class_is_refused_at_once() -> None:
+    svc = Service("things")
+    projection = svc.projection(Projection("a", collections={"things": []}))
+    svc.events(Made)
+
+    class Other(Event, name="things.Made"):
+        id: str
+
+    with pytest.raises(ConfigurationError, match=r"things\.Made"):
+
+        @projection.on(Other)
+        def other(event: Other, view: View) -> None:
+            pass
+
+
 def test_a_query_reads_every_projection_unless_told() -> None:
     svc = Service("things")
     first = svc.projection(Projection("a", collections={"x": []}))

@@ -3,6 +3,10 @@
 Registers products with scarce stock, deposits money (not always enough), places orders at once
 (some for more than is in stock, some for a product that does not exist), cancels some confirmed
 ones, waits for the read models to settle, and prints a summary. Only the shop's HTTP API is used.
+
+A 503 that carries ``Retry-After`` is sent again, at most ``RETRIES`` times; every other answer
+that is not a 200 counts as failed, by status. A 401 or 403 ends the run at once, with one line
+that says why (a token the shop does not take refuses every request alike).
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-__all__ = ["Plan", "Summary", "drive", "load", "plan"]
+__all__ = ["RETRIES", "Plan", "Refused", "Summary", "drive", "load", "plan"]
 
+RETRIES = 5
+"""How many times one request is sent again after a 503 with ``Retry-After``."""
+MAX_WAIT = 5.0
+"""The longest wait before sending again, whatever ``Retry-After`` asks."""
 FINAL = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
 Line = dict[str, Any]
 Statuses = dict[str, tuple[str, str | None]]
@@ -65,6 +73,8 @@ class Summary:
 
     commands: int = 0
     failed: int = 0
+    retried: int = 0
+    failures: Counter[int] = field(default_factory=Counter)
     sending_seconds: float = 0.0
     final_seconds: float = 0.0
     settle_seconds: float = 0.0
@@ -81,6 +91,9 @@ class Summary:
         table = Table(title="bicameral demo: shop load", show_header=False)
         rate = self.commands / self.sending_seconds if self.sending_seconds else 0.0
         table.add_row("commands", f"{self.commands} ({self.failed} failed)")
+        for code, times in sorted(self.failures.items()):
+            table.add_row(f"failed with {code}", str(times))
+        table.add_row("sent again after 503", str(self.retried))
         table.add_row("commands/s", f"{rate:.1f}")
         table.add_row("orders final after", f"{self.final_seconds:.2f} s")
         table.add_row("read models settled after", f"{self.settle_seconds:.2f} s")
@@ -91,6 +104,33 @@ class Summary:
         return table
 
 
+class Refused(Exception):
+    """The shop refused the demo's credentials (401 or 403): nothing more is sent."""
+
+
+def _refusal(response: httpx.Response) -> Refused:
+    try:
+        detail = str(response.json().get("detail") or response.reason_phrase)
+    except ValueError:
+        detail = response.reason_phrase
+    request = response.request
+    return Refused(
+        f"the shop at {request.url.scheme}://{request.url.netloc.decode()} answered "
+        f"{response.status_code} to {request.method} {request.url.path} ({detail}): "
+        "pass an admin's token with --token, or the server's data dir with --data-dir"
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Returns the seconds a 503 asks to wait before sending again, or None."""
+    if response.status_code != 503:
+        return None
+    try:
+        return min(MAX_WAIT, max(0.0, float(response.headers["retry-after"])))
+    except (KeyError, ValueError):
+        return None
+
+
 class Shop:
     """The shop's HTTP API, with a bound on requests in flight; counts every command."""
 
@@ -99,11 +139,29 @@ class Shop:
         self.concurrency = concurrency
         self.gate = asyncio.Semaphore(concurrency)
         self.summary = summary
+        self.refused: Refused | None = None
+
+    async def _request(self, method: str, url: str, **options: Any) -> httpx.Response:
+        """Returns the answer, after sending again on a 503 with ``Retry-After`` (at most
+        ``RETRIES`` times); raises Refused on a 401 or 403, and for every later request."""
+        for attempt in range(RETRIES + 1):
+            if self.refused is not None:
+                raise self.refused
+            async with self.gate:
+                response = await self.http.request(method, url, **options)
+            if response.status_code in (401, 403):
+                self.refused = _refusal(response)
+                raise self.refused
+            wait = _retry_after(response)
+            if wait is None or attempt == RETRIES:
+                return response
+            self.summary.retried += 1
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def send(self, service: str, name: str, body: dict[str, Any]) -> httpx.Response:
         """Returns the response to one command."""
-        async with self.gate:
-            response = await self.http.post(f"/{service}/commands/{name}", json=body)
+        response = await self._request("POST", f"/{service}/commands/{name}", json=body)
         self.summary.commands += 1
         return response
 
@@ -112,10 +170,9 @@ class Shop:
     ) -> Any:
         """Returns the answer to one query (after ``token``'s commands if given)."""
         headers = {"X-Consistency-Token": token} if token else {}
-        async with self.gate:
-            response = await self.http.get(
-                f"/{service}/queries/{name}", params=params, headers=headers
-            )
+        response = await self._request(
+            "GET", f"/{service}/queries/{name}", params=params, headers=headers
+        )
         response.raise_for_status()
         return response.json()
 
@@ -128,20 +185,30 @@ async def drive(
     summary = Summary()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     shop = Shop(http, concurrency, summary)
-    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
-        started = time.perf_counter()
-        tokens = await _send_all(shop, the_plan, progress)
-        summary.sending_seconds = time.perf_counter() - started
-        waited = time.perf_counter()
-        statuses = await _until_final(shop, tokens, progress)
-        summary.final_seconds = time.perf_counter() - waited
-        started = time.perf_counter()
-        expected = await _cancel_some(shop, the_plan, statuses, progress)
-        summary.sending_seconds += time.perf_counter() - started
-        waited = time.perf_counter()
-        await _until_settled(shop, the_plan, tokens, expected, summary, progress)
-        summary.settle_seconds = time.perf_counter() - waited
-        statuses = await _statuses(shop, tokens, list(tokens))
+    progress = Progress(*columns, TimeElapsedColumn(), console=console)
+    with progress:
+        try:
+            await _run(shop, the_plan, summary, progress)
+        except Refused:
+            progress.live.transient = True  # no bars left drawn as if the work were done
+            raise
+    return summary
+
+
+async def _run(shop: Shop, the_plan: Plan, summary: Summary, progress: Progress) -> None:
+    started = time.perf_counter()
+    tokens = await _send_all(shop, the_plan, progress)
+    summary.sending_seconds = time.perf_counter() - started
+    waited = time.perf_counter()
+    statuses = await _until_final(shop, tokens, progress)
+    summary.final_seconds = time.perf_counter() - waited
+    started = time.perf_counter()
+    expected = await _cancel_some(shop, the_plan, statuses, progress)
+    summary.sending_seconds += time.perf_counter() - started
+    waited = time.perf_counter()
+    await _until_settled(shop, the_plan, tokens, expected, summary, progress)
+    summary.settle_seconds = time.perf_counter() - waited
+    statuses = await _statuses(shop, tokens, list(tokens))
     summary.invariants = {
         "every order final": all(s in FINAL for s, _ in statuses.values()),
         "order statuses as expected": statuses == expected,
@@ -150,7 +217,6 @@ async def drive(
     summary.statuses = Counter(
         s if s != "REJECTED" else f"REJECTED {r}" for s, r in statuses.values()
     )
-    return summary
 
 
 async def _gather(progress: Progress, description: str, jobs: list[Any]) -> list[Any]:
@@ -192,7 +258,9 @@ async def _send_all(shop: Shop, the_plan: Plan, progress: Progress) -> dict[str,
 
 
 def _count(shop: Shop, responses: list[httpx.Response]) -> list[httpx.Response]:
-    shop.summary.failed += sum(r.status_code != 200 for r in responses)
+    failed = [r.status_code for r in responses if r.status_code != 200]
+    shop.summary.failed += len(failed)
+    shop.summary.failures.update(failed)
     return responses
 
 
@@ -236,7 +304,10 @@ async def _cancel_some(
 ) -> Statuses:
     confirmed = [o for o, (s, _) in statuses.items() if s == "CONFIRMED"]
     chosen = confirmed[:: max(1, round(1 / the_plan.cancel_share))]
-    jobs = [shop.send("orders", "CancelOrder", {"order_id": o}) for o in chosen]
+    jobs = [
+        shop.send("orders", "CancelOrder", {"order_id": o, "customer_id": the_plan.orders[o][0]})
+        for o in chosen
+    ]
     responses = _count(shop, await _gather(progress, "cancellations", jobs))
     cancelled = {
         o: ("CANCELLED", None) for o, r in zip(chosen, responses, strict=True) if r.is_success
@@ -308,9 +379,16 @@ def load(url: str, orders: int, concurrency: int, token: str = "") -> bool:
 
     try:
         summary = asyncio.run(run())
+    except Refused as exc:
+        _error(str(exc))
+        return False
     except httpx.HTTPError as exc:
-        message = f"bicameral demo: error: cannot drive the shop at {url}: {exc}"
-        Console(stderr=True).print(message, soft_wrap=True, highlight=False, markup=False)
+        _error(f"cannot drive the shop at {url}: {exc}")
         return False
     console.print(summary.table())
     return summary.ok
+
+
+def _error(message: str) -> None:
+    line = f"bicameral demo: error: {message}"
+    Console(stderr=True).print(line, soft_wrap=True, highlight=False, markup=False)

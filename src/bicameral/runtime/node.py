@@ -18,6 +18,7 @@ from typing import Any
 from bicameral.bus import Authorizer, CommandBus, QueryBus
 from bicameral.consistency import Notifier
 from bicameral.errors import ConfigurationError
+from bicameral.files import warn_if_shared
 from bicameral.ports import EventStore, ReadStore, Transport
 from bicameral.runtime.auth import authorizer_for
 from bicameral.runtime.backends import BackendFactory
@@ -154,6 +155,7 @@ class Node:
         if unknown:
             raise ConfigurationError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         self.settings = settings
+        warn_if_shared(settings.data_dir)
         self.authorizer = authorizer or authorizer_for(settings)
         self.factory = factory or BackendFactory()
         transport = self.factory.transport(settings.transport)

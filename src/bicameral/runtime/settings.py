@@ -23,6 +23,10 @@ merge key by key across these sources. A service's own setting (``[services.NAME
 The keys of ``[defaults]`` may also stand at the top level of the file (``events_url = ...``),
 but not in both places: a key given twice is an error naming it, as is any unknown key.
 
+    [http]
+    max_body_bytes = 1048576    # a larger request body is answered 413 unread
+    max_header_bytes = 65536    # request line and headers; more is answered 431
+
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
 ``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
@@ -34,6 +38,7 @@ variable counts as not set.
 
 A new setting is one line: a field of ``Settings`` (a top-level key), of a ``Table`` subclass
 that is a field of ``Settings`` (a ``[table]``), or of ``ServiceSettings`` (a per-service key).
+The ``[http]`` table: ``BICAMERAL_HTTP_MAX_BODY_BYTES`` and ``BICAMERAL_HTTP_MAX_HEADER_BYTES``.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from pydantic_settings import (
 
 from bicameral.errors import ConfigurationError
 
-__all__ = ["ServiceSettings", "Settings", "Table"]
+__all__ = ["HttpSettings", "ServiceSettings", "Settings", "Table"]
 
 PREFIX = "BICAMERAL_"
 DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db?create_database=true"
@@ -89,6 +94,16 @@ Seconds = Annotated[float, Field(ge=0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
+Limit = Annotated[int, Field(strict=False, ge=1024, description="bytes, at least 1024")]
+
+
+class HttpSettings(Table):
+    """Limits of the HTTP edge (``[http]``), enforced before a request does any work."""
+
+    max_body_bytes: Limit = 1 << 20
+    max_header_bytes: Limit = 64 << 10
+
+
 class Settings(BaseSettings):
     """Everything a process needs to know, fixed at start."""
 
@@ -104,6 +119,7 @@ class Settings(BaseSettings):
     partitions: Annotated[int, Field(ge=1, description="of each projection")] = 8
     lease_ttl: PositiveSeconds = 10.0
     defaults: ServiceSettings = ServiceSettings()
+    http: HttpSettings = HttpSettings()
     services: Annotated[Mapping[str, ServiceSettings], AfterValidator(_frozen)] = Field(
         default_factory=dict
     )

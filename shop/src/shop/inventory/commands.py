@@ -49,7 +49,7 @@ async def release_stock(
 ) -> None:
     """Gives back what an order held (nothing if it held nothing)."""
     for sku in reservation.skus:
-        (await products.get(sku)).release(cmd.order_id)
+        (await products.get(sku)).release(cmd.customer_id, cmd.order_id)
 
 
 async def sell_stock(
@@ -57,7 +57,7 @@ async def sell_stock(
 ) -> None:
     """Sells what an order held (nothing if it holds nothing)."""
     for sku in reservation.skus:
-        (await products.get(sku)).sell(cmd.order_id)
+        (await products.get(sku)).sell(cmd.customer_id, cmd.order_id)
 
 
 async def return_stock(
@@ -65,4 +65,4 @@ async def return_stock(
 ) -> None:
     """Puts back on hand what was sold to a cancelled order (nothing if nothing was sold)."""
     for sku in reservation.skus:
-        (await products.get(sku)).restock(cmd.order_id)
+        (await products.get(sku)).restock(cmd.customer_id, cmd.order_id)

@@ -3,6 +3,9 @@
 A product's ``available = on_hand - reserved`` never drops below zero. A reservation holds
 every line of one order, or none: ``reserve_all_or_none`` decides it for all products at once,
 and the command bus appends every touched stream in one atomic step.
+
+Order ids are per customer: a reservation, and the units a product holds or sold for an order,
+are keyed by ``reservation_key(customer_id, order_id)``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bicameral import Aggregate, Event, RuleViolation
+from shop.bounds import MAX_STOCK
 from shop.inventory.messages import (
     PricedLine,
     ProductRegistered,
@@ -23,7 +27,16 @@ from shop.inventory.messages import (
     StockSold,
 )
 
-__all__ = ["Product", "Reservation", "merge_lines", "reserve_all_or_none"]
+__all__ = ["Product", "Reservation", "merge_lines", "reservation_key", "reserve_all_or_none"]
+
+
+def reservation_key(customer_id: str, order_id: str) -> str:
+    """Returns the key of one customer's order (``/`` is in no id)."""
+    return f"{customer_id}/{order_id}"
+
+
+def _key(event: StockReserved | StockReleased | StockSold | StockReturned) -> str:
+    return reservation_key(event.customer_id, event.order_id)
 
 
 class Product(Aggregate):
@@ -54,35 +67,56 @@ class Product(Aggregate):
         self.record(ProductRegistered(sku=self.id, name=name, price_cents=price_cents))
 
     def receive(self, quantity: int) -> None:
-        """Adds received units to the stock on hand."""
+        """Adds received units to the stock on hand; refuses to hold more than ``MAX_STOCK``.
+
+        Units sold to orders that may still be cancelled count, so no return can pass the limit.
+        """
         if quantity <= 0:
             raise RuleViolation("quantity must be positive")
+        if self.on_hand + sum(self.sold.values()) + quantity > MAX_STOCK:
+            raise RuleViolation(f"a product holds at most {MAX_STOCK} units, returns due included")
         self.record(StockReceived(sku=self.id, quantity=quantity))
 
-    def hold(self, order_id: str, quantity: int) -> None:
-        """Holds units for an order; refuses more than are available."""
+    def hold(self, customer_id: str, order_id: str, quantity: int) -> None:
+        """Holds units for a customer's order; refuses more than are available."""
         if quantity > self.available:
             raise RuleViolation(f"only {self.available} of {self.id!r} available")
-        if order_id not in self.held:
-            self.record(StockReserved(sku=self.id, order_id=order_id, quantity=quantity))
+        if reservation_key(customer_id, order_id) not in self.held:
+            self.record(
+                StockReserved(
+                    sku=self.id, order_id=order_id, customer_id=customer_id, quantity=quantity
+                )
+            )
 
-    def release(self, order_id: str) -> None:
+    def release(self, customer_id: str, order_id: str) -> None:
         """Gives back the units held for an order (nothing if none are held)."""
-        quantity = self.held.get(order_id)
+        quantity = self.held.get(reservation_key(customer_id, order_id))
         if quantity is not None:
-            self.record(StockReleased(sku=self.id, order_id=order_id, quantity=quantity))
+            self.record(
+                StockReleased(
+                    sku=self.id, order_id=order_id, customer_id=customer_id, quantity=quantity
+                )
+            )
 
-    def sell(self, order_id: str) -> None:
+    def sell(self, customer_id: str, order_id: str) -> None:
         """Sells the units held for an order (nothing if none are held)."""
-        quantity = self.held.get(order_id)
+        quantity = self.held.get(reservation_key(customer_id, order_id))
         if quantity is not None:
-            self.record(StockSold(sku=self.id, order_id=order_id, quantity=quantity))
+            self.record(
+                StockSold(
+                    sku=self.id, order_id=order_id, customer_id=customer_id, quantity=quantity
+                )
+            )
 
-    def restock(self, order_id: str) -> None:
+    def restock(self, customer_id: str, order_id: str) -> None:
         """Puts the units sold to an order back on hand (nothing if none were sold)."""
-        quantity = self.sold.get(order_id)
+        quantity = self.sold.get(reservation_key(customer_id, order_id))
         if quantity is not None:
-            self.record(StockReturned(sku=self.id, order_id=order_id, quantity=quantity))
+            self.record(
+                StockReturned(
+                    sku=self.id, order_id=order_id, customer_id=customer_id, quantity=quantity
+                )
+            )
 
     def apply(self, event: Event) -> None:
         """Changes state for one event."""
@@ -91,24 +125,28 @@ class Product(Aggregate):
                 self.name, self.price_cents = name, price
             case StockReceived(quantity=quantity):
                 self.on_hand += quantity
-            case StockReserved(order_id=order_id, quantity=quantity):
-                self.held[order_id] = quantity
-            case StockReleased(order_id=order_id):
-                del self.held[order_id]
-            case StockSold(order_id=order_id, quantity=quantity):
-                del self.held[order_id]
+            case StockReserved(quantity=quantity):
+                self.held[_key(event)] = quantity
+            case StockReleased():
+                del self.held[_key(event)]
+            case StockSold(quantity=quantity):
+                del self.held[_key(event)]
                 self.on_hand -= quantity
-                self.sold[order_id] = quantity
-            case StockReturned(order_id=order_id, quantity=quantity):
-                del self.sold[order_id]
+                self.sold[_key(event)] = quantity
+            case StockReturned(quantity=quantity):
+                del self.sold[_key(event)]
                 self.on_hand += quantity
 
 
 class Reservation(Aggregate):
-    """The stock inventory holds for one order: made (with its lines) or refused, once."""
+    """The stock inventory holds for one order: made (with its lines) or refused, once.
+
+    Its id is ``reservation_key(customer_id, order_id)``.
+    """
 
     def __init__(self, id: str) -> None:
         super().__init__(id)
+        self.customer_id, _, self.order_id = id.partition("/")
         self.lines: list[PricedLine] = []
         self.refused = False
 
@@ -144,22 +182,30 @@ def reserve_all_or_none(
     """
     if reservation.exists:
         return
-    order_id = reservation.id
+    customer_id, order_id = reservation.customer_id, reservation.order_id
     unknown = [sku for sku in wanted if not products[sku].exists]
     short = [sku for sku, q in wanted.items() if sku not in unknown and products[sku].available < q]
     if unknown or short:
         reason = "unknown_product" if unknown else "out_of_stock"
         skus = unknown or short
-        reservation.record(StockReservationRefused(order_id=order_id, reason=reason, skus=skus))
+        reservation.record(
+            StockReservationRefused(
+                order_id=order_id, customer_id=customer_id, reason=reason, skus=skus
+            )
+        )
         return
     priced: list[PricedLine] = []
     for sku, quantity in wanted.items():
         product = products[sku]
-        product.hold(order_id, quantity)
+        product.hold(customer_id, order_id, quantity)
         priced.append(
             PricedLine(
                 sku=sku, name=product.name, quantity=quantity, unit_price_cents=product.price_cents
             )
         )
     total = sum(line.quantity * line.unit_price_cents for line in priced)
-    reservation.record(StockReservationMade(order_id=order_id, lines=priced, total_cents=total))
+    reservation.record(
+        StockReservationMade(
+            order_id=order_id, customer_id=customer_id, lines=priced, total_cents=total
+        )
+    )

@@ -1,5 +1,8 @@
 """Inventory's public contract: its commands, queries and events.
 
+An order is named by its customer and its id (order ids are per customer): every command and
+event about an order carries both. ``customer_id`` is "" in events stored before that.
+
 The internal commands (``ReserveStock``, ``ReleaseStock``, ``SellStock``, ``ReturnStock``) are
 sent only by inventory's reactions to the orders service's events; ``StockReservationMade`` and
 ``StockReservationRefused`` are what the orders service reacts to.
@@ -12,8 +15,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bicameral import Command, Event, Query
+from shop.bounds import MAX_LINES, Money, Price, Units
 
 __all__ = [
+    "CustomerId",
     "GetProduct",
     "ListProducts",
     "OrderId",
@@ -39,6 +44,7 @@ __all__ = [
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 OrderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+CustomerId = OrderId
 RefusalReason = Literal["out_of_stock", "unknown_product"]
 
 
@@ -48,7 +54,7 @@ class StockLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: Sku
-    quantity: Annotated[int, Field(gt=0)]
+    quantity: Units
 
 
 class PricedLine(BaseModel):
@@ -58,8 +64,8 @@ class PricedLine(BaseModel):
 
     sku: str
     name: str
-    quantity: int
-    unit_price_cents: int
+    quantity: Units
+    unit_price_cents: Price
 
 
 class RegisterProduct(Command):
@@ -67,39 +73,43 @@ class RegisterProduct(Command):
 
     sku: Sku
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    price_cents: Annotated[int, Field(ge=0)]
+    price_cents: Price
 
 
 class ReceiveStock(Command):
     """Adds received units to a product's stock on hand."""
 
     sku: Sku
-    quantity: Annotated[int, Field(gt=0)]
+    quantity: Units
 
 
 class ReserveStock(Command):
     """Reserves every line of an order, or none of them (internal)."""
 
     order_id: OrderId
-    lines: Annotated[list[StockLine], Field(min_length=1)]
+    customer_id: CustomerId
+    lines: Annotated[list[StockLine], Field(min_length=1, max_length=MAX_LINES)]
 
 
 class ReleaseStock(Command):
     """Gives back the units an order had reserved (internal)."""
 
     order_id: OrderId
+    customer_id: CustomerId
 
 
 class SellStock(Command):
     """Turns an order's reserved units into sold ones (internal)."""
 
     order_id: OrderId
+    customer_id: CustomerId
 
 
 class ReturnStock(Command):
     """Puts a cancelled order's sold units back on hand (internal)."""
 
     order_id: OrderId
+    customer_id: CustomerId
 
 
 class GetProduct(Query):
@@ -115,12 +125,12 @@ class ListProducts(Query):
 class ProductRegistered(Event, name="inventory.ProductRegistered"):
     sku: str
     name: str
-    price_cents: int
+    price_cents: Price
 
 
 class StockReceived(Event, name="inventory.StockReceived"):
     sku: str
-    quantity: int
+    quantity: Units
 
 
 class StockReserved(Event, name="inventory.StockReserved"):
@@ -128,7 +138,8 @@ class StockReserved(Event, name="inventory.StockReserved"):
 
     sku: str
     order_id: str
-    quantity: int
+    customer_id: str = ""
+    quantity: Units
 
 
 class StockReleased(Event, name="inventory.StockReleased"):
@@ -136,7 +147,8 @@ class StockReleased(Event, name="inventory.StockReleased"):
 
     sku: str
     order_id: str
-    quantity: int
+    customer_id: str = ""
+    quantity: Units
 
 
 class StockSold(Event, name="inventory.StockSold"):
@@ -144,7 +156,8 @@ class StockSold(Event, name="inventory.StockSold"):
 
     sku: str
     order_id: str
-    quantity: int
+    customer_id: str = ""
+    quantity: Units
 
 
 class StockReturned(Event, name="inventory.StockReturned"):
@@ -152,20 +165,23 @@ class StockReturned(Event, name="inventory.StockReturned"):
 
     sku: str
     order_id: str
-    quantity: int
+    customer_id: str = ""
+    quantity: Units
 
 
 class StockReservationMade(Event, name="inventory.StockReservationMade"):
     """Every line of an order is reserved, at these names and prices (reservation stream)."""
 
     order_id: str
+    customer_id: str = ""
     lines: list[PricedLine]
-    total_cents: int
+    total_cents: Money
 
 
 class StockReservationRefused(Event, name="inventory.StockReservationRefused"):
     """No line of an order is reserved, and why (reservation stream)."""
 
     order_id: str
+    customer_id: str = ""
     reason: RefusalReason
     skus: list[str]

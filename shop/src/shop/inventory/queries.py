@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from bicameral import NotFoundError, ReadModel
+from shop.bounds import Price, Quantity
 from shop.inventory.messages import GetProduct, ListProducts
 
 __all__ = ["ProductList", "ProductView", "get_product", "list_products"]
@@ -13,10 +14,10 @@ __all__ = ["ProductList", "ProductView", "get_product", "list_products"]
 class ProductView(BaseModel):
     sku: str
     name: str
-    price_cents: int
-    on_hand: int
-    reserved: int
-    available: int
+    price_cents: Price
+    on_hand: Quantity
+    reserved: Quantity
+    available: Quantity
 
 
 class ProductList(BaseModel):

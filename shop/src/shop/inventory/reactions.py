@@ -11,19 +11,21 @@ __all__ = ["release_rejected", "reserve_placed", "return_cancelled", "sell_confi
 def reserve_placed(event: OrderPlaced) -> ReserveStock:
     """Reserves every line of a new order, or none."""
     lines = [StockLine(sku=line.sku, quantity=line.quantity) for line in event.lines]
-    return ReserveStock(order_id=event.order_id, lines=lines)
+    return ReserveStock(order_id=event.order_id, customer_id=event.customer_id, lines=lines)
 
 
 def sell_confirmed(event: OrderConfirmed) -> SellStock:
     """Sells the stock held for a confirmed order."""
-    return SellStock(order_id=event.order_id)
+    return SellStock(order_id=event.order_id, customer_id=event.customer_id)
 
 
 def release_rejected(event: OrderRejected) -> ReleaseStock | None:
     """Releases the stock held for a rejected order (the compensation), if any was held."""
-    return ReleaseStock(order_id=event.order_id) if event.reserved else None
+    if not event.reserved:
+        return None
+    return ReleaseStock(order_id=event.order_id, customer_id=event.customer_id)
 
 
 def return_cancelled(event: OrderCancelled) -> ReturnStock:
     """Puts a cancelled order's stock back on hand."""
-    return ReturnStock(order_id=event.order_id)
+    return ReturnStock(order_id=event.order_id, customer_id=event.customer_id)

@@ -2,26 +2,51 @@
 
 from __future__ import annotations
 
-from shop.orders.domain import Order
+from bicameral import Principal, Repository
+from shop.orders.domain import Order, OrderIdIndex
 from shop.orders.messages import (
     CancelOrder,
     ConfirmOrder,
+    IndexOrderId,
     PlaceOrder,
     RecordReservation,
     RejectOrder,
+    order_key,
 )
 
-__all__ = ["cancel_order", "confirm_order", "place_order", "record_reservation", "reject_order"]
+__all__ = [
+    "cancel_order",
+    "confirm_order",
+    "index_order_id",
+    "place_order",
+    "record_reservation",
+    "reject_order",
+]
 
 
 def place_order(cmd: PlaceOrder, order: Order) -> None:
-    """Places a new order as PENDING; 409 if the order id exists."""
-    order.place(cmd.customer_id, cmd.lines)
+    """Places a new order as PENDING; 409 if the customer has used the order id already."""
+    order.place(cmd.lines)
 
 
-def cancel_order(cmd: CancelOrder, order: Order) -> None:
-    """Cancels a CONFIRMED order; 404 for an unknown order, 409 for any other status."""
-    order.cancel()
+async def cancel_order(
+    cmd: CancelOrder,
+    principal: Principal,
+    orders: Repository[Order],
+    ids: Repository[OrderIdIndex],
+) -> None:
+    """Cancels a CONFIRMED order of ``customer_id``; without it, the caller's own order of that
+    id, or (for an admin) the one customer's who used it. 404 for an unknown order, 409 for any
+    other status, 422 naming ``customer_id`` when several customers used the id."""
+    customer = cmd.customer_id
+    if customer is None:
+        customer = (await ids.get(cmd.order_id)).customer(principal.subject)
+    (await orders.get(order_key(customer, cmd.order_id))).cancel()
+
+
+def index_order_id(cmd: IndexOrderId, ids: OrderIdIndex) -> None:
+    """Notes which customer placed an order under an id."""
+    ids.take(cmd.customer_id)
 
 
 def record_reservation(cmd: RecordReservation, order: Order) -> None:

@@ -3,6 +3,10 @@
 ``OrderPlaced``, ``OrderReserved``, ``OrderConfirmed``, ``OrderRejected`` and ``OrderCancelled``
 drive the other services; the internal commands are sent only by orders' own reactions to
 inventory's and payments' events.
+
+Order ids are per customer: an order is named by its customer and its id (``order_key``), so
+alice's ``order-1`` and bob's ``order-1`` are two orders, and whether another customer used an
+id never changes what a customer is answered.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bicameral import Command, Event, Query
+from shop.bounds import MAX_LINES, Money, Price, Units
 
 __all__ = [
     "CancelOrder",
     "ConfirmOrder",
     "GetOrder",
     "Id",
+    "IndexOrderId",
     "ListCustomerOrders",
     "OrderCancelled",
     "OrderConfirmed",
+    "OrderIdTaken",
     "OrderLine",
     "OrderPlaced",
     "OrderRejected",
@@ -31,11 +38,18 @@ __all__ = [
     "RecordReservation",
     "RejectOrder",
     "Status",
+    "order_key",
 ]
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Status = Literal["PENDING", "CONFIRMED", "REJECTED", "CANCELLED"]
 Reason = Literal["out_of_stock", "insufficient_funds", "unknown_product"]
+
+
+def order_key(customer_id: str, order_id: str) -> str:
+    """Returns the key of a customer's order: its stream and read-model document
+    (``/`` is in no id, so no two pairs share a key)."""
+    return f"{customer_id}/{order_id}"
 
 
 class OrderLine(BaseModel):
@@ -44,7 +58,7 @@ class OrderLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: Id
-    quantity: Annotated[int, Field(gt=0)]
+    quantity: Units
 
 
 class PricedLine(BaseModel):
@@ -54,8 +68,8 @@ class PricedLine(BaseModel):
 
     sku: str
     name: str
-    quantity: int
-    unit_price_cents: int
+    quantity: Units
+    unit_price_cents: Price
 
 
 class PlaceOrder(Command):
@@ -63,7 +77,7 @@ class PlaceOrder(Command):
 
     order_id: Id
     customer_id: Id
-    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=100)]
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
 
     @field_validator("lines")
     @classmethod
@@ -75,36 +89,56 @@ class PlaceOrder(Command):
 
 
 class CancelOrder(Command):
-    """Cancels a CONFIRMED order: its stock goes back on hand and its money is refunded."""
+    """Cancels a CONFIRMED order: its stock goes back on hand and its money is refunded.
+
+    ``customer_id`` names the order's customer; without it, the caller's own order.
+    """
 
     order_id: Id
+    customer_id: Id | None = None
 
 
 class RecordReservation(Command):
     """Notes the stock inventory reserved for an order, at its prices (internal)."""
 
     order_id: Id
-    lines: list[PricedLine]
-    total_cents: int
+    customer_id: Id
+    lines: Annotated[list[PricedLine], Field(max_length=MAX_LINES)]
+    total_cents: Money
 
 
 class ConfirmOrder(Command):
     """Confirms a reserved and paid order (internal)."""
 
     order_id: Id
+    customer_id: Id
 
 
 class RejectOrder(Command):
     """Rejects a pending order for a reason (internal)."""
 
     order_id: Id
+    customer_id: Id
     reason: Reason
 
 
-class GetOrder(Query):
-    """One order with its lines, status and total."""
+class IndexOrderId(Command):
+    """Notes that a customer placed an order under an id, so an admin may name the order by
+    its id alone (internal: sent by orders' reaction to its own ``OrderPlaced``)."""
 
     order_id: Id
+    customer_id: Id
+
+
+class GetOrder(Query):
+    """One order with its lines, status and total.
+
+    ``customer_id`` names the order's customer; without it, the one order of that id the
+    caller may see (a customer sees only their own).
+    """
+
+    order_id: Id
+    customer_id: Id | None = None
 
 
 class ListCustomerOrders(Query):
@@ -125,13 +159,13 @@ class OrderReserved(Event, name="orders.OrderReserved"):
     order_id: str
     customer_id: str
     lines: list[PricedLine]
-    total_cents: int
+    total_cents: Money
 
 
 class OrderConfirmed(Event, name="orders.OrderConfirmed"):
     order_id: str
     customer_id: str
-    total_cents: int
+    total_cents: Money
 
 
 class OrderRejected(Event, name="orders.OrderRejected"):
@@ -146,4 +180,11 @@ class OrderRejected(Event, name="orders.OrderRejected"):
 class OrderCancelled(Event, name="orders.OrderCancelled"):
     order_id: str
     customer_id: str
-    total_cents: int
+    total_cents: Money
+
+
+class OrderIdTaken(Event, name="orders.OrderIdTaken"):
+    """A customer placed an order under this id (the id's index stream)."""
+
+    order_id: str
+    customer_id: str

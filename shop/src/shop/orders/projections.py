@@ -2,6 +2,8 @@
 
 An order document holds inventory's names and prices once its stock is reserved; until then (or
 when it never is) the ``catalogue`` read model, folded from inventory's events, supplies them.
+Order documents are keyed by ``order_key(customer_id, order_id)``: order ids are per customer
+(version 2; version 1 keyed them by order id alone).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from shop.orders.messages import (
     OrderPlaced,
     OrderRejected,
     OrderReserved,
+    order_key,
 )
 
 __all__ = ["catalogue", "orders"]
 
-orders = Projection("orders", collections={"orders": ["customer_id"]})
+orders = Projection("orders", collections={"orders": ["customer_id", "order_id"]}, version=2)
 catalogue = Projection("catalogue", collections={"catalogue": []})
 
 
@@ -28,7 +31,7 @@ catalogue = Projection("catalogue", collections={"catalogue": []})
 def placed(event: OrderPlaced, view: View) -> None:
     view.put(
         "orders",
-        event.order_id,
+        order_key(event.customer_id, event.order_id),
         {
             "order_id": event.order_id,
             "customer_id": event.customer_id,
@@ -45,34 +48,35 @@ def placed(event: OrderPlaced, view: View) -> None:
 
 def _order(event: Any) -> list[tuple[str, str]]:
     """Names the order document an event changes (read in one batch)."""
-    return [("orders", event.order_id)]
+    return [("orders", order_key(event.customer_id, event.order_id))]
 
 
-async def _update(view: View, order_id: str, **fields: object) -> None:
-    doc = await view.get("orders", order_id)
+async def _update(view: View, event: Any, **fields: object) -> None:
+    key = order_key(event.customer_id, event.order_id)
+    doc = await view.get("orders", key)
     if doc is not None:
-        view.put("orders", order_id, doc | fields)
+        view.put("orders", key, doc | fields)
 
 
 @orders.on(OrderReserved, prefetch=_order)
 async def reserved(event: OrderReserved, view: View) -> None:
     lines = [line.model_dump() for line in event.lines]
-    await _update(view, event.order_id, lines=lines, priced=True)
+    await _update(view, event, lines=lines, priced=True)
 
 
 @orders.on(OrderConfirmed, prefetch=_order)
 async def confirmed(event: OrderConfirmed, view: View) -> None:
-    await _update(view, event.order_id, status="CONFIRMED")
+    await _update(view, event, status="CONFIRMED")
 
 
 @orders.on(OrderRejected, prefetch=_order)
 async def rejected(event: OrderRejected, view: View) -> None:
-    await _update(view, event.order_id, status="REJECTED", reason=event.reason)
+    await _update(view, event, status="REJECTED", reason=event.reason)
 
 
 @orders.on(OrderCancelled, prefetch=_order)
 async def cancelled(event: OrderCancelled, view: View) -> None:
-    await _update(view, event.order_id, status="CANCELLED")
+    await _update(view, event, status="CANCELLED")
 
 
 @catalogue.on(ProductRegistered)

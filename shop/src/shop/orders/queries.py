@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bicameral import NotFoundError, ReadModel
-from shop.orders.messages import GetOrder, ListCustomerOrders, Reason, Status
+from bicameral import InvalidMessageError, NotFoundError, ReadModel
+from shop.bounds import Money, Price, Units
+from shop.orders.messages import GetOrder, ListCustomerOrders, Reason, Status, order_key
 
 __all__ = ["LineView", "OrderList", "OrderView", "get_order", "list_customer_orders"]
 
@@ -15,8 +16,8 @@ __all__ = ["LineView", "OrderList", "OrderView", "get_order", "list_customer_ord
 class LineView(BaseModel):
     sku: str
     name: str | None
-    quantity: int
-    unit_price_cents: int | None
+    quantity: Units
+    unit_price_cents: Price | None
 
 
 class OrderView(BaseModel):
@@ -25,7 +26,7 @@ class OrderView(BaseModel):
     status: Status
     reason: Reason | None
     lines: list[LineView]
-    total_cents: int
+    total_cents: Money
 
 
 class OrderList(BaseModel):
@@ -45,11 +46,30 @@ async def _view(doc: dict[str, Any], reads: ReadModel) -> OrderView:
 
 
 async def get_order(query: GetOrder, reads: ReadModel) -> OrderView:
-    """One order; its lines' names and prices are inventory's; 404 for an unknown order."""
-    doc = await reads.get("orders", query.order_id)
-    if doc is None:
+    """One order; its lines' names and prices are inventory's; 404 for an unknown order.
+
+    Without ``customer_id``: the one order of that id among those the caller may see (a
+    customer sees only their own); 422 naming ``customer_id`` when several customers' are seen.
+    """
+    if query.customer_id is not None:
+        found = await reads.get("orders", order_key(query.customer_id, query.order_id))
+        docs = [found] if found is not None else []
+    else:
+        docs = await reads.find("orders", "order_id", query.order_id)
+    if not docs:
         raise NotFoundError(f"no order {query.order_id!r}")
-    return await _view(doc, reads)
+    if len(docs) > 1:
+        raise InvalidMessageError(
+            f"several customers have an order {query.order_id!r}: name its customer_id",
+            [
+                {
+                    "loc": ["query", "customer_id"],
+                    "msg": "several customers have an order of this id",
+                    "type": "missing",
+                }
+            ],
+        )
+    return await _view(docs[0], reads)
 
 
 async def list_customer_orders(query: ListCustomerOrders, reads: ReadModel) -> OrderList:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bicameral import Aggregate, Event, RuleViolation
+from shop.bounds import MAX_BALANCE_CENTS
 from shop.payments.messages import (
     FundsDeposited,
     PaymentCaptured,
@@ -23,10 +24,22 @@ class Account(Aggregate):
         self.settled: set[str] = set()
 
     def deposit(self, amount_cents: int) -> None:
-        """Adds money to the balance."""
+        """Adds money to the balance; refuses to hold more than ``MAX_BALANCE_CENTS``.
+
+        Money that may still be refunded counts as held, so no refund can pass the limit.
+        """
         if amount_cents <= 0:
             raise RuleViolation("amount must be positive")
+        if self.held_cents + amount_cents > MAX_BALANCE_CENTS:
+            raise RuleViolation(
+                f"a balance holds at most {MAX_BALANCE_CENTS} cents, refunds due included"
+            )
         self.record(FundsDeposited(customer_id=self.id, amount_cents=amount_cents))
+
+    @property
+    def held_cents(self) -> int:
+        """Returns the balance plus the captured payments that may still be refunded."""
+        return self.balance_cents + sum(self.captured.values())
 
     def charge(self, order_id: str, amount_cents: int) -> None:
         """Captures an order's payment, or declines it; an order is charged at most once."""

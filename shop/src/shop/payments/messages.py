@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from bicameral import Command, Event, Query
+from shop.bounds import Amount, Money
 
 __all__ = [
     "ChargeCustomer",
@@ -31,7 +32,7 @@ class DepositFunds(Command):
     """Adds money to a customer's balance."""
 
     customer_id: Id
-    amount_cents: Annotated[int, Field(gt=0)]
+    amount_cents: Amount
 
 
 class ChargeCustomer(Command):
@@ -39,7 +40,7 @@ class ChargeCustomer(Command):
 
     customer_id: Id
     order_id: Id
-    amount_cents: Annotated[int, Field(ge=0)]
+    amount_cents: Money
 
 
 class RefundCustomer(Command):
@@ -57,23 +58,23 @@ class GetBalance(Query):
 
 class FundsDeposited(Event, name="payments.FundsDeposited"):
     customer_id: str
-    amount_cents: int
+    amount_cents: Money
 
 
 class PaymentCaptured(Event, name="payments.PaymentCaptured"):
     customer_id: str
     order_id: str
-    amount_cents: int
+    amount_cents: Money
 
 
 class PaymentDeclined(Event, name="payments.PaymentDeclined"):
     customer_id: str
     order_id: str
-    amount_cents: int
+    amount_cents: Money
     reason: Literal["insufficient_funds"]
 
 
 class PaymentRefunded(Event, name="payments.PaymentRefunded"):
     customer_id: str
     order_id: str
-    amount_cents: int
+    amount_cents: Money

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from bicameral import ReadModel
+from shop.bounds import Money
 from shop.payments.messages import GetBalance
 
 __all__ = ["BalanceView", "get_balance"]
@@ -12,7 +13,7 @@ __all__ = ["BalanceView", "get_balance"]
 
 class BalanceView(BaseModel):
     customer_id: str
-    balance_cents: int
+    balance_cents: Money
 
 
 async def get_balance(query: GetBalance, reads: ReadModel) -> BalanceView:
