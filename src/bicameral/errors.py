@@ -6,6 +6,7 @@ into this tree at the adapter edge. The HTTP layer maps each class to one status
     BicameralError
     ├── ConfigurationError            bad settings or wiring (raised at start, never per request)
     ├── BackendError                  a database or broker failed or is unreachable      503
+    ├── DocumentError                 a read store cannot hold a document's values
     ├── MessageError
     │   ├── UnknownMessageError       no command or query of that name                   404
     │   └── InvalidMessageError       the message does not validate; names the fields    422
@@ -33,6 +34,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
+    "DocumentError",
     "FieldError",
     "IdempotencyKeyReusedError",
     "InvalidMessageError",
@@ -71,6 +73,12 @@ class BackendError(BicameralError):
 
     status = 503
     title = "Backend unavailable"
+
+
+class DocumentError(BicameralError):
+    """A read store refused a document: a value it cannot hold (poison, never transient)."""
+
+    title = "Document not storable"
 
 
 class MessageError(BicameralError):

@@ -8,11 +8,16 @@ Keys, under a prefix chosen in the URL (``redis://host:6379/0?prefix=shop_orders
                              \\x02, then the document JSON
     {p}:i:{collection}/{f}   sorted set (lexicographic) of ``value \\x00 key`` for field f
     {p}:lease:{name}         lease owner, expiring with the lease; {p}:leases names them
+    {p}:dlq:seq:{id}         hash  a parked sequence's consumer, key and last failure
+    {p}:dlq:ev:{id}          list  its events in order, each ``event id \x00 CloudEvents JSON``
+    {p}:dlq:open:{consumer}  hash  key -> id of the consumer's open sequence for that key
+    {p}:dlq:ids              set   every sequence id; {p}:dlq:skipped  list of skip records
 
-A commit checks the checkpoint and every collection's indexed fields, then writes documents,
-index entries and the new checkpoint, all in one script, so a redelivered or raced batch
-changes nothing. Index values are canonical JSON made here, so ``find`` compares them exactly;
-keeping a document's old values beside it lets the script move its index entries on update.
+A commit checks the checkpoint, every collection's indexed fields and the parks, then writes
+documents, index entries, parked events and the new checkpoint, all in one script, so a
+redelivered or raced batch changes nothing. Index values are canonical JSON made here, so
+``find`` compares them exactly; keeping a document's old values beside it lets the script move
+its index entries on update.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -27,7 +33,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, ConfigurationError
+from bicameral.parking import Failure, Park, ParkedSequence, Skipped, event_of, event_text
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
 
@@ -39,7 +47,7 @@ T = TypeVar("T")
 _CHUNK = 500
 _STALE_FIELDS = -1
 
-_COMMIT = """
+_LIB = """
 local function split(s, n)
   local out, start = {}, 1
   for f = 1, n do
@@ -146,31 +154,146 @@ local function put_plain(items, k, np, nd)
   end
 end
 
+-- True when every group's indexed fields are still those the caller used (ARGV from 5).
+local function fields_current(groups)
+  local a, k = 5, 2
+  for g = 1, groups do
+    if (redis.call('GET', KEYS[k]) or '[]') ~= ARGV[a] then return false end
+    k = k + 2 + tonumber(ARGV[a + 1])
+    a = a + 5
+  end
+  return true
+end
+
+-- Writes every group's documents and deletes (ARGV from 5, KEYS from 2).
+local function write_groups(groups)
+  local a, k = 5, 2
+  for g = 1, groups do
+    local nf, np, nd = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local items = cmsgpack.unpack(ARGV[a + 4])
+    if nf == 0 then
+      put_plain(items, k, np, nd)
+    else
+      put_indexed(items, k, nf, 1, np)
+      delete_indexed(items, k, nf, 1 + np * (2 + nf), nd)
+    end
+    k = k + 2 + nf
+    a = a + 5
+  end
+end
+
+-- True when the first parked event of list evk has id eid (items are id NUL event).
+local function head_is(evk, eid)
+  local head = redis.call('LINDEX', evk, 0)
+  if not head then return false end
+  return string.sub(head, 1, string.find(head, '\\0', 1, true) - 1) == eid
+end
+
+-- True when each of n parks (5 ARGV each from p: consumer, key, sequence, header or '',
+-- item) opens a sequence not open, or joins one open, counting the parks before it.
+local function parks_fit(prefix, p, n)
+  local opened = {}
+  for i = 0, n - 1 do
+    local b = p + 5 * i
+    local ck = ARGV[b] .. '\\0' .. ARGV[b + 1]
+    local cur = opened[ck]
+    if cur == nil then cur = redis.call('HGET', prefix .. ':dlq:open:' .. ARGV[b], ARGV[b + 1]) end
+    if ARGV[b + 3] ~= '' then
+      if cur then return false end
+      opened[ck] = ARGV[b + 2]
+    else
+      if not cur then return false end
+      opened[ck] = cur
+    end
+  end
+  return true
+end
+
+local function write_parks(prefix, p, n)
+  for i = 0, n - 1 do
+    local b = p + 5 * i
+    local open, seq = prefix .. ':dlq:open:' .. ARGV[b], ARGV[b + 2]
+    if ARGV[b + 3] ~= '' then
+      local h = cjson.decode(ARGV[b + 3])
+      redis.call('HSET', prefix .. ':dlq:seq:' .. seq, 'id', h.id, 'service', h.service,
+        'consumer', h.consumer, 'key', h.key, 'error', h.error, 'message', h.message,
+        'traceback', h.traceback, 'attempts', h.attempts, 'first_failed', h.first_failed,
+        'last_failed', h.last_failed)
+      redis.call('HSET', open, ARGV[b + 1], seq)
+      redis.call('SADD', prefix .. ':dlq:ids', seq)
+    else
+      seq = redis.call('HGET', open, ARGV[b + 1])
+    end
+    redis.call('RPUSH', prefix .. ':dlq:ev:' .. seq, ARGV[b + 4])
+  end
+end
+
+-- Deletes a sequence: its events, its header, and its place among the open ones.
+local function forget(prefix, seq)
+  local seqk = prefix .. ':dlq:seq:' .. seq
+  local who = redis.call('HMGET', seqk, 'consumer', 'key')
+  redis.call('DEL', seqk, prefix .. ':dlq:ev:' .. seq)
+  if who[1] then redis.call('HDEL', prefix .. ':dlq:open:' .. who[1], who[2]) end
+  redis.call('SREM', prefix .. ':dlq:ids', seq)
+end
+"""
+
+_COMMIT = (
+    _LIB
+    + """
 local cp = redis.call('HGET', KEYS[1], ARGV[1])
 if (tonumber(cp) or 0) ~= tonumber(ARGV[2]) then return 0 end
 local groups = tonumber(ARGV[4])
-local a, k = 5, 2
-for g = 1, groups do
-  if (redis.call('GET', KEYS[k]) or '[]') ~= ARGV[a] then return -1 end
-  k = k + 2 + tonumber(ARGV[a + 1])
-  a = a + 5
-end
-a, k = 5, 2
-for g = 1, groups do
-  local nf, np, nd = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local items = cmsgpack.unpack(ARGV[a + 4])
-  if nf == 0 then
-    put_plain(items, k, np, nd)
-  else
-    put_indexed(items, k, nf, 1, np)
-    delete_indexed(items, k, nf, 1 + np * (2 + nf), nd)
-  end
-  k = k + 2 + nf
-  a = a + 5
-end
+if not fields_current(groups) then return -1 end
+local p = 5 + 5 * groups
+local prefix, nparks = ARGV[p], tonumber(ARGV[p + 1])
+if not parks_fit(prefix, p + 2, nparks) then return 0 end
+write_groups(groups)
+write_parks(prefix, p + 2, nparks)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
+)
+
+_UNPARK = (
+    _LIB
+    + """
+local prefix, seq = ARGV[1], ARGV[2]
+local evk = prefix .. ':dlq:ev:' .. seq
+if not head_is(evk, ARGV[3]) then return 0 end
+local groups = tonumber(ARGV[4])
+if not fields_current(groups) then return -1 end
+write_groups(groups)
+redis.call('LPOP', evk)
+if redis.call('LLEN', evk) == 0 then forget(prefix, seq) end
+return 1
+"""
+)
+
+_FAIL = (
+    _LIB
+    + """
+local prefix, seq = ARGV[1], ARGV[2]
+local seqk = prefix .. ':dlq:seq:' .. seq
+if not head_is(prefix .. ':dlq:ev:' .. seq, ARGV[3]) then return 0 end
+redis.call('HINCRBY', seqk, 'attempts', ARGV[4])
+redis.call('HSET', seqk, 'error', ARGV[5], 'message', ARGV[6], 'traceback', ARGV[7],
+  'last_failed', ARGV[8])
+return 1
+"""
+)
+
+_SKIP = (
+    _LIB
+    + """
+local prefix, seq = ARGV[1], ARGV[2]
+local evk = prefix .. ':dlq:ev:' .. seq
+if redis.call('LLEN', evk) ~= tonumber(ARGV[3]) or not head_is(evk, ARGV[4]) then return 0 end
+forget(prefix, seq)
+redis.call('RPUSH', prefix .. ':dlq:skipped', ARGV[5])
+return 1
+"""
+)
 
 _FIND = """
 local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
@@ -251,6 +374,15 @@ def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+def _item(park: Park) -> bytes:
+    """Returns a parked event as a list item: its id, NUL, its CloudEvents JSON."""
+    return park.envelope.id.encode() + b"\0" + event_text(park.envelope).encode()
+
+
+def _event(item: bytes) -> Envelope:
+    return event_of(item[item.index(b"\0") + 1 :])
+
+
 def _index_bytes(value: Any) -> bytes:
     if type(value) is str:
         return orjson.dumps(value)
@@ -299,6 +431,9 @@ class RedisReadStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._leases = client.register_script(_LEASES)
+        self._unpark = client.register_script(_UNPARK)
+        self._fail = client.register_script(_FAIL)
+        self._skip = client.register_script(_SKIP)
 
     async def close(self) -> None:
         """Closes the connections."""
@@ -422,8 +557,28 @@ class RedisReadStore:
         return sorted((_text(k), _document(v)) for k, v in raw.items())
 
     @_translated
-    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
-        """Writes ``changes`` and moves the checkpoint in one script, if at ``expected``."""
+    async def commit(
+        self,
+        checkpoint: str,
+        expected: int,
+        position: int,
+        changes: Changes,
+        parked: Sequence[Park] = (),
+    ) -> bool:
+        """Writes ``changes`` and ``parked`` and moves the checkpoint in one script, if at
+        ``expected``."""
+        parks: list[Any] = [self.prefix, len(parked)]
+        for park in parked:
+            header = orjson.dumps(park.header()).decode() if park.failure is not None else ""
+            parks += [park.consumer, park.key, park.sequence, header, _item(park)]
+        done = await self._documents(self._commit, [checkpoint, expected, position], changes, parks)
+        return bool(done)
+
+    async def _documents(
+        self, script: Any, head: list[Any], changes: Changes, tail: Sequence[Any] = ()
+    ) -> int:
+        """Runs ``script`` with ``head``, the groups of ``changes``, then ``tail`` as arguments;
+        re-reads the indexed fields when they changed meanwhile."""
         by_collection: dict[str, tuple[list[tuple[str, dict[str, Any]]], list[str]]] = {}
         for (collection, key), doc in changes.items():
             puts, dels = by_collection.setdefault(collection, ([], []))
@@ -434,15 +589,15 @@ class RedisReadStore:
         fresh = False
         for _ in range(3):
             keys: list[str] = [f"{self.prefix}:checkpoints"]
-            args: list[Any] = [checkpoint, expected, position, len(by_collection)]
+            args: list[Any] = [*head, len(by_collection)]
             for collection, (puts, dels) in by_collection.items():
                 fields = await self._fields_of(collection, fresh=fresh)
                 self._group(collection, fields, puts, dels, keys, args)
-            done = await self._commit(keys=keys, args=args)
+            done = int(await script(keys=keys, args=[*args, *tail]))
             if done != _STALE_FIELDS:
-                return bool(done)
+                return done
             fresh = True
-        raise BackendError(f"indexed fields keep changing under commit of {checkpoint}")
+        raise BackendError(f"indexed fields keep changing under a write of {head[0]}")
 
     def _group(
         self,
@@ -497,6 +652,88 @@ class RedisReadStore:
             if checkpoints:
                 pipe.hdel(f"{self.prefix}:checkpoints", *checkpoints)
             await pipe.execute()
+
+    def _dlq(self, kind: str, name: str = "") -> str:
+        return f"{self.prefix}:dlq:{kind}:{name}" if name else f"{self.prefix}:dlq:{kind}"
+
+    @_translated
+    async def parked_keys(self, consumer: str) -> set[str]:
+        """Returns the keys of ``consumer`` with an open parked sequence."""
+        return {_text(k) for k in await self.redis.hkeys(self._dlq("open", consumer))}
+
+    async def _sequences(self, ids: Sequence[str]) -> list[ParkedSequence]:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for sequence in ids:
+                pipe.hgetall(self._dlq("seq", sequence))
+                pipe.lrange(self._dlq("ev", sequence), 0, -1)
+            got = await pipe.execute()
+        found = []
+        for raw, items in zip(got[::2], got[1::2], strict=True):
+            if raw:
+                header = {_text(k): _text(v) for k, v in raw.items()}
+                found.append(ParkedSequence.of(header, [_event(i) for i in items]))
+        return sorted(found, key=lambda s: (s.first_failed, s.id))
+
+    @_translated
+    async def parked(self) -> list[ParkedSequence]:
+        """Returns every parked sequence, by first failure time."""
+        ids = sorted(_text(i) for i in await self.redis.smembers(self._dlq("ids")))
+        return await self._sequences(ids) if ids else []
+
+    @_translated
+    async def parked_sequence(self, sequence: str) -> ParkedSequence | None:
+        """Returns one parked sequence, or None."""
+        found = await self._sequences([sequence])
+        return found[0] if found else None
+
+    @_translated
+    async def unpark(
+        self, sequence: str, event_id: str, changes: Changes, failure: Failure | None = None
+    ) -> bool:
+        """Settles the first event of a sequence, if it is ``event_id``, in one script."""
+        if failure is not None:
+            done = await self._fail(
+                keys=[self._dlq("seq", sequence)],
+                args=[
+                    self.prefix,
+                    sequence,
+                    event_id,
+                    failure.attempts,
+                    failure.error,
+                    failure.message,
+                    failure.traceback,
+                    failure.at.isoformat(),
+                ],
+            )
+            return bool(done)
+        return bool(await self._documents(self._unpark, [self.prefix, sequence, event_id], changes))
+
+    @_translated
+    async def skip(self, sequence: str, reason: str, by: str) -> Skipped | None:
+        """Removes a parked sequence and records the skip, in one script."""
+        while True:
+            found = await self.parked_sequence(sequence)
+            if found is None:
+                return None
+            record = Skipped.of(found, reason, by, datetime.now(UTC))
+            done = await self._skip(
+                keys=[self._dlq("seq", sequence)],
+                args=[
+                    self.prefix,
+                    sequence,
+                    len(found.events),
+                    found.events[0].id,
+                    orjson.dumps(record.to_dict()),
+                ],
+            )
+            if done:
+                return record
+
+    @_translated
+    async def skipped(self) -> list[Skipped]:
+        """Returns the skip records, oldest first."""
+        raws = await self.redis.lrange(self._dlq("skipped"), 0, -1)
+        return [Skipped.from_dict(orjson.loads(raw)) for raw in raws]
 
     @_translated
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
