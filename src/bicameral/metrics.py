@@ -8,6 +8,7 @@ __all__ = [
     "COMMANDS",
     "COMMAND_SECONDS",
     "EVENTS_APPENDED",
+    "PARKED_EVENTS",
     "PROJECTED_EVENTS",
     "PROJECTION_LAG",
     "QUERIES",
@@ -28,4 +29,7 @@ PROJECTED_EVENTS = Counter(
 )
 PROJECTION_LAG = Gauge(
     "bicameral_projection_lag_events", "Events a projection is behind its source", ["checkpoint"]
+)
+PARKED_EVENTS = Counter(
+    "bicameral_parked_events_total", "Events parked after a poison failure", ["consumer"]
 )

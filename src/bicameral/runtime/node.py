@@ -91,6 +91,7 @@ class ServiceRuntime:
             ttl=self.lease_ttl,
             worker=self.worker,
             notifier=self.notifier,
+            service=self.name,
         )
 
     def projectors(self) -> list[Projector]:

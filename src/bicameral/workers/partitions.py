@@ -140,6 +140,7 @@ class ProjectorGroup:
         worker: str | None = None,
         notifier: Notifier | None = None,
         batch_size: int = 500,
+        service: str = "",
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("partitions must be at least 1")
@@ -166,6 +167,8 @@ class ProjectorGroup:
                     notifier=notifier,
                     checkpoint=name,
                     accepts=None if partitions == 1 else _accepts(projection, index, partitions),
+                    service=service,
+                    consumer=base,
                 )
                 lane.append(_Slot(index, f"partitions/{group}/{name}", projector))
         self._renewed = -float("inf")
@@ -257,6 +260,8 @@ class ProjectorGroup:
                 slot.active = slot.leased = False
                 await slot.projector.feed.close()
                 await self.store.release_lease(slot.lease, self.worker)
+            if slot.owned and not slot.active:
+                slot.projector.forget_parked()  # another worker may have parked meanwhile
             slot.active = slot.owned
         return [slot for slot in lane if slot.active]
 
