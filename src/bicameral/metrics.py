@@ -13,6 +13,7 @@ __all__ = [
     "PROJECTION_LAG",
     "QUERIES",
     "QUERY_SECONDS",
+    "REACTIONS_REFUSED",
 ]
 
 COMMANDS = Counter(
@@ -32,4 +33,9 @@ PROJECTION_LAG = Gauge(
 )
 PARKED_EVENTS = Counter(
     "bicameral_parked_events_total", "Events parked after a poison failure", ["consumer"]
+)
+REACTIONS_REFUSED = Counter(
+    "bicameral_reactions_refused_total",
+    "Reaction commands refused by a business rule (recorded, not parked)",
+    ["reaction"],
 )

@@ -260,12 +260,13 @@ def events_tail(
 
 def _print_status(title: str, rows: list[Any]) -> None:
     typer.echo(
-        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7}  owner"
+        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7} "
+        f"{'parked':>7}  owner"
     )
     for row in rows:
         typer.echo(
             f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-            f"{row.lag:>7} {row.lag_seconds:>7.1f}  {row.owner or '-'}"
+            f"{row.lag:>7} {row.lag_seconds:>7.1f} {row.parked:>7}  {row.owner or '-'}"
         )
 
 

@@ -104,7 +104,9 @@ class ServiceRuntime:
         for reaction in self.service.reactions:
             by_source.setdefault(reaction.source, []).append(reaction)
         return [
-            ReactionRunner(self.commands, reactions, self.feed(source, "reactions"))
+            ReactionRunner(
+                self.commands, reactions, self.feed(source, "reactions"), store=self.reads
+            )
             for source, reactions in sorted(by_source.items())
         ]
 
