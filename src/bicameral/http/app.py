@@ -1,4 +1,5 @@
-"""The FastAPI app factory: every service a Node runs, plus ``/health`` and ``/metrics``."""
+"""The FastAPI app factory: every service a Node runs, plus ``/health``, ``/metrics`` and
+``/admin/dlq``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bicameral.context import Principal
+from bicameral.http.dlq import dlq_router
 from bicameral.http.problems import install_problem_handlers, problem
 from bicameral.http.routes import message_schemas, service_router
 from bicameral.runtime.auth import authenticator_for
@@ -33,7 +35,8 @@ def create_app(
     """Returns the app serving ``node``'s services; it starts and stops the node with itself.
 
     ``authenticate`` defaults to bearer tokens as the node's settings describe (``[auth]``).
-    ``/health``, ``/openapi.json`` and ``/docs`` are public; ``/metrics`` needs role admin.
+    ``/health``, ``/openapi.json`` and ``/docs`` are public; ``/metrics`` and ``/admin/dlq``
+    (parked events) need role admin.
     """
     authn = authenticator_for(node.settings) if authenticate is None else authenticate
 
@@ -60,13 +63,14 @@ def create_app(
     async def admin(request: Request) -> Principal:
         principal = await authn(request)
         if not principal.has_role(ADMIN_ROLE):
-            raise refuse(principal, "metrics")
+            raise refuse(principal, request.url.path)
         return principal
 
     @app.get("/metrics", tags=["operations"], dependencies=[Depends(admin)])
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(dlq_router(node, admin))
     for runtime in node.runtimes.values():
         app.include_router(service_router(runtime, node.settings, authn))
 
