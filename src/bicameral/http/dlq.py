@@ -5,8 +5,6 @@ answers 404, a retry whose sequence fails again 409 (what is left stays parked),
 without a reason 422; all as problem+json.
 """
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
