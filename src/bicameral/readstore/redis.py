@@ -711,7 +711,7 @@ class RedisReadStore:
     @_translated
     async def skip(self, sequence: str, reason: str, by: str) -> Skipped | None:
         """Removes a parked sequence and records the skip, in one script."""
-        while True:
+        for _ in range(100):
             found = await self.parked_sequence(sequence)
             if found is None:
                 return None
@@ -728,6 +728,7 @@ class RedisReadStore:
             )
             if done:
                 return record
+        raise BackendError(f"parked sequence {sequence} keeps growing; skip it again")
 
     @_translated
     async def skipped(self) -> list[Skipped]:
