@@ -1,0 +1,104 @@
+"""Retry: transient failures back off exponentially with jitter, capped, and stop promptly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bicameral.errors import BackendError, RuleViolation
+from bicameral.workers.retry import Backoff, retrying
+
+
+class Clock:
+    """A pause that waits for nothing and records how long it was asked to wait."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.waits: list[float] = []
+        self.stop_after = stop_after
+
+    async def __call__(self, delay: float, stop: asyncio.Event) -> None:
+        self.waits.append(delay)
+        if self.stop_after is not None and len(self.waits) >= self.stop_after:
+            stop.set()
+
+
+def test_delays_double_from_first_to_the_cap_without_jitter() -> None:
+    backoff = Backoff(first=0.5, cap=30.0, jitter=lambda: 1.0)
+    assert [backoff.delay() for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+
+
+def test_reset_starts_the_doubling_over() -> None:
+    backoff = Backoff(first=1.0, jitter=lambda: 1.0)
+    backoff.delay(), backoff.delay()
+    backoff.reset()
+    assert backoff.delay() == 1.0
+
+
+@given(
+    jitters=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=200),
+    first=st.floats(0.001, 5.0),
+    cap=st.floats(0.01, 60.0),
+)
+def test_every_delay_is_in_the_upper_half_of_its_capped_ceiling(
+    jitters: list[float], first: float, cap: float
+) -> None:
+    draws = iter(jitters)
+    backoff = Backoff(first=first, cap=cap, jitter=lambda: next(draws))
+    for n in range(len(jitters)):
+        ceiling = min(cap, first * 2.0 ** min(n, 64))
+        assert ceiling / 2 <= backoff.delay() <= ceiling
+
+
+async def test_retrying_backs_off_on_transient_failures_and_resets_on_success() -> None:
+    outcomes: list[Exception | None] = [BackendError("down")] * 3 + [None, BackendError("down")]
+    calls = 0
+    clock = Clock(stop_after=4)
+    stop = asyncio.Event()
+
+    async def step() -> None:
+        nonlocal calls
+        outcome = outcomes[calls]
+        calls += 1
+        if outcome is not None:
+            raise outcome
+
+    backoff = Backoff(first=1.0, jitter=lambda: 1.0, pause=clock)
+    await retrying(step, stop, name="w", backoff=backoff)
+    assert calls == 5
+    assert clock.waits == [1.0, 2.0, 4.0, 1.0]
+
+
+async def test_retrying_stops_when_asked_without_another_step() -> None:
+    calls = 0
+    stop = asyncio.Event()
+
+    async def step() -> None:
+        nonlocal calls
+        calls += 1
+        stop.set()
+        raise TimeoutError
+
+    clock = Clock()
+    await retrying(step, stop, name="w", backoff=Backoff(pause=clock))
+    assert calls == 1
+    assert len(clock.waits) == 1
+
+
+async def test_a_failure_that_is_not_transient_leaves_the_loop() -> None:
+    async def step() -> None:
+        raise RuleViolation("bug")
+
+    with pytest.raises(RuleViolation):
+        await retrying(step, asyncio.Event(), name="w", backoff=Backoff(pause=Clock()))
+
+
+async def test_the_default_pause_ends_as_soon_as_stop_is_set() -> None:
+    stop = asyncio.Event()
+    backoff = Backoff(first=3600.0, cap=3600.0)
+    waiting = asyncio.create_task(backoff.wait(stop))
+    await asyncio.sleep(0)
+    stop.set()
+    assert await asyncio.wait_for(waiting, 5.0) >= 1800.0
