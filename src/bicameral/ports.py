@@ -117,8 +117,15 @@ class EventStore(EventSource, Protocol):
         """Returns a command-side checkpoint (relay, subscription), 0 if never saved."""
         ...
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint and returns True.
+
+        With ``expected``, writes only while the checkpoint is at ``expected`` (0: never
+        saved), else returns False and changes nothing (compare-and-set): a relay or reaction
+        runner that lost its lease cannot move back a checkpoint its successor moved.
+        """
         ...
 
     async def checkpoints(self) -> dict[str, int]:

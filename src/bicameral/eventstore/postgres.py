@@ -609,17 +609,35 @@ class PostgresEventStore:
         found = await self._value("SELECT position FROM command_checkpoints WHERE name = $1", name)
         return int(found or 0)
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint (only while at ``expected``, if given)."""
         if self._pool is None:
             raise BackendError("event store is not started")
         with backend_errors("cannot save checkpoint"):
-            await self._pool.execute(
-                "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            if expected is None:
+                await self._pool.execute(
+                    "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
+                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    name,
+                    position,
+                )
+                return True
+            status = await self._pool.execute(
+                "UPDATE command_checkpoints SET position = $2 WHERE name = $1 AND position = $3",
                 name,
                 position,
+                expected,
             )
+            if status == "UPDATE 0" and expected == 0:
+                status = await self._pool.execute(
+                    "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    name,
+                    position,
+                )
+            return bool(status.endswith(" 1"))
 
     async def checkpoints(self) -> dict[str, int]:
         """Returns every command-side checkpoint by name."""

@@ -233,17 +233,27 @@ class SqliteEventStore:
         )
         return int(row[0]) if row else 0
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint (only while at ``expected``, if given)."""
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: sqlite3.Connection) -> bool:
+            if expected is not None:
+                row = conn.execute(
+                    "SELECT position FROM checkpoints WHERE name = ?", (name,)
+                ).fetchone()
+                if (int(row[0]) if row else 0) != expected:
+                    return False
             conn.execute(
                 "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (name, position),
             )
+            return True
 
-        await self._write(job)
+        written: bool = await self._write(job)
+        return written
 
     async def checkpoints(self) -> dict[str, int]:
         """Returns every command-side checkpoint by name."""

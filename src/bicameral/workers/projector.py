@@ -19,10 +19,10 @@ from collections.abc import Callable
 from bicameral import metrics
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
-from bicameral.errors import BicameralError
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection, View
 from bicameral.workers.feeds import Feed
+from bicameral.workers.retry import retrying
 
 __all__ = ["Projector"]
 
@@ -78,14 +78,9 @@ class Projector:
         return len(batch)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Folds batches until ``stop`` is set; backs off and retries on backend errors."""
+        """Folds batches until ``stop`` is set; backs off and retries on transient failures."""
         await self.prepare()
-        while not stop.is_set():
-            try:
-                await self.step(timeout=0.5)
-            except BicameralError as exc:
-                log.warning("%s: %s; retrying", self.checkpoint_name, exc)
-                await asyncio.sleep(1.0)
+        await retrying(lambda: self.step(timeout=0.5), stop, name=self.checkpoint_name, logger=log)
 
     async def catch_up(self) -> int:
         """Folds until the feed has nothing more right now; returns the events committed."""

@@ -18,10 +18,11 @@ from typing import Any
 from bicameral.bus import CommandBus
 from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError, ConcurrencyError
+from bicameral.errors import BicameralError
 from bicameral.messages import Command
 from bicameral.service import Reaction
 from bicameral.workers.feeds import Feed
+from bicameral.workers.retry import TRANSIENT, retrying
 
 __all__ = ["ReactionRunner", "service_principal"]
 
@@ -69,9 +70,14 @@ class ReactionRunner:
         for env in batch:
             for reaction in self.by_type.get(env.type, ()):
                 await self._react(reaction, env)
-        if batch:
-            await store.save_checkpoint(self.checkpoint_name, batch[-1].position)
-            await self.feed.ack(batch)
+        if not batch:
+            return 0
+        if not await store.save_checkpoint(
+            self.checkpoint_name, batch[-1].position, expected=after
+        ):
+            log.info("%s: checkpoint moved by another runner; re-reading", self.checkpoint_name)
+            return 0
+        await self.feed.ack(batch)
         return len(batch)
 
     async def _react(self, reaction: Reaction, env: Envelope) -> None:
@@ -98,7 +104,7 @@ class ReactionRunner:
             )
             try:
                 await self.bus.dispatch(command, context)
-            except (BackendError, ConcurrencyError):
+            except TRANSIENT:
                 raise
             except BicameralError as exc:
                 log.warning("%s: %s refused: %s", reaction.name, command.message_name, exc.detail)
@@ -107,14 +113,9 @@ class ReactionRunner:
         """Does nothing: every step reads the checkpoint afresh."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Handles events until ``stop`` is set; backs off and retries on backend errors.
+        """Handles events until ``stop`` is set; backs off and retries on transient failures.
 
         A command still in conflict after its retries is retried with the whole batch (the
         inbox makes the batch's earlier commands no-ops), never dropped.
         """
-        while not stop.is_set():
-            try:
-                await self.step(timeout=0.5)
-            except (BackendError, ConcurrencyError) as exc:
-                log.warning("%s: %s; retrying", self.checkpoint_name, exc)
-                await asyncio.sleep(1.0)
+        await retrying(lambda: self.step(timeout=0.5), stop, name=self.checkpoint_name, logger=log)

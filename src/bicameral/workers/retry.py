@@ -19,14 +19,20 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bicameral.errors import BackendError
+from bicameral.errors import BackendError, ConcurrencyError
 
 __all__ = ["TRANSIENT", "Backoff", "Pause", "pause", "retrying"]
 
 log = logging.getLogger("bicameral.workers.retry")
 
-TRANSIENT: tuple[type[BaseException], ...] = (BackendError, TimeoutError, ConnectionError)
-"""Failures that may pass by themselves: a backend away or slow, a lost connection."""
+TRANSIENT: tuple[type[BaseException], ...] = (
+    BackendError,
+    ConcurrencyError,
+    TimeoutError,
+    ConnectionError,
+)
+"""Failures that may pass by themselves: a backend away or slow, a lost connection, another
+writer that moved a stream first (a reaction's command still in conflict after its retries)."""
 
 Pause = Callable[[float, asyncio.Event], Awaitable[None]]
 """Waits up to ``delay`` seconds, returning early once ``stop`` is set."""
