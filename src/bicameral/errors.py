@@ -6,6 +6,7 @@ into this tree at the adapter edge. The HTTP layer maps each class to one status
     BicameralError
     ├── ConfigurationError            bad settings or wiring (raised at start, never per request)
     ├── BackendError                  a database or broker failed or is unreachable      503
+    │   └── OverloadedError           too much work waits already (Retry-After)          503
     ├── MessageError
     │   ├── UnknownMessageError       no command or query of that name                   404
     │   └── InvalidMessageError       the message does not validate; names the fields    422
@@ -39,6 +40,7 @@ __all__ = [
     "MessageError",
     "NotCaughtUpError",
     "NotFoundError",
+    "OverloadedError",
     "PermissionDeniedError",
     "RuleViolation",
     "UnknownMessageError",
@@ -71,6 +73,16 @@ class BackendError(BicameralError):
 
     status = 503
     title = "Backend unavailable"
+
+
+class OverloadedError(BackendError):
+    """Too much work waits already (a writer's queue is full); try again in ``retry_after`` s."""
+
+    title = "Overloaded"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class MessageError(BicameralError):
