@@ -29,6 +29,7 @@ from bicameral.workers.partitions import ProjectorGroup, worker_id
 from bicameral.workers.projector import Projector
 from bicameral.workers.reactions import ReactionRunner
 from bicameral.workers.relay import Relay
+from bicameral.workers.retry import supervise
 
 __all__ = ["OLD_ROLE_NAMES", "ROLES", "Node", "ServiceRuntime", "canonical_roles"]
 
@@ -213,15 +214,7 @@ class Node:
         self.started = True
 
     async def _guard(self, worker: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                await worker.run(self._stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("worker %r failed; restarting in 1s", worker)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+        await supervise(worker.run, self._stop, name=f"worker {worker!r}", logger=log)
 
     async def stop(self) -> None:
         """Stops the workers, then closes every backend."""

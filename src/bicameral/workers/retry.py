@@ -6,8 +6,9 @@ retried after a pause that doubles with each failure in a row, from ``first`` up
 step. The pause ends the moment the worker is asked to stop, and the first success starts
 the doubling over. One ``Backoff`` per loop; ``retrying`` is the loop itself.
 
-Only transient failures are retried here; anything else leaves the loop, for its caller (the
-Node's supervisor, which restarts the worker with the same backoff) to hear about.
+Only transient failures are retried here; anything else leaves the loop, for its supervisor
+(``supervise``, which the Node runs every worker under) to hear about: it logs the failure with
+its traceback once per change of error and restarts the worker after the same kind of backoff.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bicameral.errors import BackendError, ConcurrencyError
 
-__all__ = ["TRANSIENT", "Backoff", "Pause", "pause", "retrying"]
+__all__ = ["TRANSIENT", "Backoff", "Pause", "pause", "retrying", "supervise"]
 
 log = logging.getLogger("bicameral.workers.retry")
 
@@ -107,3 +109,52 @@ async def retrying(
             if backoff.failures:
                 logger.info("%s: recovered after %d failures", name, backoff.failures)
                 backoff.reset()
+
+
+async def supervise(
+    run: Callable[[asyncio.Event], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    name: str,
+    backoff: Backoff | None = None,
+    logger: logging.Logger = log,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Runs ``run(stop)`` until ``stop`` is set, restarting it with backoff whenever it ends.
+
+    A failure unlike the one before (another class or message) is logged as an error with its
+    traceback; the same failure again is a one-line warning at the 2nd, 4th, 8th... time in a
+    row, so a worker failing for an hour leaves a dozen lines, not thousands. A run that
+    lasted longer than the backoff's cap counts as recovered: the next delay starts small.
+    """
+    backoff = backoff or Backoff()
+    last = ""
+    repeats = 0
+    while not stop.is_set():
+        started = clock()
+        error: Exception | None = None
+        try:
+            await run(stop)
+        except Exception as exc:
+            error = exc
+        if error is None and stop.is_set():
+            return
+        if clock() - started > backoff.cap:
+            backoff.reset()
+            last = ""
+        delay = backoff.delay()
+        what = "ended unasked" if error is None else f"{type(error).__name__}: {error}"
+        if what != last:
+            last, repeats = what, 1
+            logger.error("%s: %s; restarting in %.1fs", name, what, delay, exc_info=error)
+        else:
+            repeats += 1
+            if repeats & (repeats - 1) == 0:
+                logger.warning(
+                    "%s: %s again (%d times in a row); restarting in %.1fs",
+                    name,
+                    what,
+                    repeats,
+                    delay,
+                )
+        await backoff.pause(delay, stop)
