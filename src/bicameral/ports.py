@@ -87,6 +87,13 @@ class EventStore(EventSource, Protocol):
         """Releases connections and background tasks."""
         ...
 
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
+        ...
+
     async def append(
         self,
         appends: Sequence[StreamAppend],
@@ -143,6 +150,13 @@ class ReadStore(Protocol):
 
     async def close(self) -> None:
         """Releases connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
@@ -229,6 +243,13 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Releases connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:

@@ -30,6 +30,9 @@ class MemoryEventStore:
     async def close(self) -> None:
         """Does nothing: memory holds no connections."""
 
+    async def ping(self) -> None:
+        """Returns at once: memory is always there."""
+
     async def append(
         self,
         appends: Sequence[StreamAppend],

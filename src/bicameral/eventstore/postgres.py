@@ -541,6 +541,11 @@ class PostgresEventStore:
         self._listener = None
         self._pool = None
 
+    async def ping(self) -> None:
+        """Returns once the server answered a query and the writer runs."""
+        self._running()
+        await self._value("SELECT 1")
+
     async def _listen(self) -> None:
         self._listener = await connect(self.url)
         with backend_errors("cannot listen for new events"):

@@ -176,6 +176,15 @@ class SqliteEventStore:
         self._writer = None
         self._reader = None
 
+    async def ping(self) -> None:
+        """Returns once the file answers a read and the writer thread runs."""
+        if self._writer is None or not self._writer.is_alive():
+            raise BackendError(f"event store {self.service}: its writer is not running")
+        try:
+            self._read().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendError(f"event store {self.path}: {exc}") from exc
+
     async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._writer is None:
             raise BackendError("event store is not started")

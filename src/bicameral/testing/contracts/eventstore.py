@@ -49,6 +49,9 @@ class EventStoreContract:
         finally:
             await made.close()
 
+    async def test_a_started_store_answers_a_ping(self, store: EventStore) -> None:
+        await asyncio.wait_for(store.ping(), 5.0)
+
     async def test_an_empty_store_has_nothing(self, store: EventStore) -> None:
         assert await store.head() == 0
         assert await store.read_all() == []
