@@ -125,16 +125,28 @@ class ServiceRuntime:
 
 
 async def _probe(backend: Any, timeout: float) -> str | None:
-    """Returns why ``backend`` is not ready, or None when it answered a ping in time."""
-    try:
-        await asyncio.wait_for(backend.ping(), timeout)
-    except TimeoutError:
+    """Returns why ``backend`` is not ready, or None when it answered a ping in time.
+
+    A ping still running at the deadline is cancelled but not waited for: a driver may take
+    long to give up a round trip into a silent network, and the answer is due now.
+    """
+    ping = asyncio.ensure_future(backend.ping())
+    done, _ = await asyncio.wait({ping}, timeout=timeout)
+    if not done:
+        ping.cancel()
+        ping.add_done_callback(_forget)
         return f"no answer within {timeout:g}s"
-    except BicameralError as exc:
-        return exc.detail
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
+    error = ping.exception()
+    if error is None:
+        return None
+    if isinstance(error, BicameralError):
+        return error.detail
+    return f"{type(error).__name__}: {error}"
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 def canonical_roles(roles: Iterable[str]) -> frozenset[str]:
