@@ -2,9 +2,10 @@
 
 A consumer is a projection reading one source (named by its checkpoint, ``balances.v1:payments``)
 or a reaction (named by its identity). When its handler, the decoding of a stored event or the
-storing of a read-model document fails with a *poison* failure (anything but a backend that is
-away), the event is tried a few more times, then **parked**: written, with the failure, in the
-consumer's own read store in the same atomic commit that moves its checkpoint past it.
+storing of a read-model document fails with a *poison* failure (anything but a transient one,
+``workers.retry.TRANSIENT``: a backend away, a timeout), the event is tried a few more times,
+then **parked**: written, with the failure, in the consumer's own read store in the same atomic
+commit that moves its checkpoint past it.
 
 Parked events form **sequences**, one per consumer and key (the event's stream, or a
 projection's partition key): once an event of a key is parked, every later event of that key
@@ -23,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bicameral.envelope import Envelope, decode, encode
-from bicameral.errors import BackendError
 
 __all__ = [
     "Failure",
@@ -32,21 +32,12 @@ __all__ = [
     "Skipped",
     "event_of",
     "event_text",
-    "is_transient",
     "sequence_id",
 ]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Returns True for a failure retrying later may cure (a backend away, a timeout).
-
-    Everything else a handler, a decoding or a document write raises is poison.
-    """
-    return isinstance(exc, BackendError | TimeoutError | ConnectionError)
 
 
 def sequence_id(service: str, consumer: str, event_id: str) -> str:

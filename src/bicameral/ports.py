@@ -88,6 +88,13 @@ class EventStore(EventSource, Protocol):
         """Releases connections and background tasks."""
         ...
 
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
+        ...
+
     async def append(
         self,
         appends: Sequence[StreamAppend],
@@ -118,8 +125,15 @@ class EventStore(EventSource, Protocol):
         """Returns a command-side checkpoint (relay, subscription), 0 if never saved."""
         ...
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint and returns True.
+
+        With ``expected``, writes only while the checkpoint is at ``expected`` (0: never
+        saved), else returns False and changes nothing (compare-and-set): a relay or reaction
+        runner that lost its lease cannot move back a checkpoint its successor moved.
+        """
         ...
 
     async def checkpoints(self) -> dict[str, int]:
@@ -137,6 +151,13 @@ class ReadStore(Protocol):
 
     async def close(self) -> None:
         """Releases connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
@@ -266,6 +287,13 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Releases connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:

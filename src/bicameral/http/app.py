@@ -1,4 +1,4 @@
-"""The FastAPI app factory: every service a Node runs, plus ``/health``, ``/metrics`` and
+"""The FastAPI app factory: every service a Node runs, plus health, readiness, metrics and
 ``/admin/dlq``."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from bicameral.security.authorizer import refuse
 __all__ = ["ADMIN_ROLE", "anonymous", "create_app"]
 
 ADMIN_ROLE = "admin"
+READY_TIMEOUT = 1.0
+"""Seconds each backend has to answer ``/health/ready``'s ping."""
 
 
 def create_app(
@@ -35,8 +37,9 @@ def create_app(
     """Returns the app serving ``node``'s services; it starts and stops the node with itself.
 
     ``authenticate`` defaults to bearer tokens as the node's settings describe (``[auth]``).
-    ``/health``, ``/openapi.json`` and ``/docs`` are public; ``/metrics`` and ``/admin/dlq``
-    (parked events) need role admin.
+    ``/health`` (liveness), ``/health/ready`` (readiness: every backend this process's roles
+    use answers within ``READY_TIMEOUT``), ``/openapi.json`` and ``/docs`` are public;
+    ``/metrics`` and ``/admin/dlq`` (parked events) need role admin.
     """
     authn = authenticator_for(node.settings) if authenticate is None else authenticate
 
@@ -59,6 +62,22 @@ def create_app(
         if not node.started:
             return problem(503, "Service unavailable", "starting")
         return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/health/ready", tags=["operations"])
+    async def ready() -> Response:
+        down = await node.unready(timeout=READY_TIMEOUT)
+        if down:
+            detail = "not ready: " + "; ".join(f"{name}: {why}" for name, why in down.items())
+            return problem(
+                503,
+                "Service unavailable",
+                detail,
+                type="urn:bicameral:problem:not-ready",
+                instance="/health/ready",
+                headers={"Retry-After": "1"},
+                down=down,
+            )
+        return Response(b'{"status":"ready"}', media_type="application/json")
 
     async def admin(request: Request) -> Principal:
         principal = await authn(request)

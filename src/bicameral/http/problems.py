@@ -12,7 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from bicameral.errors import AuthenticationError, BicameralError, InvalidMessageError
+from bicameral.errors import (
+    AuthenticationError,
+    BicameralError,
+    InvalidMessageError,
+    OverloadedError,
+)
 
 __all__ = ["install_problem_handlers", "problem"]
 
@@ -62,7 +67,7 @@ def from_error(exc: BicameralError, instance: str | None = None) -> JSONResponse
     if isinstance(exc, AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"
     if exc.status == 503:
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = str(exc.retry_after if isinstance(exc, OverloadedError) else 1)
     return problem(
         exc.status,
         exc.title,

@@ -37,6 +37,9 @@ class MemoryReadStore:
     async def close(self) -> None:
         """Does nothing: memory holds no connections."""
 
+    async def ping(self) -> None:
+        """Returns at once: memory is always there."""
+
     async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
         """Creates a collection if missing (fields are matched by scanning)."""
         self._collections.setdefault(collection, {})

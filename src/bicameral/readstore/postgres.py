@@ -163,6 +163,11 @@ class PostgresReadStore:
             raise BackendError("read store is not started")
         return self._pool
 
+    async def ping(self) -> None:
+        """Returns once the server answered a query."""
+        with backend_errors("read store unreachable"):
+            await self.pool.fetchval("SELECT 1")
+
     async def _ensure(self, collection: str) -> str:
         table = _table(collection)
         if collection not in self._declared:

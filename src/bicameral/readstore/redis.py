@@ -448,6 +448,13 @@ class RedisReadStore:
             raise BackendError("read store is not started")
         return self._redis
 
+    async def ping(self) -> None:
+        """Returns once the server answered PING."""
+        try:
+            await self.redis.ping()
+        except RedisError as exc:
+            raise BackendError(f"read store unreachable: {exc}") from exc
+
     def _key(self, kind: str, collection: str) -> str:
         return f"{self.prefix}:{kind}:{checked_name(collection)}"
 

@@ -84,6 +84,13 @@ class SqliteReadStore:
             raise BackendError("read store is not started")
         return self._conn
 
+    async def ping(self) -> None:
+        """Returns once the file answers a read."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendError(f"read store {self.path}: {exc}") from exc
+
     def _ensure(self, collection: str) -> str:
         table = _table(collection)
         if collection not in self._declared:

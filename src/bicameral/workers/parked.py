@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bicameral.envelope import Envelope
-from bicameral.parking import Failure, is_transient
+from bicameral.parking import Failure
 from bicameral.ports import Changes, ReadStore
 from bicameral.projection import Projection, View
+from bicameral.workers.retry import TRANSIENT
 
 __all__ = ["Handle", "RetryResult", "projection_handle", "retry_sequence"]
 
@@ -68,7 +69,7 @@ async def retry_sequence(store: ReadStore, sequence: str, handle: Handle) -> Ret
                 changes = await handle(envelope)
                 done = await store.unpark(sequence, envelope.id, changes)
             except Exception as exc:
-                if is_transient(exc):
+                if isinstance(exc, TRANSIENT):
                     raise
                 failure = Failure.of(exc)
                 if not await store.unpark(sequence, envelope.id, {}, failure):

@@ -9,7 +9,7 @@ A projector given ``accepts`` (one partition of a shared projection, see
 ``bicameral.workers.partitions``) folds only the events it accepts but moves its own checkpoint over
 every event it reads, so a partition with no events of its own still keeps up.
 
-Failures: a backend that is away (``is_transient``) fails the step, to be retried whole. Any
+Failures: a transient one (``workers.retry.TRANSIENT``) fails the step, to be retried whole. Any
 other exception, from a handler, from decoding an event or from storing a document, is poison:
 the batch is folded again event by event, the failing event is tried ``projection.retries``
 more times, then parked, and every later event of its partition key parks behind it, in the
@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from bicameral import metrics
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
-from bicameral.errors import BicameralError
-from bicameral.parking import Failure, Park, is_transient
+from bicameral.parking import Failure, Park
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection, View
 from bicameral.workers.feeds import Feed
+from bicameral.workers.retry import TRANSIENT, retrying
 
 __all__ = ["Projector"]
 
@@ -132,7 +132,7 @@ class Projector:
                 self.checkpoint_name, after, batch[-1].position, view.changes
             )
         except Exception as exc:
-            if is_transient(exc):
+            if isinstance(exc, TRANSIENT):
                 raise
             return None
 
@@ -149,7 +149,7 @@ class Projector:
         try:
             await self.projection.prefetch([e for e in mine if self._key(e) not in blocked], view)
         except Exception as exc:
-            if is_transient(exc):
+            if isinstance(exc, TRANSIENT):
                 raise
         parks: list[Park] = []
         for env in mine:
@@ -166,7 +166,7 @@ class Projector:
                 self.checkpoint_name, after, batch[-1].position, view.changes, parks
             )
         except Exception as exc:
-            if is_transient(exc):
+            if isinstance(exc, TRANSIENT):
                 raise
             return await self._one_by_one(after, batch, mine, set(parked))
         self._note(parks, done)
@@ -191,7 +191,7 @@ class Projector:
                         done = await self.store.commit(name, prev, env.position, view.changes)
                         break
                     except Exception as exc:
-                        if is_transient(exc):
+                        if isinstance(exc, TRANSIENT):
                             raise
                         failure = Failure.of(exc, attempt + 1)
                         await self._pause(attempt)
@@ -217,7 +217,7 @@ class Projector:
                 await self.projection.apply(env, view)
                 return None
             except Exception as exc:
-                if is_transient(exc):
+                if isinstance(exc, TRANSIENT):
                     raise
                 view.rollback(mark)
                 failure = Failure.of(exc, attempt + 1)
@@ -255,14 +255,9 @@ class Projector:
                 self._parked.update(p.key for p in parks)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Folds batches until ``stop`` is set; backs off and retries on backend errors."""
+        """Folds batches until ``stop`` is set; backs off and retries on transient failures."""
         await self.prepare()
-        while not stop.is_set():
-            try:
-                await self.step(timeout=0.5)
-            except BicameralError as exc:
-                log.warning("%s: %s; retrying", self.checkpoint_name, exc)
-                await asyncio.sleep(1.0)
+        await retrying(lambda: self.step(timeout=0.5), stop, name=self.checkpoint_name, logger=log)
 
     async def catch_up(self) -> int:
         """Folds until the feed has nothing more right now; returns the events committed."""

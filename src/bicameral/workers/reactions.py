@@ -20,13 +20,14 @@ Each reaction to an event ends one of three ways:
   same stream for that reaction (``bicameral.parking``), in the commit that moves the
   runner's checkpoint; other streams go on.
 
-A backend that is away, or a command still in conflict with a concurrent writer after its own
-retries (``ConcurrencyError``), fails the step: the batch is run again later (the inbox makes
-its earlier commands no-ops), never dropped.
+A transient failure (``workers.retry.TRANSIENT``: a backend away, a timeout, or a command still
+in conflict with a concurrent writer after its own retries) fails the step: the batch is run
+again later, with backoff (the inbox makes its earlier commands no-ops), never dropped.
 
 The runner's checkpoint lives in the service's read store, beside its parked events
-(``<service>/reactions:<source>``); one saved by an earlier release in the event store is
-taken over on the first step.
+(``<service>/reactions:<source>``), and moves by compare-and-set (``ReadStore.commit``), so a
+copy that lost its lease cannot move it back; one saved by an earlier release in the event
+store is taken over on the first step.
 """
 
 from __future__ import annotations
@@ -40,19 +41,14 @@ from bicameral import metrics
 from bicameral.bus import CommandBus
 from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
-from bicameral.errors import (
-    BackendError,
-    BicameralError,
-    ConcurrencyError,
-    ConflictError,
-    NotFoundError,
-)
+from bicameral.errors import BicameralError, ConcurrencyError, ConflictError, NotFoundError
 from bicameral.messages import Command
-from bicameral.parking import Failure, Park, is_transient
+from bicameral.parking import Failure, Park
 from bicameral.ports import Changes, ReadStore
 from bicameral.service import Reaction
 from bicameral.workers.feeds import Feed
 from bicameral.workers.parked import Handle
+from bicameral.workers.retry import TRANSIENT, retrying
 
 __all__ = ["ReactionRunner", "react", "reaction_handle", "service_principal"]
 
@@ -76,11 +72,6 @@ def service_principal(service: str, cause: Envelope | None = None) -> Principal:
         service=service,
         on_behalf_of=user,
     )
-
-
-def _retried_later(exc: BaseException) -> bool:
-    """Returns True for a failure that fails the whole step instead of parking one event."""
-    return is_transient(exc) or isinstance(exc, ConcurrencyError)
 
 
 async def react(bus: CommandBus, reaction: Reaction, env: Envelope) -> None:
@@ -228,8 +219,8 @@ class ReactionRunner:
                 await react(self.bus, reaction, env)
                 return None
             except Exception as exc:
-                if _retried_later(exc):
-                    raise
+                if isinstance(exc, TRANSIENT):
+                    raise  # fails the step: the batch runs again later
                 failure = Failure.of(exc, attempt + 1)
                 if attempt < reaction.retries and self.retry_delay > 0:
                     await asyncio.sleep(self.retry_delay * 2**attempt)
@@ -257,14 +248,9 @@ class ReactionRunner:
         self._parked.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Handles events until ``stop`` is set; backs off and retries on backend errors.
+        """Handles events until ``stop`` is set; backs off and retries on transient failures.
 
         A command still in conflict after its retries is retried with the whole batch (the
         inbox makes the batch's earlier commands no-ops), never dropped.
         """
-        while not stop.is_set():
-            try:
-                await self.step(timeout=0.5)
-            except (BackendError, ConcurrencyError) as exc:
-                log.warning("%s: %s; retrying", self.name, exc)
-                await asyncio.sleep(1.0)
+        await retrying(lambda: self.step(timeout=0.5), stop, name=self.name, logger=log)

@@ -72,6 +72,9 @@ class ReadStoreContract:
         finally:
             await made.close()
 
+    async def test_a_started_store_answers_a_ping(self, store: ReadStore) -> None:
+        await asyncio.wait_for(store.ping(), 5.0)
+
     async def test_a_missing_document_is_none(self, store: ReadStore) -> None:
         assert await store.get(C, "nope") is None
         assert await store.all(C) == []
