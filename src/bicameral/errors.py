@@ -6,6 +6,8 @@ into this tree at the adapter edge. The HTTP layer maps each class to one status
     BicameralError
     ├── ConfigurationError            bad settings or wiring (raised at start, never per request)
     ├── BackendError                  a database or broker failed or is unreachable      503
+    │   └── OverloadedError           too much work waits already (Retry-After)          503
+    ├── DocumentError                 a read store cannot hold a document's values
     ├── MessageError                  a request the HTTP edge refuses (a header, the query  400
     │   │                             string's size); names the fields
     │   ├── UnknownMessageError       no command or query of that name                   404
@@ -36,12 +38,14 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
+    "DocumentError",
     "FieldError",
     "IdempotencyKeyReusedError",
     "InvalidMessageError",
     "MessageError",
     "NotCaughtUpError",
     "NotFoundError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RuleViolation",
@@ -76,6 +80,22 @@ class BackendError(BicameralError):
 
     status = 503
     title = "Backend unavailable"
+
+
+class OverloadedError(BackendError):
+    """Too much work waits already (a writer's queue is full); try again in ``retry_after`` s."""
+
+    title = "Overloaded"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class DocumentError(BicameralError):
+    """A read store refused a document: a value it cannot hold (poison, never transient)."""
+
+    title = "Document not storable"
 
 
 class MessageError(BicameralError):

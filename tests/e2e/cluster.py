@@ -122,6 +122,12 @@ class Cluster:
             args += ["--port", str(port)]
         return self._spawn(Proc(name, args, self.home / f"{name}.log", port))
 
+    def up(self, name: str, port: int) -> Proc:
+        """Starts ``bicameral up``: every service and role in one process."""
+        args = [sys.executable, "-m", "bicameral.cli.main", "up", "--config", str(self.config)]
+        args += ["--port", str(port)]
+        return self._spawn(Proc(name, args, self.home / f"{name}.log", port))
+
     def cli(self, *args: str, timeout: float = 60) -> str:
         """Runs one ``bicameral`` command to its end; returns its output."""
         done = subprocess.run(

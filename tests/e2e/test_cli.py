@@ -79,16 +79,26 @@ def test_projections_status_shows_the_checkpoint_at_the_head(
     result = cli("projections", "status", "--data-dir", str(server.data_dir))
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["service", "checkpoint", "position", "head", "lag", "lag_s", "owner"]
+    assert header.split() == [
+        "service",
+        "checkpoint",
+        "position",
+        "head",
+        "lag",
+        "lag_s",
+        "parked",
+        "owner",
+    ]
     whole, *partitions = [r.split() for r in rows if r.split()[0] == "inventory"]
     head = server.head()
     assert whole[:5] == ["inventory", "products.v1:inventory", str(head), str(head), "0"]
     assert float(whole[5]) == 0.0
-    assert whole[6] == "-"
+    assert whole[6:] == ["0", "-"]
     assert [r[1] for r in partitions] == [f"products.v1:inventory#p{i}" for i in range(8)]
     for row in partitions:
         assert row[2:5] == [str(head), str(head), "0"]
-        assert row[6] != "-"  # the worker holding the partition
+        assert row[6] == "0"
+        assert row[7] != "-"  # the worker holding the partition
 
 
 def test_status_shows_the_projection_and_the_relay(server: Server, skus: list[str]) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from bicameral.envelope import NewEvent
-from bicameral.errors import BackendError, BicameralError, ConfigurationError
+from bicameral.errors import BackendError, BicameralError, ConfigurationError, OverloadedError
 from bicameral.eventstore.postgres import PostgresEventStore
 from bicameral.ports import EventStore, ReadStore, StreamAppend
 from bicameral.readstore.postgres import PostgresReadStore
@@ -158,5 +158,27 @@ async def test_an_append_without_events_writes_nothing_and_reports_the_head(url:
         result = await store.append([StreamAppend("a", 1, [])])
         assert (result.position, result.versions, result.envelopes) == (1, {"a": 1}, [])
         assert await store.head() == 1
+    finally:
+        await store.close()
+
+
+async def test_a_full_append_queue_refuses_at_once_and_the_store_goes_on(url: str) -> None:
+    store = PostgresEventStore("svc", url, max_queue=2)
+    await store.start()
+    try:
+        # All six appends queue before the writer runs again: two fit, four are refused.
+        outcomes = await asyncio.gather(
+            *(
+                store.append([StreamAppend(f"s-{i}", 0, [NewEvent("test.Happened.v1", {})])])
+                for i in range(6)
+            ),
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, OverloadedError)]
+        assert len(refused) == 4
+        assert refused[0].status == 503
+        assert await store.head() == 2
+        await store.append([StreamAppend("later", 0, [NewEvent("test.Happened.v1", {})])])
+        assert await store.head() == 3
     finally:
         await store.close()

@@ -71,6 +71,9 @@ def test_nginx_routes_each_services_commands_and_queries_to_its_own_copies(servi
         )
     assert "proxy_next_upstream error timeout" in conf
     assert "location = /health" in conf
+    ready = re.search(r"location ~ \^/health/ready/\(\?<svc>([a-z|]+)\)", conf)
+    assert ready is not None
+    assert service in ready.group(1).split("|")
 
 
 def test_nginx_sends_the_operational_routes_to_every_api_copy() -> None:

@@ -84,7 +84,7 @@ def test_every_command_has_a_body_with_its_schema_and_a_valid_example(
         for s in services()
         for h in s.commands.values()
     }
-    commands = [(p, o) for p, m, o in _operations(doc) if m == "post"]
+    commands = [(p, o) for p, m, o in _operations(doc) if m == "post" and p in messages]
     assert commands
     for path, operation in commands:
         body = operation["requestBody"]

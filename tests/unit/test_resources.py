@@ -23,13 +23,16 @@ def test_the_postgres_event_store_schema_is_one_step_with_the_append_function() 
     assert step.rstrip().endswith("$fn$;")
 
 
-def test_the_postgres_read_store_schema_is_one_step() -> None:
-    (step,) = schema_steps("bicameral.readstore", "postgres.sql")
-    assert "projection_checkpoints" in step
-    assert "leases" in step
+def test_the_postgres_read_store_schema_counts_its_steps() -> None:
+    first, parked = schema_steps("bicameral.readstore", "postgres.sql")
+    assert "projection_checkpoints" in first
+    assert "leases" in first
+    assert "parked_sequences" in parked
 
 
-@pytest.mark.parametrize("name", ["commit", "find", "acquire", "release", "leases"])
+@pytest.mark.parametrize(
+    "name", ["commit", "find", "acquire", "release", "leases", "unpark", "fail", "skip"]
+)
 def test_each_redis_script_ships_beside_the_read_store(name: str) -> None:
     script = resource("bicameral.readstore", f"redis_{name}.lua")
     assert "redis.call" in script

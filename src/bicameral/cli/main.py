@@ -17,13 +17,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from bicameral.cli.demo import demo_app
+from bicameral.cli.dlq import dlq_app
 from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
 from bicameral.service import Service
 
-__all__ = ["app", "main"]
+__all__ = ["app", "fail", "main", "open_node", "settings_from"]
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
 app.add_typer(token_app, name="token")
 app.add_typer(demo_app, name="demo")
+app.add_typer(dlq_app, name="dlq")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file.", show_default="none")
@@ -255,7 +257,8 @@ def _existing(settings: Settings, services: list[Any]) -> None:
             )
 
 
-async def _open(settings: Settings, service: str | None) -> Node:
+async def open_node(settings: Settings, service: str | None) -> Node:
+    """Returns a Node of ``service`` (or every service) with no roles, its backends started."""
     services = load_services(settings.app)
     if service is not None:
         services = [s for s in services if s.name == service]
@@ -294,7 +297,7 @@ def events_tail(
 
     async def work() -> None:
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, service)
+        node = await open_node(settings, service)
         try:
             marks: dict[str, int] = {}
             for name, rt in node.runtimes.items():
@@ -318,12 +321,13 @@ def events_tail(
 
 def _print_status(title: str, rows: list[Any]) -> None:
     typer.echo(
-        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7}  owner"
+        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7} "
+        f"{'parked':>7}  owner"
     )
     for row in rows:
         typer.echo(
             f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-            f"{row.lag:>7} {row.lag_seconds:>7.1f}  {row.owner or '-'}"
+            f"{row.lag:>7} {row.lag_seconds:>7.1f} {row.parked:>7}  {row.owner or '-'}"
         )
 
 
@@ -339,7 +343,7 @@ def projections_status(
         from bicameral.runtime.status import projection_status
 
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, None)
+        node = await open_node(settings, None)
         try:
             rows = await projection_status(node)
         finally:
@@ -361,7 +365,7 @@ def status(
         from bicameral.runtime.status import command_side_status, projection_status
 
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, None)
+        node = await open_node(settings, None)
         try:
             rows = await projection_status(node) + await command_side_status(node)
         finally:

@@ -11,6 +11,11 @@ each append against the stream versions left by the appends before it, so a conf
 replayed idempotency key is that append's own outcome and never spoils the others; should the
 batch fail as a whole (say a reused event id), each append is retried alone to find its error.
 
+The queue is bounded (``max_queue`` appends): an append that finds it full fails at once with
+``OverloadedError`` (503 with Retry-After over HTTP) instead of waiting without end. A writer
+lane survives anything one batch throws: that batch's appends fail with a ``BackendError``
+saying so, and the lane takes the next batch.
+
 Readers in other processes are woken by NOTIFY on ``bicameral_events``, sent after each commit
 from a connection of its own, at most one every 2 ms (so notifications coalesce under load and
 cost the append path nothing), and poll slowly besides; readers in this process are woken
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,10 +46,12 @@ from bicameral.drivers.postgres import (
 )
 from bicameral.drivers.resources import schema_steps
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError, ConcurrencyError
+from bicameral.errors import BackendError, BicameralError, ConcurrencyError, OverloadedError
 from bicameral.ports import AppendResult, StreamAppend
 
 __all__ = ["CHANNEL", "SCHEMA", "AppendJob", "PostgresEventStore", "append_batch"]
+
+log = logging.getLogger("bicameral.eventstore.postgres")
 
 CHANNEL = "bicameral_events"
 """The LISTEN/NOTIFY channel announcing that new events were committed (no payload)."""
@@ -207,8 +215,10 @@ class _Lane:
         self.conn: Any = None
 
     async def run(self) -> None:
+        """Commits batches until it takes its ``None`` from the queue (after the jobs before)."""
         queue = self.queue
-        while True:
+        stopping = False
+        while not stopping:
             first = await queue.get()
             if first is None:
                 return
@@ -216,13 +226,31 @@ class _Lane:
             while len(batch) < self.max_batch and not queue.empty():
                 job = queue.get_nowait()
                 if job is None:
-                    queue.put_nowait(None)
+                    stopping = True
                     break
                 batch.append(job)
+            await self._guarded(batch)
+
+    async def _guarded(self, batch: list[AppendJob]) -> None:
+        """Commits ``batch`` and settles its jobs; whatever it raises fails this batch only."""
+        try:
             await self._commit(batch)
+        except Exception as exc:
+            log.exception("%s: append batch of %d failed", self.service, len(batch))
+            self.drop()
+            failure = BackendError(
+                f"append failed ({type(exc).__name__}: {exc}); it may or may not be stored: "
+                "retry with the same Idempotency-Key"
+            )
             for job in batch:
-                _settle(job)
+                if job.outcome is None:
+                    job.outcome = failure
+        for job in batch:
+            _settle(job)
+        try:
             self.on_commit()
+        except Exception:
+            log.exception("%s: waking readers failed", self.service)
 
     async def _commit(self, batch: list[AppendJob]) -> None:
         try:
@@ -286,6 +314,10 @@ class _Announcer:
             except (*ERRORS, BackendError):  # readers fall back to polling
                 self.close()
                 await asyncio.sleep(_POLL)
+            except Exception:  # never dies unheard: readers poll meanwhile
+                log.exception("NOTIFY failed")
+                self.close()
+                await asyncio.sleep(_POLL)
             else:
                 await asyncio.sleep(_NOTIFY_GAP)
 
@@ -312,11 +344,20 @@ class _Announcer:
 class PostgresEventStore:
     """The event store of one service in one PostgreSQL database."""
 
-    def __init__(self, service: str, url: str, *, pool_size: int = 8, writers: int = 1):
+    def __init__(
+        self,
+        service: str,
+        url: str,
+        *,
+        pool_size: int = 8,
+        writers: int = 1,
+        max_queue: int = 10_000,
+    ):
         self.service = service
         self.url = PostgresUrl(url)
         self.pool_size = pool_size
         self.writers = writers
+        self.max_queue = max_queue
         self._pool: Any = None
         self._queue: asyncio.Queue[AppendJob | None] | None = None
         self._lanes: list[tuple[_Lane, asyncio.Task[None]]] = []
@@ -334,7 +375,7 @@ class PostgresEventStore:
         finally:
             await conn.close()
         self._pool = await create_pool(self.url, max_size=self.pool_size)
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(self.max_queue)
         for _ in range(self.writers):
             lane = _Lane(self.url, self.service, self._queue, self._committed)
             task = asyncio.create_task(lane.run(), name=f"bicameral-pg-writer-{self.service}")
@@ -347,7 +388,7 @@ class PostgresEventStore:
         if queue is None:
             return
         for _ in self._lanes:
-            queue.put_nowait(None)
+            await queue.put(None)
         await asyncio.gather(*(task for _, task in self._lanes))
         if self._announcer is not None:
             await self._announcer.stop()
@@ -362,6 +403,11 @@ class PostgresEventStore:
         self._lanes = []
         self._listener = None
         self._pool = None
+
+    async def ping(self) -> None:
+        """Returns once the server answered a query and the writer runs."""
+        self._running()
+        await self._value("SELECT 1")
 
     async def _listen(self) -> None:
         self._listener = await connect(self.url)
@@ -379,6 +425,8 @@ class PostgresEventStore:
     def _running(self) -> asyncio.Queue[AppendJob | None]:
         if self._queue is None:
             raise BackendError("event store is not started")
+        if all(task.done() for _, task in self._lanes):
+            raise BackendError(f"event store {self.service}: its writer stopped")
         return self._queue
 
     async def append(
@@ -392,7 +440,13 @@ class PostgresEventStore:
         queue = self._running()
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         job = AppendJob(appends, idempotency_key, request_hash, datetime.now(UTC), future)
-        queue.put_nowait(job)
+        try:
+            queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise OverloadedError(
+                f"event store {self.service}: {queue.qsize()} appends wait already; "
+                "try again shortly"
+            ) from None
         return await future
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
@@ -472,17 +526,35 @@ class PostgresEventStore:
         found = await self._value("SELECT position FROM command_checkpoints WHERE name = $1", name)
         return int(found or 0)
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint (only while at ``expected``, if given)."""
         if self._pool is None:
             raise BackendError("event store is not started")
         with backend_errors("cannot save checkpoint"):
-            await self._pool.execute(
-                "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            if expected is None:
+                await self._pool.execute(
+                    "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
+                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    name,
+                    position,
+                )
+                return True
+            status = await self._pool.execute(
+                "UPDATE command_checkpoints SET position = $2 WHERE name = $1 AND position = $3",
                 name,
                 position,
+                expected,
             )
+            if status == "UPDATE 0" and expected == 0:
+                status = await self._pool.execute(
+                    "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    name,
+                    position,
+                )
+            return bool(status.endswith(" 1"))
 
     async def checkpoints(self) -> dict[str, int]:
         """Returns every command-side checkpoint by name."""

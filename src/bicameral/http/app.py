@@ -1,4 +1,5 @@
-"""The FastAPI app factory: every service a Node runs, plus ``/health`` and ``/metrics``."""
+"""The FastAPI app factory: every service a Node runs, plus health, readiness, metrics and
+``/admin/dlq``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bicameral.context import Principal
+from bicameral.http.dlq import dlq_router
 from bicameral.http.docs import install_docs
 from bicameral.http.edge import Edge
 from bicameral.http.openapi import ServiceApi, complete_document
@@ -26,6 +28,8 @@ from bicameral.service import Service
 __all__ = ["ADMIN_ROLE", "anonymous", "create_app"]
 
 ADMIN_ROLE = "admin"
+READY_TIMEOUT = 1.0
+"""Seconds each backend has to answer ``/health/ready``'s ping."""
 
 _HEALTH = {
     200: {
@@ -41,6 +45,21 @@ _HEALTH = {
         },
     },
     503: {"description": "The process is starting or stopping."},
+}
+_READY = {
+    200: {
+        "description": "Every backend answers.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"const": "ready"}},
+                }
+            }
+        },
+    },
+    503: {"description": "A backend does not answer; `down` names each, with why."},
 }
 _METRICS = {
     200: {
@@ -73,9 +92,11 @@ def create_app(
     """Returns the app serving ``node``'s services; it starts and stops the node with itself.
 
     ``authenticate`` defaults to bearer tokens as the node's settings describe (``[auth]``).
-    ``/health``, ``/openapi.json``, ``/docs`` and ``/redoc`` are public; ``/metrics`` needs role
-    admin. The OpenAPI document describes the commands and queries this node serves, or those
-    of every service in ``api`` (a process behind a proxy documents the API the proxy serves).
+    ``/health`` (liveness), ``/health/ready`` (readiness: every backend this process's roles
+    use answers within ``READY_TIMEOUT``), ``/openapi.json``, ``/docs`` and ``/redoc`` are
+    public; ``/metrics`` and ``/admin/dlq`` (parked events) need role admin. The OpenAPI
+    document describes the commands and queries this node serves, or those of every service in
+    ``api`` (a process behind a proxy documents the API the proxy serves).
     """
     authn = authenticator_for(node.settings) if authenticate is None else authenticate
 
@@ -109,10 +130,36 @@ def create_app(
             return problem(503, "Service unavailable", "starting")
         return Response(b'{"status":"ok"}', media_type="application/json")
 
+    @app.get(
+        "/health/ready",
+        tags=["operations"],
+        summary="Readiness",
+        operation_id="ready",
+        description="200 while every backend this process's roles use answers within "
+        f"{READY_TIMEOUT:g} s; 503 naming each one that does not.\n\n"
+        "Who may call it: anyone; no token needed.",
+        responses=_READY,  # type: ignore[arg-type]
+        openapi_extra={"security": []},
+    )
+    async def ready() -> Response:
+        down = await node.unready(timeout=READY_TIMEOUT)
+        if down:
+            detail = "not ready: " + "; ".join(f"{name}: {why}" for name, why in down.items())
+            return problem(
+                503,
+                "Service unavailable",
+                detail,
+                type="urn:bicameral:problem:not-ready",
+                instance="/health/ready",
+                headers={"Retry-After": "1"},
+                down=down,
+            )
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
     async def admin(request: Request) -> Principal:
         principal = await authn(request)
         if not principal.has_role(ADMIN_ROLE):
-            raise refuse(principal, "metrics")
+            raise refuse(principal, request.url.path)
         return principal
 
     @app.get(
@@ -129,6 +176,7 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(dlq_router(node, admin))
     for runtime in node.runtimes.values():
         app.include_router(service_router(runtime, node.settings, authn))
 

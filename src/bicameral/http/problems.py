@@ -17,6 +17,7 @@ from bicameral.errors import (
     BicameralError,
     InvalidMessageError,
     MessageError,
+    OverloadedError,
     PayloadTooLargeError,
 )
 
@@ -70,7 +71,7 @@ def from_error(exc: BicameralError, instance: str | None = None) -> JSONResponse
     if isinstance(exc, PayloadTooLargeError):
         headers["Connection"] = "close"  # the rest of the body is never read
     if exc.status == 503:
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = str(exc.retry_after if isinstance(exc, OverloadedError) else 1)
     return problem(
         exc.status,
         exc.title,

@@ -8,3 +8,16 @@ CREATE TABLE IF NOT EXISTS projection_checkpoints (
 CREATE TABLE IF NOT EXISTS leases (
     name text COLLATE "C" PRIMARY KEY, owner text NOT NULL, until timestamptz NOT NULL
 );
+
+-- version 2: parked events (sequences per consumer and stream, their events, skip records)
+CREATE TABLE parked_sequences (
+    id text PRIMARY KEY, service text NOT NULL, consumer text NOT NULL, key text NOT NULL,
+    error text NOT NULL, message text NOT NULL, traceback text NOT NULL,
+    attempts integer NOT NULL, first_failed timestamptz NOT NULL,
+    last_failed timestamptz NOT NULL, UNIQUE (consumer, key)
+);
+CREATE TABLE parked_events (
+    sequence text NOT NULL, position bigint NOT NULL, event_id text NOT NULL,
+    body text NOT NULL, PRIMARY KEY (sequence, position)
+);
+CREATE TABLE parked_skips (n bigserial PRIMARY KEY, body text NOT NULL);

@@ -1,4 +1,3 @@
--- RedisReadStore acquire: takes or renews a lease unless another owner holds it unexpired (bicameral.readstore.redis).
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])

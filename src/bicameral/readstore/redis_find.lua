@@ -1,4 +1,3 @@
--- RedisReadStore find: the documents whose indexed field falls in a range, by key (bicameral.readstore.redis).
 local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
 local keys, docs = {}, {}
 local skip = tonumber(ARGV[3])

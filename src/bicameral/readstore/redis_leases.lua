@@ -1,4 +1,3 @@
--- RedisReadStore leases: the unexpired leases under a prefix, forgetting expired ones (bicameral.readstore.redis).
 local found = {}
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if string.sub(name, 1, #ARGV[2]) == ARGV[2] then

@@ -1,3 +1,2 @@
--- RedisReadStore release: gives up a lease held by its owner (bicameral.readstore.redis).
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1

@@ -1,7 +1,9 @@
-"""Checkpoints, heads and lag of every projection, relay and reaction runner of a Node.
+"""Checkpoints, heads, lag and parked events of every projection, relay and reaction runner.
 
 A partitioned projection is reported once as a whole (at the position all its partitions have
-passed) and once per partition, with the worker holding that partition's lease.
+passed) and once per partition, with the worker holding that partition's lease. ``parked``
+counts the events waiting in parked sequences (``bicameral dlq list``): of the projection (or
+partition), or of the reactions a runner runs.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bicameral.envelope import Envelope
+from bicameral.parking import ParkedSequence
 from bicameral.runtime.node import Node, ServiceRuntime
+from bicameral.workers.partitions import partition_of
 from bicameral.workers.relay import CHECKPOINT as RELAY_CHECKPOINT
 
 __all__ = ["WorkerStatus", "command_side_status", "projection_status"]
@@ -27,6 +31,7 @@ class WorkerStatus:
     head: int
     lag_seconds: float = 0.0
     owner: str = ""
+    parked: int = 0
 
     @property
     def lag(self) -> int:
@@ -48,7 +53,13 @@ async def _next_event(node: Node, rt: ServiceRuntime, source: str, after: int) -
 
 
 async def _status(
-    node: Node, rt: ServiceRuntime, name: str, source: str, position: int, owner: str = ""
+    node: Node,
+    rt: ServiceRuntime,
+    name: str,
+    source: str,
+    position: int,
+    owner: str = "",
+    parked: int = 0,
 ) -> WorkerStatus:
     head = await (rt.events.head() if source == rt.name else rt.transport.head(source))
     lag_seconds = 0.0
@@ -56,7 +67,11 @@ async def _status(
         nxt = await _next_event(node, rt, source, position)
         if nxt is not None:
             lag_seconds = max(0.0, (datetime.now(UTC) - nxt.time).total_seconds())
-    return WorkerStatus(rt.name, name, source, position, head, lag_seconds, owner)
+    return WorkerStatus(rt.name, name, source, position, head, lag_seconds, owner, parked)
+
+
+async def _parked(rt: ServiceRuntime) -> list[ParkedSequence]:
+    return [s for s in await rt.reads.parked() if s.service == rt.name]
 
 
 async def projection_status(node: Node) -> list[WorkerStatus]:
@@ -66,22 +81,30 @@ async def projection_status(node: Node) -> list[WorkerStatus]:
         group = rt.projector_group()
         checkpoints = await rt.reads.checkpoints()
         owners = await rt.reads.leases(f"partitions/{group.group}/")
+        parked = await _parked(rt)
         for base, lane in group.lanes.items():
             source = lane[0].projector.feed.source
+            mine = [s for s in parked if s.consumer == base]
             parts = [
                 (
                     slot.projector.checkpoint_name,
                     checkpoints.get(slot.projector.checkpoint_name, 0),
                     owners.get(slot.lease, ""),
+                    sum(
+                        len(s.events) for s in mine if partition_of(s.key, len(lane)) == slot.index
+                    ),
                 )
                 for slot in lane
             ]
             if len(parts) == 1:
-                rows.append(await _status(node, rt, base, source, parts[0][1], parts[0][2]))
+                _, position, owner, count = parts[0]
+                rows.append(await _status(node, rt, base, source, position, owner, count))
                 continue
-            rows.append(await _status(node, rt, base, source, min(p for _, p, _ in parts)))
-            for name, position, owner in parts:
-                rows.append(await _status(node, rt, name, source, position, owner))
+            position = min(p for _, p, _, _ in parts)
+            count = sum(c for *_, c in parts)
+            rows.append(await _status(node, rt, base, source, position, parked=count))
+            for name, position, owner, count in parts:
+                rows.append(await _status(node, rt, name, source, position, owner, count))
     return rows
 
 
@@ -91,8 +114,12 @@ async def command_side_status(node: Node) -> list[WorkerStatus]:
     for rt in node.runtimes.values():
         position = await rt.events.load_checkpoint(RELAY_CHECKPOINT)
         rows.append(await _status(node, rt, "relay", rt.name, position))
-        for source in sorted({r.source for r in rt.service.reactions}):
-            name = f"reactions:{source}"
-            position = await rt.events.load_checkpoint(name)
-            rows.append(await _status(node, rt, name, source, position))
+        parked = await _parked(rt)
+        for runner in rt.reaction_runners():
+            source = runner.feed.source
+            position = await rt.reads.checkpoint(runner.checkpoint_name)
+            position = position or await rt.events.load_checkpoint(runner.name)
+            names = {r.name for rs in runner.by_type.values() for r in rs}
+            count = sum(len(s.events) for s in parked if s.consumer in names)
+            rows.append(await _status(node, rt, runner.name, source, position, parked=count))
     return rows

@@ -55,6 +55,13 @@ class SqliteTransport:
             raise BackendError("transport is not started")
         return self._conn
 
+    async def ping(self) -> None:
+        """Returns once the file answers a read."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendError(f"transport {self.path}: {exc}") from exc
+
     async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:
         """Writes events in one transaction; ids already held are dropped."""
         rows = [(source, e.position, e.id, encode(e)) for e in envelopes]

@@ -42,8 +42,8 @@ orders_service.command(key="order_id", retries=10, internal=True)(commands.index
 orders_service.events(OrderIdTaken)  # recorded, and read only by its own aggregate
 orders_service.query(reads=[orders, catalogue], policy=OWN_ORDERS)(queries.get_order)
 orders_service.query(reads=[orders, catalogue], policy=IN_OWN_NAME)(queries.list_customer_orders)
-orders_service.on(StockReservationMade)(reactions.record_reserved)
-orders_service.on(StockReservationRefused)(reactions.reject_refused)
-orders_service.on(PaymentCaptured)(reactions.confirm_paid)
-orders_service.on(PaymentDeclined)(reactions.reject_unpaid)
-orders_service.on(OrderPlaced)(reactions.index_placed)
+orders_service.on(StockReservationMade, name="record_reserved")(reactions.record_reserved)
+orders_service.on(StockReservationRefused, name="reject_refused")(reactions.reject_refused)
+orders_service.on(PaymentCaptured, name="confirm_paid")(reactions.confirm_paid)
+orders_service.on(PaymentDeclined, name="reject_unpaid")(reactions.reject_unpaid)
+orders_service.on(OrderPlaced, name="index_placed")(reactions.index_placed)

@@ -24,5 +24,5 @@ payments.command(key="customer_id", retries=3, policy=IN_OWN_NAME)(commands.depo
 payments.command(key="customer_id", retries=10, internal=True)(commands.charge_customer)
 payments.command(key="customer_id", retries=10, internal=True)(commands.refund_customer)
 payments.query(reads=[balances], policy=IN_OWN_NAME)(queries.get_balance)
-payments.on(OrderReserved)(reactions.charge_reserved_order)
-payments.on(OrderCancelled)(reactions.refund_cancelled_order)
+payments.on(OrderReserved, name="charge_reserved_order")(reactions.charge_reserved_order)
+payments.on(OrderCancelled, name="refund_cancelled_order")(reactions.refund_cancelled_order)
