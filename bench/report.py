@@ -75,6 +75,8 @@ def compare(row: Row, results: Mapping[str, CaseResult]) -> dict[str, Any]:
     x_crud = ratio(ours, crud)
     ratios = {"ceiling": x_ceiling, "crud": x_crud}
     met = row.target.met(ours.median if ours else None, ratios) if row.target else None
+    refs = {"ceiling": ceiling, "crud": crud}
+    target_value = row.target.value(refs) if row.target else None
     return {
         "label": row.label,
         "unit": row.unit,
@@ -90,6 +92,7 @@ def compare(row: Row, results: Mapping[str, CaseResult]) -> dict[str, Any]:
         "crud_missing": "" if crud else _why(results, row.crud),
         "x_crud": x_crud,
         "target": row.target.text() if row.target else "",
+        "target_value": target_value,
         "met": met,
         "note": row.note,
     }

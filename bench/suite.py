@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.stats import Summary
 
 __all__ = ["Case", "Row", "Target", "cases", "rows"]
 
@@ -40,6 +43,14 @@ class Target:
         if self.max_ratio is not None:
             return f"≤ {self.max_ratio:g}x {name}"
         return f"≤ {self.max:g}"
+
+    def value(self, refs: Mapping[str, Summary | None]) -> float | None:
+        """Returns the bar in the row's own unit (a ratio times the median it is against)."""
+        if self.max is not None:
+            return self.max
+        ref = refs.get(self.against)
+        bound = self.min_ratio if self.min_ratio is not None else self.max_ratio
+        return None if ref is None or bound is None else bound * ref.median
 
     def met(self, value: float | None, ratios: dict[str, float | None]) -> bool | None:
         """Returns whether the figure clears the bar (None when it cannot be told)."""
