@@ -20,12 +20,12 @@ from bicameral import MessageContext
 from bicameral.bus import CommandBus
 from bicameral.envelope import NewEvent
 from bicameral.eventstore.sqlite import SqliteEventStore
-from bicameral.feeds import LogFeed, TransportFeed
 from bicameral.ports import NO_STREAM, Changes, EventStore, ReadStore, StreamAppend
 from bicameral.projection import Projection
-from bicameral.projector import Projector
 from bicameral.readstore.sqlite import SqliteReadStore
-from bicameral.relay import Relay
+from bicameral.workers.feeds import LogFeed, TransportFeed
+from bicameral.workers.projector import Projector
+from bicameral.workers.relay import Relay
 from shop.inventory.messages import (
     ProductRegistered,
     ReceiveStock,

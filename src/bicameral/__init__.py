@@ -38,9 +38,9 @@ from bicameral.errors import (
 from bicameral.messages import Command, Event, Message, MessageRegistry, Query
 from bicameral.ports import EventStore, ReadStore, StreamAppend, Transport
 from bicameral.projection import Projection, View
-from bicameral.projector import Projector
 from bicameral.security.policy import PUBLIC, Policy, allow
 from bicameral.service import ReadModel, Service
+from bicameral.workers.projector import Projector
 
 __all__ = [
     "ANONYMOUS",

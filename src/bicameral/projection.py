@@ -10,10 +10,10 @@ I/O, so that replaying an event gives the same documents::
     def registered(event: ProductRegistered, view: View) -> None:
         view.put("products", event.sku, {"sku": event.sku, "name": event.message_name})
 
-The ``Projector`` (``bicameral.projector``) runs it and stores its checkpoint atomically with
+The ``Projector`` (``workers.projector``) runs it and stores its checkpoint atomically with
 the documents, so each event changes the read model exactly once.
 
-Several projector processes may share a projection (``bicameral.partitions``): each folds the
+Several projector processes may share a projection (``workers.partitions``): each folds the
 events whose partition key (the stream id, unless ``partition_by`` says otherwise) hashes to
 the partitions it owns. Every document must therefore be written only by events of one key:
 the default suits documents per stream; a projection that writes a document from several
@@ -33,7 +33,15 @@ from bicameral.errors import ConfigurationError
 from bicameral.messages import Event
 from bicameral.ports import Changes, ReadStore
 
-__all__ = ["PartitionKey", "Projection", "ProjectionHandler", "View", "source_of"]
+__all__ = [
+    "PartitionKey",
+    "Projection",
+    "ProjectionHandler",
+    "View",
+    "partition_checkpoints",
+    "projection_position",
+    "source_of",
+]
 
 E = TypeVar("E", bound=Event)
 Document = dict[str, Any]
@@ -207,3 +215,18 @@ class View:
     def changes(self) -> Changes:
         """Returns the batch's changes, keyed by (stored collection, key)."""
         return self._changes
+
+
+def partition_checkpoints(checkpoint: str, count: int) -> list[str]:
+    """Returns the checkpoint name of each partition of ``checkpoint``."""
+    if count == 1:
+        return [checkpoint]
+    return [f"{checkpoint}#p{i}" for i in range(count)]
+
+
+async def projection_position(store: ReadStore, checkpoint: str, count: int) -> int:
+    """Returns the position every partition of ``checkpoint`` has passed."""
+    if count == 1:
+        return await store.checkpoint(checkpoint)
+    found = await store.checkpoints()
+    return min(found.get(name, 0) for name in partition_checkpoints(checkpoint, count))

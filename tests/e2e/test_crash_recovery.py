@@ -22,11 +22,11 @@ import pytest
 
 from bicameral import ConsistencyToken, Envelope, View
 from bicameral.eventstore.sqlite import SqliteEventStore
-from bicameral.partitions import projection_position
 from bicameral.readstore.memory import MemoryReadStore
 from bicameral.readstore.sqlite import SqliteReadStore
 from bicameral.runtime.settings import Settings
 from bicameral.transport.sqlite import SqliteTransport
+from bicameral.workers.partitions import projection_position
 from shop.inventory.projections import products
 from tests.e2e.conftest import Server, client_options
 

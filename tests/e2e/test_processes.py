@@ -30,12 +30,12 @@ import orjson
 import pytest
 
 from bicameral import Projector
-from bicameral.feeds import LogFeed
 from bicameral.readstore.memory import MemoryReadStore
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from bicameral.runtime.status import command_side_status, projection_status
+from bicameral.workers.feeds import LogFeed
 from tests.e2e.cluster import ROOT, Cluster, free_port, nginx_binary
 from tests.e2e.layouts import (
     LAYOUTS,
@@ -96,7 +96,7 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
                 cluster.serve(f"{name}-projector-{copy}", name, "projector")
             cluster.serve(f"{name}-relay", name, "relay")
             if service.reactions:
-                cluster.serve(f"{name}-saga", name, "saga")
+                cluster.serve(f"{name}-reactions", name, "reactions")
         cluster.nginx(upstreams)
         cluster.wait_healthy(apis)
         yield cluster
@@ -113,9 +113,10 @@ def credentials(settings: Settings) -> dict[str, str]:
     """
     if importlib.util.find_spec("bicameral.security.tokens") is None:
         return {}
-    from bicameral.security import tokens, wiring
+    from bicameral.runtime.auth import embedded_key
+    from bicameral.security import tokens
 
-    key = wiring.embedded_key(settings)
+    key = embedded_key(settings)
     token = tokens.issue_token(key, subject="e2e-admin", roles=("admin",))
     return {"Authorization": f"Bearer {token}"}
 

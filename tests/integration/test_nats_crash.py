@@ -17,10 +17,10 @@ import pytest
 from bicameral.envelope import NewEvent
 from bicameral.errors import BackendError
 from bicameral.eventstore.memory import MemoryEventStore
-from bicameral.feeds import TransportFeed
 from bicameral.ports import StreamAppend
-from bicameral.relay import Relay
 from bicameral.transport.nats import NatsTransport
+from bicameral.workers.feeds import TransportFeed
+from bicameral.workers.relay import Relay
 
 TOTAL = 3000
 PER_APPEND = 10

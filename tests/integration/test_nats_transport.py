@@ -111,7 +111,7 @@ async def test_a_restarted_relay_republishes_events_the_stream_lost(prefix: str)
     from bicameral.envelope import NewEvent
     from bicameral.eventstore.memory import MemoryEventStore
     from bicameral.ports import StreamAppend
-    from bicameral.relay import CHECKPOINT, Relay
+    from bicameral.workers.relay import CHECKPOINT, Relay
 
     store = MemoryEventStore("svc")
     events = [NewEvent("svc.Happened", {"n": n}) for n in range(5)]

@@ -52,8 +52,8 @@ def _new(n: int, tag: str) -> list[NewEvent]:
 async def _write(url: str, seed: int, seconds: float) -> dict[str, list[str]]:
     import asyncpg
 
+    from bicameral.drivers.postgres import PostgresUrl, connect
     from bicameral.eventstore.postgres import AppendJob, PostgresEventStore, append_batch
-    from bicameral.postgres import PostgresUrl, connect
 
     rng = random.Random(seed)
     out: dict[str, list[str]] = {"committed": [], "discarded": [], "killed": []}

@@ -9,9 +9,9 @@ from pathlib import Path
 from bicameral import Event, Projector
 from bicameral.envelope import NewEvent
 from bicameral.eventstore.sqlite import SqliteEventStore
-from bicameral.feeds import LogFeed
 from bicameral.ports import StreamAppend
 from bicameral.readstore.sqlite import SqliteReadStore
+from bicameral.workers.feeds import LogFeed
 from tests.unit.tally import Added, Removed, fold_once, read_model, tally
 
 CHECKPOINT = tally.checkpoint("tally")

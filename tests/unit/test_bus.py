@@ -33,10 +33,10 @@ from bicameral import ConsistencyToken as Token
 from bicameral import Query as QueryBase
 from bicameral.envelope import NewEvent
 from bicameral.eventstore.memory import MemoryEventStore
-from bicameral.feeds import LogFeed
 from bicameral.ports import StreamAppend
-from bicameral.projector import Projector
 from bicameral.readstore.memory import MemoryReadStore
+from bicameral.workers.feeds import LogFeed
+from bicameral.workers.projector import Projector
 
 ANN = Principal("ann", frozenset({"clerk"}))
 ROBOT = Principal("service:bank", frozenset({"service"}), service="bank", on_behalf_of="ann")

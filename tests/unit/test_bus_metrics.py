@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from bicameral import MessageContext
+from bicameral import Command, MessageContext, Query, Service
 from bicameral.bus import CommandBus, QueryBus
 from bicameral.errors import BicameralError
 from bicameral.eventstore.memory import MemoryEventStore
@@ -53,3 +53,49 @@ async def test_queries_are_counted_by_outcome_and_timed() -> None:
         == missing + 1
     )
     assert _sample("bicameral_query_seconds_count", query="GetProduct") == timed + 1
+
+
+class _Boom(RuntimeError):
+    """A bug in a handler: not a BicameralError."""
+
+
+class Poke(Command):
+    key: str
+
+
+class Peek(Query):
+    key: str
+
+
+broken = Service("broken")
+
+
+@broken.command
+def poke(command: Poke) -> None:
+    raise _Boom("handler bug")
+
+
+@broken.query
+def peek(query: Peek) -> None:
+    raise _Boom("handler bug")
+
+
+def _errors(metric: str, **labels: str) -> float:
+    found = REGISTRY.get_sample_value(metric, {"service": "broken", "outcome": "error", **labels})
+    return found or 0.0
+
+
+async def test_a_raising_handler_counts_as_an_error_on_both_buses() -> None:
+    """Commands and queries share one outcome rule: a non-BicameralError counts as ``error``."""
+    events, reads = MemoryEventStore("broken"), MemoryReadStore()
+    await events.start()
+    await reads.start()
+    commands, queries = CommandBus(broken, events), QueryBus(broken, reads)
+    before = _errors("bicameral_commands_total", command="Poke")
+    before_query = _errors("bicameral_queries_total", query="Peek")
+    with pytest.raises(_Boom):
+        await commands.dispatch(Poke(key="k"), MessageContext())
+    with pytest.raises(_Boom):
+        await queries.ask(Peek(key="k"), MessageContext())
+    assert _errors("bicameral_commands_total", command="Poke") == before + 1
+    assert _errors("bicameral_queries_total", query="Peek") == before_query + 1

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from bicameral import ConfigurationError
 from bicameral.cli.demo import find_demo
 from bicameral.cli.main import app
+from bicameral.runtime.auth import verifier_for
 from bicameral.runtime.settings import Settings
-from bicameral.security.wiring import verifier_for
 
 calls: list[dict[str, Any]] = []
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bicameral.exclusive import Exclusive
 from bicameral.readstore.memory import MemoryReadStore
+from bicameral.workers.exclusive import Exclusive
 
 
 class Counter:

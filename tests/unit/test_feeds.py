@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bicameral import Envelope
-from bicameral.feeds import TransportFeed
 from bicameral.transport.memory import MemoryTransport
+from bicameral.workers.feeds import TransportFeed
 
 
 def env(position: int) -> Envelope:

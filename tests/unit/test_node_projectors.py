@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
 from shop.inventory.service import inventory
@@ -43,3 +45,10 @@ def test_a_query_process_never_connects_to_the_event_store_or_transport() -> Non
     node = Node(memory_settings(), [inventory], ["query-api"])
     rt = node.runtime("inventory")
     assert node.backends() == [rt.reads]
+
+
+def test_the_old_role_name_saga_still_runs_the_reactions(caplog: pytest.LogCaptureFixture) -> None:
+    """Configs written for earlier releases keep working, with a warning naming the new name."""
+    node = Node(memory_settings(), [inventory], ["saga"])
+    assert node.runtime("inventory").roles == frozenset({"reactions"})
+    assert "'saga' is deprecated" in caplog.text

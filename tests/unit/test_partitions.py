@@ -10,15 +10,15 @@ import pytest
 from bicameral import ConfigurationError, Event, NewEvent, Projection, StreamAppend, View
 from bicameral.envelope import Envelope
 from bicameral.eventstore.memory import MemoryEventStore
-from bicameral.feeds import LogFeed
-from bicameral.partitions import (
+from bicameral.readstore.memory import MemoryReadStore
+from bicameral.workers.feeds import LogFeed
+from bicameral.workers.partitions import (
     ProjectorGroup,
     assigned,
     partition_checkpoints,
     partition_of,
     projection_position,
 )
-from bicameral.readstore.memory import MemoryReadStore
 
 PARTITIONS = 8
 TTL = 10.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bicameral.drivers.postgres import PostgresUrl, quoted
 from bicameral.errors import ConfigurationError
-from bicameral.postgres import PostgresUrl, quoted
 from bicameral.readstore.postgres import _table
 
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from bicameral import Envelope, Event, Projector
 from bicameral.envelope import NewEvent
 from bicameral.eventstore.memory import MemoryEventStore
-from bicameral.feeds import LogFeed
 from bicameral.ports import StreamAppend
 from bicameral.readstore.memory import MemoryReadStore
+from bicameral.workers.feeds import LogFeed
 from tests.unit.tally import Added, Noted, Removed, fold_once, log_of, read_model, tally
 
 CHECKPOINT = tally.checkpoint("tally")

@@ -7,8 +7,8 @@ import asyncio
 from bicameral.envelope import NewEvent
 from bicameral.eventstore.memory import MemoryEventStore
 from bicameral.ports import StreamAppend
-from bicameral.relay import CHECKPOINT, Relay
 from bicameral.transport.memory import MemoryTransport
+from bicameral.workers.relay import CHECKPOINT, Relay
 
 
 async def append(store: MemoryEventStore, n: int) -> None:

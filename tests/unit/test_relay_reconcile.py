@@ -5,8 +5,8 @@ from __future__ import annotations
 from bicameral.envelope import NewEvent
 from bicameral.eventstore.memory import MemoryEventStore
 from bicameral.ports import StreamAppend
-from bicameral.relay import CHECKPOINT, Relay
 from bicameral.transport.memory import MemoryTransport
+from bicameral.workers.relay import CHECKPOINT, Relay
 
 
 async def _store_with(count: int) -> MemoryEventStore:

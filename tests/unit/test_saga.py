@@ -18,8 +18,8 @@ from bicameral import (
     Service,
 )
 from bicameral.eventstore.memory import MemoryEventStore
-from bicameral.feeds import LogFeed
-from bicameral.saga import ReactionRunner, service_principal
+from bicameral.workers.feeds import LogFeed
+from bicameral.workers.reactions import ReactionRunner, service_principal
 
 
 class Deposited(Event, name="bank.Deposited"):
@@ -120,7 +120,7 @@ async def test_a_refused_reaction_is_logged_and_the_runner_goes_on(
     await bus.dispatch(Deposit(id="a", amount=500), ANN)
     await bus.dispatch(Deposit(id="b", amount=1), ANN)
     runner = ReactionRunner(bus, svc.reactions, LogFeed("bank", store))
-    with caplog.at_level(logging.WARNING, logger="bicameral.saga"):
+    with caplog.at_level(logging.WARNING, logger="bicameral.workers.reactions"):
         while await runner.step(0.0):
             pass
     assert "flagged already" in caplog.text

@@ -17,8 +17,8 @@ from bicameral import (
 )
 from bicameral.context import ANONYMOUS
 from bicameral.eventstore.memory import MemoryEventStore
-from bicameral.feeds import LogFeed
-from bicameral.saga import ReactionRunner
+from bicameral.workers.feeds import LogFeed
+from bicameral.workers.reactions import ReactionRunner
 
 
 class Poke(Command):

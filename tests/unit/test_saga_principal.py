@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bicameral import Envelope, Principal
-from bicameral.saga import service_principal
+from bicameral.workers.reactions import service_principal
 
 
 def caused_by(principal: Principal) -> Envelope:

@@ -83,8 +83,8 @@ def load(
 
 
 def _admin_token(settings: Settings) -> str:
+    from bicameral.runtime.auth import AuthSettings, embedded_key
     from bicameral.security.tokens import issue_token
-    from bicameral.security.wiring import AuthSettings, embedded_key
 
     auth = AuthSettings.from_mapping(settings.auth)
     if auth.jwks_file is not None:

@@ -322,8 +322,8 @@ def token_issue(
     config: ConfigOpt = None,
 ) -> None:
     """Print a token signed with the embedded key of the data dir (made if missing)."""
+    from bicameral.runtime.auth import AuthSettings, embedded_key
     from bicameral.security.tokens import issue_token, parse_ttl
-    from bicameral.security.wiring import AuthSettings, embedded_key
 
     try:
         settings = settings_from(config, data_dir=data_dir)

@@ -30,10 +30,7 @@ import asyncpg
 import orjson
 
 from bicameral.consistency import Notifier
-from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError, ConcurrencyError
-from bicameral.ports import AppendResult, StreamAppend
-from bicameral.postgres import (
+from bicameral.drivers.postgres import (
     ERRORS,
     PostgresUrl,
     backend_errors,
@@ -41,6 +38,9 @@ from bicameral.postgres import (
     create_pool,
     migrate,
 )
+from bicameral.envelope import Envelope
+from bicameral.errors import BackendError, BicameralError, ConcurrencyError
+from bicameral.ports import AppendResult, StreamAppend
 
 __all__ = ["CHANNEL", "SCHEMA", "AppendJob", "PostgresEventStore", "append_batch"]
 

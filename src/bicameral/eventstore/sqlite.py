@@ -12,15 +12,14 @@ import asyncio
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bicameral.consistency import Notifier
+from bicameral.drivers.sqlite import connect
 from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, BicameralError, ConcurrencyError
 from bicameral.ports import AppendResult, StreamAppend
@@ -49,27 +48,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER 
 
 _COLUMNS = "id, type, stream_id, time, stream_version, position, data, metadata"
 _POLL = 0.05
-
-
-def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
-    """Returns a connection to ``path`` in WAL mode, autocommit, waiting on locks."""
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    for attempt in range(100):
-        # Switching a new file to WAL takes an exclusive lock that the busy timeout does not
-        # wait for: processes opening one file at once retry here.
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 99:
-                conn.close()
-                raise
-            time.sleep(0.05)
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
 
 
 class _Writer(threading.Thread):

@@ -13,10 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bicameral.context import Principal
 from bicameral.http.problems import install_problem_handlers, problem
 from bicameral.http.routes import message_schemas, service_router
+from bicameral.runtime.auth import authenticator_for
 from bicameral.runtime.node import Node
 from bicameral.security.authn import Authenticator, anonymous
 from bicameral.security.authorizer import refuse
-from bicameral.security.wiring import authenticator_for
 
 __all__ = ["ADMIN_ROLE", "anonymous", "create_app"]
 

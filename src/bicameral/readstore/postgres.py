@@ -14,9 +14,7 @@ from typing import Any
 
 import orjson
 
-from bicameral.errors import BackendError
-from bicameral.ports import Changes
-from bicameral.postgres import (
+from bicameral.drivers.postgres import (
     SCHEMA_LOCK,
     PostgresUrl,
     backend_errors,
@@ -25,6 +23,8 @@ from bicameral.postgres import (
     migrate,
     quoted,
 )
+from bicameral.errors import BackendError
+from bicameral.ports import Changes
 from bicameral.readstore import checked_name
 
 __all__ = ["SCHEMA", "PostgresReadStore"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
+from bicameral.drivers.sqlite import connect
 from bicameral.errors import BackendError
-from bicameral.eventstore.sqlite import connect
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
 

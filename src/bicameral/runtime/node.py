@@ -1,6 +1,7 @@
 """A Node runs some roles of some services in one process: the one bootstrap place.
 
-Roles: ``command-api``, ``query-api``, ``projector``, ``relay``, ``saga``. ``bicameral up`` runs
+Roles: ``command-api``, ``query-api``, ``projector``, ``relay``, ``reactions`` (``saga`` is its
+old name, still read, with a warning). ``bicameral up`` runs
 every role of every service in one Node; ``bicameral serve`` runs one role of one service.
 """
 
@@ -17,21 +18,23 @@ from typing import Any
 from bicameral.bus import Authorizer, CommandBus, QueryBus
 from bicameral.consistency import Notifier
 from bicameral.errors import ConfigurationError
-from bicameral.exclusive import Exclusive
-from bicameral.feeds import Feed, LogFeed, TransportFeed
-from bicameral.partitions import ProjectorGroup, worker_id
 from bicameral.ports import EventStore, ReadStore, Transport
-from bicameral.projector import Projector
-from bicameral.relay import Relay
+from bicameral.runtime.auth import authorizer_for
 from bicameral.runtime.backends import BackendFactory
 from bicameral.runtime.settings import Settings
-from bicameral.saga import ReactionRunner
-from bicameral.security.wiring import authorizer_for
 from bicameral.service import Service
+from bicameral.workers.exclusive import Exclusive
+from bicameral.workers.feeds import Feed, LogFeed, TransportFeed
+from bicameral.workers.partitions import ProjectorGroup, worker_id
+from bicameral.workers.projector import Projector
+from bicameral.workers.reactions import ReactionRunner
+from bicameral.workers.relay import Relay
 
-__all__ = ["ROLES", "Node", "ServiceRuntime"]
+__all__ = ["OLD_ROLE_NAMES", "ROLES", "Node", "ServiceRuntime", "canonical_roles"]
 
-ROLES = ("command-api", "query-api", "projector", "relay", "saga")
+ROLES = ("command-api", "query-api", "projector", "relay", "reactions")
+OLD_ROLE_NAMES = {"saga": "reactions"}
+"""Role names of earlier releases, read as their new names."""
 log = logging.getLogger("bicameral.node")
 
 
@@ -113,11 +116,22 @@ class ServiceRuntime:
         if "relay" in self.roles:
             relay = Relay(self.events, self.transport)
             found.append(Exclusive(relay, self.reads, f"relay/{self.name}", owner, self.lease_ttl))
-        if "saga" in self.roles:
+        if "reactions" in self.roles:
             for runner in self.reaction_runners():
                 name = f"reactions/{self.name}/{runner.feed.source}"
                 found.append(Exclusive(runner, self.reads, name, owner, self.lease_ttl))
         return found
+
+
+def canonical_roles(roles: Iterable[str]) -> frozenset[str]:
+    """Returns ``roles`` with old names replaced by their new ones, warning once per old name."""
+    found = set()
+    for role in roles:
+        new = OLD_ROLE_NAMES.get(role)
+        if new is not None:
+            log.warning("role %r is deprecated: call it %r", role, new)
+        found.add(new or role)
+    return frozenset(found)
 
 
 class Node:
@@ -135,7 +149,7 @@ class Node:
         authorizer: Authorizer | None = None,
         factory: BackendFactory | None = None,
     ) -> None:
-        roles = frozenset(roles)
+        roles = canonical_roles(roles)
         unknown = roles - set(ROLES)
         if unknown:
             raise ConfigurationError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
@@ -178,11 +192,11 @@ class Node:
         used: list[Any] = []
         for rt in self.runtimes.values():
             roles = rt.roles or frozenset(ROLES)
-            if roles & {"command-api", "projector", "relay", "saga"}:
+            if roles & {"command-api", "projector", "relay", "reactions"}:
                 used.append(rt.events)
-            if roles & {"query-api", "projector", "relay", "saga"}:
+            if roles & {"query-api", "projector", "relay", "reactions"}:
                 used.append(rt.reads)
-            if roles & {"projector", "relay", "saga"}:
+            if roles & {"projector", "relay", "reactions"}:
                 used.append(rt.transport)
         return [b for b in self.factory.started() if any(b is u for u in used)]
 

@@ -20,7 +20,7 @@ Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BI
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
 ``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
 ``BICAMERAL_<SERVICE>_EVENTS_URL`` / ``BICAMERAL_<SERVICE>_READS_URL``; the ``[auth]`` table
-(see ``bicameral.security.wiring``) from ``BICAMERAL_AUTH_ISSUER``, ``_AUDIENCE``,
+(see ``bicameral.runtime.auth``) from ``BICAMERAL_AUTH_ISSUER``, ``_AUDIENCE``,
 ``_JWKS_FILE``, ``_ALGORITHMS`` (comma-separated) and ``_LEEWAY``.
 """
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bicameral.envelope import Envelope
-from bicameral.relay import CHECKPOINT as RELAY_CHECKPOINT
 from bicameral.runtime.node import Node, ServiceRuntime
+from bicameral.workers.relay import CHECKPOINT as RELAY_CHECKPOINT
 
 __all__ = ["WorkerStatus", "command_side_status", "projection_status"]
 

@@ -11,7 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 
-from bicameral.postgres import PostgresUrl, connect, quoted
+from bicameral.drivers.postgres import PostgresUrl, connect, quoted
 
 __all__ = ["SERVER_URL", "drop_database", "temporary_database"]
 

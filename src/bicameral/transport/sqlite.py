@@ -12,9 +12,9 @@ import sqlite3
 from collections.abc import Sequence
 
 from bicameral.consistency import Notifier
+from bicameral.drivers.sqlite import connect
 from bicameral.envelope import Envelope, decode, encode
 from bicameral.errors import BackendError
-from bicameral.eventstore.sqlite import connect
 
 __all__ = ["SqliteSubscription", "SqliteTransport"]
 

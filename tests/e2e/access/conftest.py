@@ -13,10 +13,10 @@ import pytest
 
 from bicameral.http.app import create_app
 from bicameral.runtime.apps import load_services
+from bicameral.runtime.auth import embedded_key
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
 from bicameral.security.tokens import issue_token
-from bicameral.security.wiring import embedded_key
 
 
 @dataclass

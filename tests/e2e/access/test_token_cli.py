@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from bicameral.cli.main import app
 from bicameral.http.app import create_app
 from bicameral.runtime.apps import load_services
+from bicameral.runtime.auth import verifier_for
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
 from bicameral.security.keys import EMBEDDED_KEY_FILE
-from bicameral.security.wiring import verifier_for
 from tests.e2e.order_flow.settling import settle
 
 runner = CliRunner()

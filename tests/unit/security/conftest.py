@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from bicameral.runtime.auth import embedded_key
 from bicameral.runtime.settings import Settings
 from bicameral.security.tokens import issue_token
-from bicameral.security.wiring import embedded_key
 
 TokenFactory = Callable[..., dict[str, str]]
 

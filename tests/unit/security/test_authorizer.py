@@ -18,8 +18,8 @@ from bicameral import (
 from bicameral.context import ANONYMOUS
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
-from bicameral.saga import service_principal
 from bicameral.security.authorizer import PolicyAuthorizer
+from bicameral.workers.reactions import service_principal
 from tests.unit.security.notes import (
     Archive,
     CreateNote,

@@ -19,7 +19,7 @@ from bicameral.ports import ReadStore
 
 __all__ = ["Exclusive", "Steppable"]
 
-log = logging.getLogger("bicameral.exclusive")
+log = logging.getLogger("bicameral.workers.exclusive")
 
 
 class Steppable(Protocol):

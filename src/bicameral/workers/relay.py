@@ -16,7 +16,7 @@ from bicameral.ports import EventStore, Transport
 
 __all__ = ["Relay"]
 
-log = logging.getLogger("bicameral.relay")
+log = logging.getLogger("bicameral.workers.relay")
 
 CHECKPOINT = "relay"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bicameral.errors import ConfigurationError
+from bicameral.runtime.auth import AuthSettings, verifier_for
 from bicameral.runtime.settings import Settings
 from bicameral.security.keys import EmbeddedKeySet, JwksFileKeySet
-from bicameral.security.wiring import AuthSettings, verifier_for
 from tests.jwks import SigningKey, write_jwks
 
 

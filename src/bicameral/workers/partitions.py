@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
 from bicameral.errors import BicameralError, ConfigurationError
-from bicameral.feeds import Feed, LogFeed
 from bicameral.ports import ReadStore
-from bicameral.projection import Projection
-from bicameral.projector import Projector
+from bicameral.projection import Projection, partition_checkpoints, projection_position
+from bicameral.workers.feeds import Feed, LogFeed
+from bicameral.workers.projector import Projector
 
 __all__ = [
     "FeedFactory",
@@ -48,7 +48,7 @@ __all__ = [
     "worker_id",
 ]
 
-log = logging.getLogger("bicameral.partitions")
+log = logging.getLogger("bicameral.workers.partitions")
 
 FeedFactory = Callable[[str, str], Feed]
 """Returns the feed of a source service's events for a named consumer: ``(source, consumer)``."""
@@ -57,21 +57,6 @@ FeedFactory = Callable[[str, str], Feed]
 def partition_of(key: str, count: int) -> int:
     """Returns the partition (0 to ``count - 1``) of a partition key; the same in every process."""
     return zlib.crc32(key.encode()) % count
-
-
-def partition_checkpoints(checkpoint: str, count: int) -> list[str]:
-    """Returns the checkpoint name of each partition of ``checkpoint``."""
-    if count == 1:
-        return [checkpoint]
-    return [f"{checkpoint}#p{i}" for i in range(count)]
-
-
-async def projection_position(store: ReadStore, checkpoint: str, count: int) -> int:
-    """Returns the position every partition of ``checkpoint`` has passed."""
-    if count == 1:
-        return await store.checkpoint(checkpoint)
-    found = await store.checkpoints()
-    return min(found.get(name, 0) for name in partition_checkpoints(checkpoint, count))
 
 
 def assigned(worker: str, members: Sequence[str], count: int) -> set[int]:

@@ -19,13 +19,13 @@ from bicameral.bus import CommandBus
 from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, BicameralError, ConcurrencyError
-from bicameral.feeds import Feed
 from bicameral.messages import Command
 from bicameral.service import Reaction
+from bicameral.workers.feeds import Feed
 
 __all__ = ["ReactionRunner", "service_principal"]
 
-log = logging.getLogger("bicameral.saga")
+log = logging.getLogger("bicameral.workers.reactions")
 
 
 def service_principal(service: str, cause: Envelope | None = None) -> Principal:

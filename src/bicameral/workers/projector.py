@@ -6,7 +6,7 @@ redelivered event is at or below it and changes nothing; two projectors racing o
 checkpoint cannot both commit a batch.
 
 A projector given ``accepts`` (one partition of a shared projection, see
-``bicameral.partitions``) folds only the events it accepts but moves its own checkpoint over
+``bicameral.workers.partitions``) folds only the events it accepts but moves its own checkpoint over
 every event it reads, so a partition with no events of its own still keeps up.
 """
 
@@ -20,13 +20,13 @@ from bicameral import metrics
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
 from bicameral.errors import BicameralError
-from bicameral.feeds import Feed
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection, View
+from bicameral.workers.feeds import Feed
 
 __all__ = ["Projector"]
 
-log = logging.getLogger("bicameral.projector")
+log = logging.getLogger("bicameral.workers.projector")
 
 
 class Projector:

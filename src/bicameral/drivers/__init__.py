@@ -1,0 +1,2 @@
+"""Connection helpers shared by several adapters of one backend (URL parsing, connecting,
+translating driver errors), so each adapter module holds only its port's work."""
