@@ -10,8 +10,8 @@ import pytest
 from bicameral.envelope import NewEvent
 from bicameral.errors import BackendError, BicameralError
 from bicameral.eventstore.postgres import PostgresEventStore
-from bicameral.ports import EventStore, StreamAppend
-from bicameral.testing import EventStoreContract, require_server
+from bicameral.ports import EventStore, SnapshotStore, StreamAppend
+from bicameral.testing import EventStoreContract, SnapshotStoreContract, require_server
 
 pytestmark = pytest.mark.postgres
 
@@ -36,6 +36,18 @@ class TestPostgresEventStore(EventStoreContract):
         return PostgresEventStore("svc", self.url)
 
     async def reopen(self, store: EventStore) -> EventStore:
+        return PostgresEventStore("svc", self.url)
+
+
+@pytest.mark.usefixtures("_database")
+class TestPostgresSnapshots(SnapshotStoreContract):
+    durable = True
+    url: str
+
+    async def make_store(self) -> SnapshotStore:
+        return PostgresEventStore("svc", self.url)
+
+    async def reopen(self, store: SnapshotStore) -> SnapshotStore:
         return PostgresEventStore("svc", self.url)
 
 

@@ -22,7 +22,7 @@ from bicameral.consistency import Notifier
 from bicameral.drivers.sqlite import connect
 from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, BicameralError, ConcurrencyError
-from bicameral.ports import AppendResult, StreamAppend
+from bicameral.ports import AppendResult, Snapshot, StreamAppend
 
 __all__ = ["SqliteEventStore"]
 
@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
     versions BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id TEXT PRIMARY KEY, schema TEXT NOT NULL, version INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
 """
 
 _COLUMNS = "id, type, stream_id, time, stream_version, position, data, metadata"
@@ -249,6 +253,35 @@ class SqliteEventStore:
         """Returns every command-side checkpoint by name."""
         rows = self._read().execute("SELECT name, position FROM checkpoints")
         return {str(name): int(pos) for name, pos in rows}
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Writes ``snapshot`` unless the stream has one of its schema at its version or above."""
+        state = orjson.dumps(snapshot.state)
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO snapshots (stream_id, schema, version, state) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (stream_id) DO UPDATE SET schema = excluded.schema, "
+                "version = excluded.version, state = excluded.state "
+                "WHERE snapshots.schema <> excluded.schema OR snapshots.version < excluded.version",
+                (snapshot.stream_id, snapshot.schema, snapshot.version, state),
+            )
+
+        await self._write(job)
+
+    async def load_snapshot(self, stream_id: str, schema: str) -> Snapshot | None:
+        """Returns the stream's snapshot if it was taken with ``schema``, else None."""
+        row = (
+            self._read()
+            .execute(
+                "SELECT version, state FROM snapshots WHERE stream_id = ? AND schema = ?",
+                (stream_id, schema),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return Snapshot(stream_id, schema, int(row[0]), orjson.loads(row[1]))
 
     def _envelope(self, row: Any) -> Envelope:
         return Envelope(
