@@ -170,6 +170,13 @@ def cases(full: bool) -> list[Case]:
             {**http, "roles": ["command-api", "query-api"]},
         ),
     ]
+    out.append(
+        Case(
+            "ours.snapshots.sqlite",
+            "ours.snapshots",
+            {"seconds": s, "clients": 16, "short": 10, "long": 10_000, "store": "sqlite"},
+        )
+    )
     pg_http = {**http, "backends": "pg"}
     out += [
         Case("ours.http.pg.commands", "http.commands", pg_http, ("pg", "redis", "nats")),
@@ -374,6 +381,30 @@ def rows() -> list[Row]:
         ),
     ]
     out += crud_rows()
+    out += [
+        Row(
+            "CPU per command on a 10,000-event stream over a 10-event one (cache off)",
+            "x",
+            ("ours.snapshots.sqlite", "cpu_ratio"),
+            None,
+            None,
+            Target(max=1.5),
+            "SQLite, 16 clients; Product takes a snapshot every 100 events",
+        ),
+        Row(
+            "Wall time per command, 10,000-event over 10-event stream (cache off)",
+            "x",
+            ("ours.snapshots.sqlite", "cost_ratio"),
+            None,
+            None,
+            Target(max=1.5),
+        ),
+        Row(
+            "Wall time per command, 10,000-event over 10-event stream, no snapshots",
+            "x",
+            ("ours.snapshots.sqlite", "cost_ratio_nosnap"),
+        ),
+    ]
     out += [
         Row(
             "HTTP commands/s behind nginx, 1 command-api (PostgreSQL)",

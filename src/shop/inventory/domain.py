@@ -26,8 +26,12 @@ from shop.inventory.messages import (
 __all__ = ["Product", "Reservation", "merge_lines", "reserve_all_or_none"]
 
 
-class Product(Aggregate):
-    """A product's catalogue entry and stock, with the units held and sold per order."""
+class Product(Aggregate, snapshot_every=100):
+    """A product's catalogue entry and stock, with the units held and sold per order.
+
+    Every order adds events to a product's stream, so loads start from a snapshot taken at
+    least every 100 events.
+    """
 
     def __init__(self, id: str) -> None:
         super().__init__(id)
