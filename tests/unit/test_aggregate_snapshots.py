@@ -269,3 +269,14 @@ def test_snapshot_every_must_be_a_whole_number_at_least_zero() -> None:
 
         class Bad(Aggregate, snapshot_every=-1):
             pass
+
+
+async def test_a_stale_cached_copy_runs_again_from_the_snapshot_not_a_full_replay() -> None:
+    store = CountingStore("bank")
+    await deposits(store, "account-a", [1] * 30)
+    bus = CommandBus(bank, store)
+    await bus.dispatch(Deposit(id="a", n=1), CTX)  # full load, snapshot at 30, then cached
+    await deposits(store, "account-a", [5])  # another process appends behind the cache
+    result = await bus.dispatch(Deposit(id="a", n=1), CTX)
+    assert result.versions == {"account-a": 33}
+    assert store.reads == [0, 30]

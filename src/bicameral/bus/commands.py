@@ -68,9 +68,19 @@ class _UnitOfWork:
         return repo
 
     @property
+    def used_cache(self) -> bool:
+        """Returns True when any aggregate came from the cache (and so may be stale)."""
+        return any(repo.used_cache for repo in self._repos.values())
+
+    @property
+    def used_snapshot(self) -> bool:
+        """Returns True when any aggregate was loaded from a snapshot."""
+        return any(repo.used_snapshot for repo in self._repos.values())
+
+    @property
     def used_shortcut(self) -> bool:
         """Returns True when any aggregate came from the cache or a snapshot."""
-        return any(repo.used_cache or repo.used_snapshot for repo in self._repos.values())
+        return self.used_cache or self.used_snapshot
 
     @property
     def shortcut_unchecked(self) -> bool:
@@ -227,8 +237,11 @@ class CommandBus(Bus[CommandCall, CommandResult]):
             try:
                 result = await self.store.append(appends, idempotency_key=key, request_hash=digest)
             except ConcurrencyError:
-                if uow.used_shortcut:
-                    cache = snapshots = None  # stale, or raced: run again on full loads
+                if uow.used_cache:
+                    cache = None  # a cached copy was stale: run again on fresh loads
+                    continue
+                if uow.used_snapshot:
+                    snapshots = None  # raced, or a snapshot ahead of its stream: full loads
                     continue
                 attempt += 1
                 if attempt > handler.retries:
