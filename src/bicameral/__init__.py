@@ -6,6 +6,7 @@ that fold events into read models, and query handlers that read them; run it wit
 """
 
 from bicameral.aggregate import Aggregate, Repository
+from bicameral.bounds import MAX_MONEY, MAX_QUANTITY, MAX_SAFE_INTEGER, Money, Quantity
 from bicameral.bus import (
     AllowAll,
     Authorizer,
@@ -31,12 +32,22 @@ from bicameral.errors import (
     MessageError,
     NotCaughtUpError,
     NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     RuleViolation,
     UnknownMessageError,
+    UnsupportedMediaTypeError,
 )
 from bicameral.messages import Command, Event, Message, MessageRegistry, Query
-from bicameral.ports import EventStore, ReadStore, StreamAppend, Transport
+from bicameral.ports import (
+    EventStore,
+    ReadStore,
+    Snapshot,
+    SnapshotStore,
+    StreamAppend,
+    Transport,
+)
 from bicameral.projection import Projection, View
 from bicameral.security.policy import PUBLIC, Policy, allow
 from bicameral.service import ReadModel, Service
@@ -44,6 +55,9 @@ from bicameral.workers.projector import Projector
 
 __all__ = [
     "ANONYMOUS",
+    "MAX_MONEY",
+    "MAX_QUANTITY",
+    "MAX_SAFE_INTEGER",
     "PUBLIC",
     "AccessError",
     "Aggregate",
@@ -69,14 +83,18 @@ __all__ = [
     "MessageContext",
     "MessageError",
     "MessageRegistry",
+    "Money",
     "NewEvent",
     "NotCaughtUpError",
     "NotFoundError",
+    "OverloadedError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "Policy",
     "Principal",
     "Projection",
     "Projector",
+    "Quantity",
     "Query",
     "QueryBus",
     "QueryCall",
@@ -85,9 +103,12 @@ __all__ = [
     "Repository",
     "RuleViolation",
     "Service",
+    "Snapshot",
+    "SnapshotStore",
     "StreamAppend",
     "Transport",
     "UnknownMessageError",
+    "UnsupportedMediaTypeError",
     "View",
     "allow",
     "from_cloudevent",

@@ -8,10 +8,12 @@ __all__ = [
     "COMMANDS",
     "COMMAND_SECONDS",
     "EVENTS_APPENDED",
+    "PARKED_EVENTS",
     "PROJECTED_EVENTS",
     "PROJECTION_LAG",
     "QUERIES",
     "QUERY_SECONDS",
+    "REACTIONS_REFUSED",
 ]
 
 COMMANDS = Counter(
@@ -28,4 +30,12 @@ PROJECTED_EVENTS = Counter(
 )
 PROJECTION_LAG = Gauge(
     "bicameral_projection_lag_events", "Events a projection is behind its source", ["checkpoint"]
+)
+PARKED_EVENTS = Counter(
+    "bicameral_parked_events_total", "Events parked after a poison failure", ["consumer"]
+)
+REACTIONS_REFUSED = Counter(
+    "bicameral_reactions_refused_total",
+    "Reaction commands refused by a business rule (recorded, not parked)",
+    ["reaction"],
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from bicameral.envelope import Envelope, NewEvent
+from bicameral.parking import Failure, Park, ParkedSequence, Skipped
 
 __all__ = [
     "NO_STREAM",
@@ -20,6 +21,8 @@ __all__ = [
     "EventSource",
     "EventStore",
     "ReadStore",
+    "Snapshot",
+    "SnapshotStore",
     "StreamAppend",
     "Subscription",
     "Transport",
@@ -56,6 +59,38 @@ class AppendResult:
     envelopes: list[Envelope] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An aggregate's state after ``version`` events of its stream, in the shape ``schema`` names.
+
+    ``state`` is a JSON document; ``schema`` names the aggregate class and the shape of its
+    state (``Aggregate.snapshot_key()``), so a changed class never restores an old snapshot.
+    """
+
+    stream_id: str
+    schema: str
+    version: int
+    state: dict[str, Any]
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """Aggregate snapshots kept beside a service's events, at most one per stream.
+
+    A snapshot is only a shortcut for loading: the events after it are still read, and the
+    append's expected-version check still guards every decision taken on it.
+    """
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Writes ``snapshot`` as its stream's one snapshot, unless the stream already has one
+        of the same schema at the same or a higher version (then writes nothing)."""
+        ...
+
+    async def load_snapshot(self, stream_id: str, schema: str) -> Snapshot | None:
+        """Returns the stream's snapshot if it was taken with ``schema``, else None."""
+        ...
+
+
 @runtime_checkable
 class EventSource(Protocol):
     """A log of one service's events that can be read in position order and tailed."""
@@ -85,6 +120,13 @@ class EventStore(EventSource, Protocol):
 
     async def close(self) -> None:
         """Releases connections and background tasks."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def append(
@@ -117,8 +159,15 @@ class EventStore(EventSource, Protocol):
         """Returns a command-side checkpoint (relay, subscription), 0 if never saved."""
         ...
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint and returns True.
+
+        With ``expected``, writes only while the checkpoint is at ``expected`` (0: never
+        saved), else returns False and changes nothing (compare-and-set): a relay or reaction
+        runner that lost its lease cannot move back a checkpoint its successor moved.
+        """
         ...
 
     async def checkpoints(self) -> dict[str, int]:
@@ -140,6 +189,13 @@ class ReadStore(Protocol):
 
     async def close(self) -> None:
         """Releases connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
@@ -164,10 +220,21 @@ class ReadStore(Protocol):
         """Returns every ``(key, document)`` pair of a collection, ordered by key."""
         ...
 
-    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
-        """Writes ``changes`` and moves ``checkpoint`` from ``expected`` to ``position`` atomically.
+    async def commit(
+        self,
+        checkpoint: str,
+        expected: int,
+        position: int,
+        changes: Changes,
+        parked: Sequence[Park] = (),
+    ) -> bool:
+        """Writes ``changes`` and ``parked`` and moves ``checkpoint`` from ``expected`` to
+        ``position``, atomically.
 
-        Returns False and writes nothing when the checkpoint is not at ``expected``.
+        Each park, in order, opens a sequence for its consumer and key (one with a failure) or
+        joins the one open (one without). Returns False and writes nothing when the checkpoint
+        is not at ``expected``, or when a park would open a sequence already open or join one
+        that is not (it was retried or skipped meanwhile).
         """
         ...
 
@@ -181,6 +248,38 @@ class ReadStore(Protocol):
 
     async def drop(self, collections: Sequence[str], checkpoints: Sequence[str]) -> None:
         """Deletes collections and checkpoints (a rebuild's discarded version)."""
+        ...
+
+    async def parked_keys(self, consumer: str) -> set[str]:
+        """Returns the keys of ``consumer`` that have an open parked sequence."""
+        ...
+
+    async def parked(self) -> list[ParkedSequence]:
+        """Returns every parked sequence with its events, by first failure time."""
+        ...
+
+    async def parked_sequence(self, sequence: str) -> ParkedSequence | None:
+        """Returns one parked sequence with its events, or None."""
+        ...
+
+    async def unpark(
+        self, sequence: str, event_id: str, changes: Changes, failure: Failure | None = None
+    ) -> bool:
+        """Settles the first event of a parked sequence, which must be ``event_id``.
+
+        Without ``failure``: writes ``changes`` and removes the event (and the sequence with its
+        last event). With one: adds its attempts to the sequence's and records it as the last
+        failure, writing nothing else. Returns False, writing nothing, when the sequence does
+        not start with ``event_id``.
+        """
+        ...
+
+    async def skip(self, sequence: str, reason: str, by: str) -> Skipped | None:
+        """Removes a parked sequence and records who skipped it, when and why; None if unknown."""
+        ...
+
+    async def skipped(self) -> list[Skipped]:
+        """Returns the records of skipped sequences, oldest first."""
         ...
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
@@ -226,6 +325,13 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Releases connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:

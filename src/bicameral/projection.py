@@ -44,7 +44,7 @@ from pydantic import BaseModel
 
 from bicameral.envelope import Envelope
 from bicameral.errors import ConfigurationError
-from bicameral.messages import Event
+from bicameral.messages import Event, MessageRegistry
 from bicameral.ports import Changes, ReadStore
 
 __all__ = [
@@ -68,6 +68,7 @@ ProjectionHandler = Callable[..., Awaitable[None] | None]
 Prefetch = Callable[[Any], Iterable[tuple[str, str]]]
 """Names the ``(collection, key)`` documents a handler will read for an event."""
 PartitionKey = Callable[[Envelope], str]
+_ABSENT = object()
 
 
 def source_of(event: type[Event], default: str) -> str:
@@ -86,7 +87,11 @@ class _Handler:
 
 
 class Projection:
-    """A named, versioned read model: its collections and a handler per event type."""
+    """A named, versioned read model: its collections and a handler per event type.
+
+    An event whose handler (or decoding, or document) fails is tried ``retries`` more times,
+    then parked with every later event of its partition key (see ``bicameral.parking``).
+    """
 
     def __init__(
         self,
@@ -96,14 +101,18 @@ class Projection:
         version: int = 1,
         partition_by: PartitionKey | None = None,
         indexes: Mapping[str, Sequence[str]] | None = None,
+        retries: int = 3,
     ) -> None:
         """``collections`` maps each collection to its indexed fields (dict documents) or to
         the pydantic model of its documents, whose indexed fields ``indexes`` names."""
         if version < 1:
             raise ConfigurationError(f"projection {name}: version must be 1 or more")
+        if retries < 0:
+            raise ConfigurationError(f"{name}: retries must be 0 or more")
         self.name = name
         self.version = version
         self.code_version = version
+        self.retries = retries
         self._partition_by = partition_by
         self.models: dict[str, type[BaseModel]] = {
             c: kind for c, kind in collections.items() if isinstance(kind, type)
@@ -124,6 +133,7 @@ class Projection:
         }
         self.handlers: dict[str, _Handler] = {}
         self._sources: dict[str, set[str]] = {}
+        self._registries: list[MessageRegistry] = []
 
     def on(
         self,
@@ -145,10 +155,20 @@ class Projection:
             self.handlers[event.type_name] = _Handler(
                 event, fn, arity >= 3, inspect.iscoroutinefunction(fn), prefetch
             )
+            for registry in self._registries:
+                registry.register(event)
             self._sources.setdefault(source or "", set()).add(event.type_name)
             return fn
 
         return register
+
+    def attach(self, registry: MessageRegistry) -> None:
+        """Registers the handled event classes in ``registry``, now and when handlers are added
+        later, so a service decodes them whatever the order of its declarations."""
+        for handler in self.handlers.values():
+            registry.register(handler.event)
+        if not any(known is registry for known in self._registries):
+            self._registries.append(registry)
 
     def sources(self, own_service: str) -> list[str]:
         """Returns the services whose events this projection folds."""
@@ -191,6 +211,10 @@ class Projection:
         found.version = version
         return found
 
+    def handles(self, envelope: Envelope) -> bool:
+        """Returns True when this projection has a handler for ``envelope``'s type."""
+        return envelope.type in self.handlers
+
     async def fold(self, envelopes: Sequence[Envelope], view: View) -> None:
         """Applies each envelope's handler, in order, to ``view`` (unknown types are skipped)."""
         work: list[tuple[_Handler, Event, Envelope]] = []
@@ -207,10 +231,38 @@ class Projection:
         for collection, keys in wanted.items():
             await view.prefetch(collection, keys)
         for handler, event, env in work:
-            args: tuple[Any, ...] = (event, view, env) if handler.wants_envelope else (event, view)
-            result = handler.fn(*args)
-            if handler.is_async and result is not None:
-                await result
+            await _call(handler, event, env, view)
+
+    async def prefetch(self, envelopes: Sequence[Envelope], view: View) -> None:
+        """Loads the documents the handlers of ``envelopes`` declare they read, in one read
+        per collection; events that do not decode are left to ``apply`` to report."""
+        wanted: dict[str, set[str]] = {}
+        for env in envelopes:
+            handler = self.handlers.get(env.type)
+            if handler is None or handler.prefetch is None:
+                continue
+            try:
+                event = handler.event.model_validate(env.data)
+                named = list(handler.prefetch(event))
+            except Exception:  # apply raises it again, for this event only
+                continue
+            for collection, key in named:
+                wanted.setdefault(collection, set()).add(key)
+        for collection, keys in wanted.items():
+            await view.prefetch(collection, keys)
+
+    async def apply(self, envelope: Envelope, view: View) -> None:
+        """Decodes ``envelope`` and applies its handler to ``view`` (nothing for unknown types)."""
+        handler = self.handlers.get(envelope.type)
+        if handler is not None:
+            await _call(handler, handler.event.model_validate(envelope.data), envelope, view)
+
+
+async def _call(handler: _Handler, event: Event, env: Envelope, view: View) -> None:
+    args: tuple[Any, ...] = (event, view, env) if handler.wants_envelope else (event, view)
+    result = handler.fn(*args)
+    if handler.is_async and result is not None:
+        await result
 
 
 class View:
@@ -227,6 +279,29 @@ class View:
         self._models = {projection.table(c): m for c, m in projection.models.items()}
         self._valid: dict[tuple[str, str], BaseModel] = {}
         """The instance a typed put validated, handed to the next get of that document."""
+        self._journal: list[tuple[tuple[str, str], Any]] | None = None
+
+    def savepoint(self) -> int:
+        """Returns a mark to ``rollback`` to: the batch's writes from then on can be undone."""
+        if self._journal is None:
+            self._journal = []
+        return len(self._journal)
+
+    def rollback(self, savepoint: int) -> None:
+        """Undoes the writes made since ``savepoint`` (a handler that failed half-way)."""
+        journal = self._journal or []
+        self._valid.clear()
+        while len(journal) > savepoint:
+            where, before = journal.pop()
+            if before is _ABSENT:
+                self._changes.pop(where, None)
+            else:
+                self._changes[where] = before
+
+    def _change(self, where: tuple[str, str], document: Document | None) -> None:
+        if self._journal is not None:
+            self._journal.append((where, self._changes.get(where, _ABSENT)))
+        self._changes[where] = document
 
     async def prefetch(self, collection: str, keys: Iterable[str]) -> None:
         """Loads documents in one read, so the next ``get`` of each needs none."""
@@ -284,16 +359,16 @@ class View:
         table = self._table(collection)
         model = self._models.get(table)
         if model is None:
-            self._changes[(table, key)] = stored(None, document)
+            self._change((table, key), stored(None, document))
             return
         valid = validated(model, document)
-        self._changes[(table, key)] = model.__pydantic_serializer__.to_python(valid, mode="json")
+        self._change((table, key), model.__pydantic_serializer__.to_python(valid, mode="json"))
         self._valid[(table, key)] = valid
 
     def delete(self, collection: str, key: str) -> None:
         """Deletes a document when the batch commits."""
         table = self._table(collection)
-        self._changes[(table, key)] = None
+        self._change((table, key), None)
         self._valid.pop((table, key), None)
 
     @property

@@ -180,7 +180,16 @@ def _cli_status(settings: Settings) -> list[str]:
     )
     assert result.exit_code == 0, result.output
     header, row, *partitions = result.output.strip().splitlines()
-    assert header.split() == ["service", "checkpoint", "position", "head", "lag", "lag_s", "owner"]
+    assert header.split() == [
+        "service",
+        "checkpoint",
+        "position",
+        "head",
+        "lag",
+        "lag_s",
+        "parked",
+        "owner",
+    ]
     assert len(partitions) == Settings.load(environ={}).partitions
     return row.split()[:5]
 

@@ -17,12 +17,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from bicameral.cli.demo import demo_app
+from bicameral.cli.dlq import dlq_app
 from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
+from bicameral.service import Service
 
-__all__ = ["app", "main"]
+__all__ = ["app", "fail", "main", "open_node", "settings_from"]
 
 T = TypeVar("T")
 
@@ -39,10 +41,51 @@ app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
 app.add_typer(token_app, name="token")
 app.add_typer(demo_app, name="demo")
+app.add_typer(dlq_app, name="dlq")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
-AppOpt = Annotated[str | None, typer.Option("--app", help="Services to run, as module:attr.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file.", show_default="none")
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where embedded data lives.",
+        show_default="$BICAMERAL_DATA_DIR, else .bicameral",
+    ),
+]
+AppOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="Services to run, as module:attr or path/to/file.py:attr.",
+        show_default="$BICAMERAL_APP, else the one installed app",
+    ),
+]
+PortOpt = Annotated[
+    int | None, typer.Option(help="HTTP port.", show_default="$BICAMERAL_PORT, else 8000")
+]
+HostOpt = Annotated[
+    str | None, typer.Option(help="HTTP host.", show_default="$BICAMERAL_HOST, else 127.0.0.1")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"bicameral {version('bicameral')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """bicameral: CQRS for Python microservices."""
 
 
 def fail(message: str) -> typer.Exit:
@@ -66,11 +109,15 @@ def run(coro: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(130) from None
 
 
-def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
-    """Serves ``node`` over HTTP until interrupted."""
+def serve_http(
+    node: Node, settings: Settings, *, banner: bool, api: list[Service] | None = None
+) -> None:
+    """Serves ``node`` over HTTP until interrupted; its OpenAPI document describes ``api``'s
+    services (default: what ``node`` serves)."""
     import uvicorn
 
     from bicameral.http.app import create_app
+    from bicameral.http.server import server_config
     from bicameral.runtime.logs import configure_logging
 
     base = f"http://{settings.host}:{settings.port}"
@@ -78,7 +125,7 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
     try:
-        http = create_app(node)
+        http = create_app(node, api=api)
     except BicameralError as exc:
         raise fail(exc.detail) from None
     if banner:
@@ -89,25 +136,29 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
         if not settings.auth.get("jwks_file"):
             _token_help(settings, base)
-    config = uvicorn.Config(
-        http,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
+    config = server_config(http, settings)
     server = uvicorn.Server(config)
     try:
-        server.run()
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(_serve(node, server))
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
     except SystemExit:
         if server.started:
             raise
-    refused = getattr(http.state, "startup_error", None)
-    if isinstance(refused, BicameralError):
-        raise fail(refused.detail)
     if not server.started:
         raise fail(f"could not serve on {base} (is the port in use?)")
+
+
+async def _serve(node: Node, server: Any) -> None:
+    """Starts ``node`` before listening, so a start-up failure (a missing database, say) is one
+    line and no server; the app's lifespan stops it when the server stops."""
+    try:
+        await node.start()
+    except BaseException:
+        await node.stop()
+        raise
+    await server.serve()
 
 
 def _program() -> str:
@@ -142,8 +193,8 @@ def _can_listen(host: str, port: int) -> bool:
 
 @app.command()
 def up(
-    port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
+    port: PortOpt = None,
+    host: HostOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -161,8 +212,8 @@ def up(
 def serve(
     service: Annotated[str, typer.Option(help="The service to run.")],
     role: Annotated[list[str], typer.Option(help=f"Role(s): {', '.join(ROLES)}.")],
-    port: Annotated[int | None, typer.Option(help="HTTP port (API roles).")] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
+    port: PortOpt = None,
+    host: HostOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -170,14 +221,16 @@ def serve(
     """Run some roles of one service in this process (any number of copies may run)."""
     try:
         settings = settings_from(config, port=port, host=host, data_dir=data_dir, app=app_path)
-        chosen = [s for s in load_services(settings.app) if s.name == service]
+        services = load_services(settings.app)
+        chosen = [s for s in services if s.name == service]
         if not chosen:
             raise ConfigurationError(f"no service {service!r}")
         node = Node(settings, chosen, role)
     except BicameralError as exc:
         raise fail(exc.detail) from None
     if {"command-api", "query-api"} & set(role):
-        serve_http(node, settings, banner=False)
+        # Behind the proxy (deploy/nginx.conf) every API process documents the whole API.
+        serve_http(node, settings, banner=False, api=services)
         return
 
     async def work() -> None:
@@ -204,7 +257,8 @@ def _existing(settings: Settings, services: list[Any]) -> None:
             )
 
 
-async def _open(settings: Settings, service: str | None) -> Node:
+async def open_node(settings: Settings, service: str | None) -> Node:
+    """Returns a Node of ``service`` (or every service) with no roles, its backends started."""
     services = load_services(settings.app)
     if service is not None:
         services = [s for s in services if s.name == service]
@@ -228,9 +282,13 @@ def _actor(principal: dict[str, Any]) -> str:
 
 @events_app.command("tail")
 def events_tail(
-    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Only this service.", show_default="every service")
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many of the newest events.")] = 20,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new ones.", show_default="off")
+    ] = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -239,7 +297,7 @@ def events_tail(
 
     async def work() -> None:
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, service)
+        node = await open_node(settings, service)
         try:
             marks: dict[str, int] = {}
             for name, rt in node.runtimes.items():
@@ -286,7 +344,7 @@ def check(
         from bicameral.runtime.check import unreadable_types
 
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, service)
+        node = await open_node(settings, service)
         try:
             found: list[Any] = []
             for rt in node.runtimes.values():
@@ -309,7 +367,8 @@ def check(
 
 def _print_status(title: str, rows: list[Any]) -> None:
     typer.echo(
-        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7}  owner"
+        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7} "
+        f"{'parked':>7}  owner"
     )
     for row in rows:
         extra = row.owner or "-"
@@ -317,7 +376,7 @@ def _print_status(title: str, rows: list[Any]) -> None:
             extra = f"{row.owner} {row.state}" if row.owner else row.state
         typer.echo(
             f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-            f"{row.lag:>7} {row.lag_seconds:>7.1f}  {extra}"
+            f"{row.lag:>7} {row.lag_seconds:>7.1f} {row.parked:>7}  {extra}"
         )
 
 
@@ -333,7 +392,7 @@ def projections_status(
         from bicameral.runtime.status import projection_status
 
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, None)
+        node = await open_node(settings, None)
         try:
             rows = await projection_status(node)
         finally:
@@ -433,7 +492,7 @@ def status(
         from bicameral.runtime.status import command_side_status, projection_status
 
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, None)
+        node = await open_node(settings, None)
         try:
             rows = await projection_status(node) + await command_side_status(node)
         finally:
@@ -446,12 +505,15 @@ def status(
 @token_app.command("issue")
 def token_issue(
     subject: Annotated[str, typer.Option(help="Who the token names (its sub claim).")],
-    roles: Annotated[str, typer.Option(help="Comma-separated roles, e.g. admin or customer.")] = "",
+    roles: Annotated[
+        str,
+        typer.Option(help="Comma-separated roles, e.g. admin or customer.", show_default="none"),
+    ] = "",
     ttl: Annotated[str, typer.Option(help="How long it is valid: 90s, 15m, 1h, 7d.")] = "1h",
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print a token signed with the embedded key of the data dir (made if missing)."""
+    """Print a token signed with the embedded key of the data dir (the server makes it)."""
     from bicameral.runtime.auth import AuthSettings, embedded_key
     from bicameral.security.tokens import issue_token, parse_ttl
 
@@ -462,7 +524,7 @@ def token_issue(
             raise ConfigurationError("auth uses a JWKS file: get tokens from its identity provider")
         lifetime = parse_ttl(ttl)
         token = issue_token(
-            embedded_key(settings),
+            embedded_key(settings, create=False),
             subject=subject,
             roles=[r.strip() for r in roles.split(",") if r.strip()],
             ttl=lifetime,

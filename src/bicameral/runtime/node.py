@@ -17,7 +17,8 @@ from typing import Any
 
 from bicameral.bus import Authorizer, CommandBus, QueryBus
 from bicameral.consistency import Notifier
-from bicameral.errors import ConfigurationError
+from bicameral.errors import BicameralError, ConfigurationError
+from bicameral.files import warn_if_shared
 from bicameral.ports import EventStore, ReadStore, Transport
 from bicameral.runtime.auth import authorizer_for
 from bicameral.runtime.backends import BackendFactory
@@ -30,6 +31,7 @@ from bicameral.workers.partitions import ProjectorGroup, worker_id
 from bicameral.workers.projector import Projector
 from bicameral.workers.reactions import ReactionRunner
 from bicameral.workers.relay import Relay
+from bicameral.workers.retry import supervise
 
 __all__ = ["OLD_ROLE_NAMES", "ROLES", "Node", "ServiceRuntime", "canonical_roles"]
 
@@ -94,6 +96,7 @@ class ServiceRuntime:
             worker=self.worker,
             notifier=self.notifier,
             head=self.head,
+            service=self.name,
         )
 
     async def head(self, source: str) -> int:
@@ -112,7 +115,9 @@ class ServiceRuntime:
         for reaction in self.service.reactions:
             by_source.setdefault(reaction.source, []).append(reaction)
         return [
-            ReactionRunner(self.commands, reactions, self.feed(source, "reactions"))
+            ReactionRunner(
+                self.commands, reactions, self.feed(source, "reactions"), store=self.reads
+            )
             for source, reactions in sorted(by_source.items())
         ]
 
@@ -130,6 +135,31 @@ class ServiceRuntime:
                 name = f"reactions/{self.name}/{runner.feed.source}"
                 found.append(Exclusive(runner, self.reads, name, owner, self.lease_ttl))
         return found
+
+
+async def _probe(backend: Any, timeout: float) -> str | None:
+    """Returns why ``backend`` is not ready, or None when it answered a ping in time.
+
+    A ping still running at the deadline is cancelled but not waited for: a driver may take
+    long to give up a round trip into a silent network, and the answer is due now.
+    """
+    ping = asyncio.ensure_future(backend.ping())
+    done, _ = await asyncio.wait({ping}, timeout=timeout)
+    if not done:
+        ping.cancel()
+        ping.add_done_callback(_forget)
+        return f"no answer within {timeout:g}s"
+    error = ping.exception()
+    if error is None:
+        return None
+    if isinstance(error, BicameralError):
+        return error.detail
+    return f"{type(error).__name__}: {error}"
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 def canonical_roles(roles: Iterable[str]) -> frozenset[str]:
@@ -163,6 +193,7 @@ class Node:
         if unknown:
             raise ConfigurationError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         self.settings = settings
+        warn_if_shared(settings.data_dir)
         self.authorizer = authorizer or authorizer_for(settings)
         self.factory = factory or BackendFactory()
         transport = self.factory.transport(settings.transport)
@@ -192,25 +223,48 @@ class Node:
         """Returns the runtime of service ``name``."""
         return self.runtimes[name]
 
-    def backends(self) -> list[Any]:
-        """Returns the backends this process's roles use (all of them for a node with none).
+    def used(self) -> dict[str, Any]:
+        """Returns the backends this process's roles use, by name (``<service>.events``,
+        ``<service>.reads``, ``transport``); every backend for a node with no roles.
 
         A query-api process, say, never connects to the event store or the transport. Relays
         and reaction runners use the read store for their leases.
         """
-        used: list[Any] = []
+        used: dict[str, Any] = {}
         for rt in self.runtimes.values():
             roles = rt.roles or frozenset(ROLES)
             if roles & {"command-api", "projector", "relay", "reactions"}:
-                used.append(rt.events)
+                used[f"{rt.name}.events"] = rt.events
             if roles & {"query-api", "projector", "relay", "reactions"}:
-                used.append(rt.reads)
+                used[f"{rt.name}.reads"] = rt.reads
             if roles & {"projector", "relay", "reactions"}:
-                used.append(rt.transport)
+                used["transport"] = rt.transport
+        return used
+
+    def backends(self) -> list[Any]:
+        """Returns the distinct backends this process's roles use, in the order they were made."""
+        used = self.used().values()
         return [b for b in self.factory.started() if any(b is u for u in used)]
 
+    async def unready(self, timeout: float = 1.0) -> dict[str, str]:
+        """Returns what keeps this process from serving now: backend name -> reason.
+
+        Every backend in use is pinged at once; one that fails or does not answer within
+        ``timeout`` seconds is down. Empty when the node is started and all answered.
+        """
+        if not self.started:
+            return {"node": "starting"}
+        used = self.used()
+        distinct = {id(b): b for b in used.values()}
+        reasons = await asyncio.gather(*(_probe(b, timeout) for b in distinct.values()))
+        down = dict(zip(distinct, reasons, strict=True))
+        return {name: why for name, b in used.items() if (why := down[id(b)]) is not None}
+
     async def start(self) -> None:
-        """Starts the backends in use, prepares read models, then runs the workers in tasks."""
+        """Starts the backends in use, prepares read models, then runs the workers in tasks
+        (once: a started node stays as it is)."""
+        if self.started:
+            return
         for backend in self.backends():
             await backend.start()
         self._stop = asyncio.Event()
@@ -224,15 +278,7 @@ class Node:
         self.started = True
 
     async def _guard(self, worker: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                await worker.run(self._stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("worker %r failed; restarting in 1s", worker)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+        await supervise(worker.run, self._stop, name=f"worker {worker!r}", logger=log)
 
     async def stop(self) -> None:
         """Stops the workers, then closes every backend."""

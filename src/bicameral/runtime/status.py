@@ -1,8 +1,10 @@
-"""Checkpoints, heads and lag of every projection, relay and reaction runner of a Node.
+"""Checkpoints, heads, lag and parked events of every projection, relay and reaction runner.
 
 A partitioned projection is reported once as a whole (at the position all its partitions have
 passed) and once per partition, with the worker holding that partition's lease. Its live
-version comes first; a version being built beside it follows, with its progress.
+version comes first; a version being built beside it follows, with its progress. ``parked``
+counts the events waiting in parked sequences (``bicameral dlq list``): of the projection (or
+partition), or of the reactions a runner runs.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from datetime import UTC, datetime
 
 from bicameral import versions
 from bicameral.envelope import Envelope
+from bicameral.parking import ParkedSequence
 from bicameral.projection import Projection, partition_checkpoints
 from bicameral.runtime.node import Node, ServiceRuntime
 from bicameral.versions import Catalog, Progress, State, Version
+from bicameral.workers.partitions import partition_of
 from bicameral.workers.relay import CHECKPOINT as RELAY_CHECKPOINT
 
 __all__ = [
@@ -37,6 +41,7 @@ class WorkerStatus:
     head: int
     lag_seconds: float = 0.0
     owner: str = ""
+    parked: int = 0
     state: str = ""
     """For a projection version as a whole: ``live``, or ``building 42%, ETA 1m 3s``."""
 
@@ -66,6 +71,7 @@ async def _status(
     source: str,
     position: int,
     owner: str = "",
+    parked: int = 0,
     state: str = "",
 ) -> WorkerStatus:
     head = await (rt.events.head() if source == rt.name else rt.transport.head(source))
@@ -74,7 +80,11 @@ async def _status(
         nxt = await _next_event(node, rt, source, position)
         if nxt is not None:
             lag_seconds = max(0.0, (datetime.now(UTC) - nxt.time).total_seconds())
-    return WorkerStatus(rt.name, name, source, position, head, lag_seconds, owner, state)
+    return WorkerStatus(rt.name, name, source, position, head, lag_seconds, owner, parked, state)
+
+
+async def _parked(rt: ServiceRuntime) -> list[ParkedSequence]:
+    return [s for s in await rt.reads.parked() if s.service == rt.name]
 
 
 def _shown(catalog: Catalog, projection: Projection) -> list[Version]:
@@ -143,6 +153,7 @@ async def projection_status(node: Node) -> list[WorkerStatus]:
         group = f"projector.{rt.name}"
         catalog = await versions.read_catalog(rt.reads)
         owners = await rt.reads.leases(f"partitions/{group}/")
+        parked = await _parked(rt)
         for projection in rt.service.projections:
             heads = await _heads(rt, projection)
             for version in _shown(catalog, projection):
@@ -154,23 +165,30 @@ async def projection_status(node: Node) -> list[WorkerStatus]:
                     state = describe(progress)
                 for source in heads:
                     base = projection.checkpoint(source, version.number)
+                    mine = [s for s in parked if s.consumer == base]
+                    names = partition_checkpoints(base, rt.partitions)
                     parts = [
                         (
                             name,
                             catalog.checkpoints.get(name, 0),
                             owners.get(f"partitions/{group}/{name}", ""),
+                            sum(
+                                len(s.events)
+                                for s in mine
+                                if len(names) == 1 or partition_of(s.key, len(names)) == index
+                            ),
                         )
-                        for name in partition_checkpoints(base, rt.partitions)
+                        for index, name in enumerate(names)
                     ]
                     if len(parts) == 1:
-                        rows.append(
-                            await _status(node, rt, base, source, parts[0][1], parts[0][2], state)
-                        )
+                        _, at, owner, count = parts[0]
+                        rows.append(await _status(node, rt, base, source, at, owner, count, state))
                         continue
-                    position = min(p for _, p, _ in parts)
-                    rows.append(await _status(node, rt, base, source, position, "", state))
-                    for name, at, owner in parts:
-                        rows.append(await _status(node, rt, name, source, at, owner))
+                    position = min(p for _, p, _, _ in parts)
+                    count = sum(c for *_, c in parts)
+                    rows.append(await _status(node, rt, base, source, position, "", count, state))
+                    for name, at, owner, count in parts:
+                        rows.append(await _status(node, rt, name, source, at, owner, count))
     return rows
 
 
@@ -180,8 +198,12 @@ async def command_side_status(node: Node) -> list[WorkerStatus]:
     for rt in node.runtimes.values():
         position = await rt.events.load_checkpoint(RELAY_CHECKPOINT)
         rows.append(await _status(node, rt, "relay", rt.name, position))
-        for source in sorted({r.source for r in rt.service.reactions}):
-            name = f"reactions:{source}"
-            position = await rt.events.load_checkpoint(name)
-            rows.append(await _status(node, rt, name, source, position))
+        parked = await _parked(rt)
+        for runner in rt.reaction_runners():
+            source = runner.feed.source
+            position = await rt.reads.checkpoint(runner.checkpoint_name)
+            position = position or await rt.events.load_checkpoint(runner.name)
+            names = {r.name for rs in runner.by_type.values() for r in rs}
+            count = sum(len(s.events) for s in parked if s.consumer in names)
+            rows.append(await _status(node, rt, runner.name, source, position, parked=count))
     return rows

@@ -40,12 +40,13 @@ from dataclasses import dataclass, field
 from bicameral import versions
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError, ConcurrencyError, ConfigurationError
+from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection, partition_checkpoints, projection_position
 from bicameral.versions import Catalog
 from bicameral.workers.feeds import Feed, LogFeed
 from bicameral.workers.projector import Projector
+from bicameral.workers.retry import TRANSIENT, Backoff, pause, retrying
 
 __all__ = [
     "FeedFactory",
@@ -63,7 +64,6 @@ FeedFactory = Callable[[str, str], Feed]
 """Returns the feed of a source service's events for a named consumer: ``(source, consumer)``."""
 Head = Callable[[str], Awaitable[int]]
 """Returns the head of a source service's log, as its feed will reach it."""
-_TRANSIENT = (BackendError, ConcurrencyError)
 _SWITCH_EVERY = 0.5
 
 
@@ -174,6 +174,8 @@ class ProjectorGroup:
         batch_size: int = 500,
         head: Head | None = None,
         builds_only: bool = False,
+        service: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("partitions must be at least 1")
@@ -186,6 +188,8 @@ class ProjectorGroup:
         self.batch_size = batch_size
         self.head = head
         self.builds_only = builds_only
+        self.service = service
+        self._clock = clock
         self._feed = feed
         self.projections = list(dict.fromkeys(projection for projection, _ in projections))
         self.sources: dict[str, list[str]] = {}
@@ -221,6 +225,8 @@ class ProjectorGroup:
                 notifier=self.notifier,
                 checkpoint=name,
                 accepts=None if count == 1 else _accepts(projection, index, count),
+                service=self.service,
+                consumer=base,
             )
             slot = _Slot(index, f"partitions/{self.group}/{name}", projector, number, building)
             slots.append(slot)
@@ -339,6 +345,7 @@ class ProjectorGroup:
         worker took, are marked to be given up by their lane.
         """
         await self.refresh()
+        renewed = self._clock()  # before the round trips: a lease may run from the request on
         await self.store.acquire_lease(self.member_lease, self.worker, self.ttl)
         mine = assigned(self.worker, await self.members(), self.partitions)
         before = set(self.owned)
@@ -349,7 +356,7 @@ class ProjectorGroup:
                 and await self.store.acquire_lease(slot.lease, self.worker, self.ttl)
             )
             slot.leased = slot.leased or slot.owned
-        self._renewed = time.monotonic()
+        self._renewed = renewed
         after = set(self.owned)
         if after != before:
             log.info(
@@ -361,9 +368,14 @@ class ProjectorGroup:
                 sorted(before - after),
             )
 
+    @property
+    def lease_deadline(self) -> float:
+        """Returns when (by ``clock``) the leases may run out unless renewed before."""
+        return self._renewed + self.ttl
+
     def _expire(self) -> None:
         """Stops folding every partition once the leases may have run out unrenewed."""
-        if time.monotonic() - self._renewed > self.ttl:
+        if self._clock() > self.lease_deadline:
             for slot in self.slots:
                 slot.owned = False
 
@@ -374,6 +386,8 @@ class ProjectorGroup:
                 slot.active = slot.leased = False
                 await slot.projector.feed.close()
                 await self.store.release_lease(slot.lease, self.worker)
+            if slot.owned and not slot.active:
+                slot.projector.forget_parked()  # another worker may have parked meanwhile
             slot.active = slot.owned
         lane.slots = [s for s in lane.slots if not (s.dropped and not s.leased)]
         return sorted(
@@ -410,7 +424,7 @@ class ProjectorGroup:
         """Folds a batch of a building version; a failing handler fails the build, not the lane."""
         try:
             return await slot.projector.step(timeout=timeout)
-        except _TRANSIENT:
+        except TRANSIENT:
             raise
         except Exception as exc:
             name, number = lane.projection.name, slot.number
@@ -467,30 +481,29 @@ class ProjectorGroup:
         await self.store.release_lease(self.member_lease, self.worker)
 
     async def _beat(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(cap=self.ttl / 3)
         wait = self.ttl / 3
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+            await pause(wait, stop)
             if stop.is_set():
                 return
             wait = self.ttl / 3
             try:
                 await self.heartbeat()
-            except BicameralError as exc:
-                log.warning("%s: heartbeat failed: %s", self.group, exc)
+                backoff.reset()
+            except TRANSIENT as exc:
                 self._expire()
-                wait = min(wait, 1.0)
+                wait = backoff.delay()
+                log.warning("%s: heartbeat failed: %s; retrying in %.1fs", self.group, exc, wait)
 
     async def _run_lane(self, lane: _Lane, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                self._expire()
-                if not await self._step_lane(lane, 0.5) and not any(s.active for s in lane.slots):
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 0.5)
-            except BicameralError as exc:
-                log.warning("%s: %s; retrying", lane.projection.checkpoint(lane.source), exc)
-                await asyncio.sleep(1.0)
+        async def turn() -> None:
+            self._expire()
+            if not await self._step_lane(lane, 0.5) and not any(s.active for s in lane.slots):
+                await pause(0.5, stop)
+
+        name = lane.projection.checkpoint(lane.source)
+        await retrying(turn, stop, name=name, logger=log)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Heartbeats and folds until ``stop`` is set, then leaves the group."""

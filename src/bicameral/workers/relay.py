@@ -8,6 +8,10 @@ the overlap by event id, so subscribers see each once.
 Given the service's ``registry``, it publishes each event as the current version of its class
 (upcast from an older stored version if need be), with the stored type kept in the CloudEvent's
 ``storedtype`` attribute: subscribers only ever see the current contract.
+
+The checkpoint only moves forward, and only from the value this relay last read or wrote
+(compare-and-set): a relay that lost its lease to another copy finds the checkpoint moved,
+writes nothing and starts over from the checkpoint at its next step.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import asyncio
 import logging
 
 from bicameral.envelope import upcast
-from bicameral.errors import BicameralError
 from bicameral.messages import MessageRegistry
 from bicameral.ports import EventStore, Transport
+from bicameral.workers.retry import retrying
 
 __all__ = ["Relay"]
 
@@ -43,6 +47,7 @@ class Relay:
         self.batch_size = batch_size
         self.registry = registry
         self._after: int | None = None
+        self._saved = 0
 
     def reset(self) -> None:
         """Resumes from the checkpoint and the transport's head at the next step."""
@@ -58,8 +63,8 @@ class Relay:
 
     async def _step(self, timeout: float) -> int:
         if self._after is None:
-            saved = await self.store.load_checkpoint(CHECKPOINT)
-            self._after = min(saved, await self.transport.head(self.store.service))
+            self._saved = await self.store.load_checkpoint(CHECKPOINT)
+            self._after = min(self._saved, await self.transport.head(self.store.service))
         after = self._after
         batch = await self.store.read_all(after, self.batch_size)
         if not batch:
@@ -69,15 +74,17 @@ class Relay:
         registry = self.registry
         published = batch if registry is None else [upcast(e, registry, mark=True) for e in batch]
         await self.transport.publish(self.store.service, published)
-        self._after = batch[-1].position
-        await self.store.save_checkpoint(CHECKPOINT, batch[-1].position)
+        self._after = end = batch[-1].position
+        if end > self._saved:
+            if not await self.store.save_checkpoint(CHECKPOINT, end, expected=self._saved):
+                log.info("relay %s: checkpoint moved by another relay", self.store.service)
+                self._after = None
+                return 0
+            self._saved = end
         return len(batch)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publishes until ``stop`` is set; backs off and retries on backend errors."""
-        while not stop.is_set():
-            try:
-                await self.step(timeout=0.5)
-            except BicameralError as exc:
-                log.warning("relay %s: %s; retrying", self.store.service, exc)
-                await asyncio.sleep(1.0)
+        """Publishes until ``stop`` is set; backs off and retries on transient failures."""
+        await retrying(
+            lambda: self.step(timeout=0.5), stop, name=f"relay {self.store.service}", logger=log
+        )

@@ -1,0 +1,82 @@
+"""Orders' query handlers, served from its read models only: wired in ``service.py``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from bicameral import InvalidMessageError, NotFoundError, ReadModel
+from shop.bounds import Money
+from shop.orders.messages import GetOrder, ListCustomerOrders, Reason, Status, order_key
+from shop.orders.projections import CatalogueEntry, LineView, Order
+
+__all__ = ["LineView", "OrderList", "OrderView", "get_order", "list_customer_orders"]
+
+
+class OrderView(BaseModel):
+    order_id: str
+    customer_id: str
+    status: Status
+    reason: Reason | None
+    lines: list[LineView]
+    total_cents: Money
+
+
+class OrderList(BaseModel):
+    items: list[OrderView]
+
+
+async def _view(order: Order, reads: ReadModel) -> OrderView:
+    lines: list[LineView] = []
+    for line in order.lines:
+        if not order.priced:
+            product: CatalogueEntry | None = await reads.get("catalogue", line.sku)
+            if product is not None:
+                line = line.model_copy(
+                    update={"name": product.name, "unit_price_cents": product.price_cents}
+                )
+        lines.append(line)
+    total = sum(line.quantity * (line.unit_price_cents or 0) for line in lines)
+    return OrderView(
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        status=order.status,
+        reason=order.reason,
+        lines=lines,
+        total_cents=total,
+    )
+
+
+async def get_order(query: GetOrder, reads: ReadModel) -> OrderView:
+    """One order; its lines' names and prices are inventory's; 404 for an unknown order.
+
+    Without ``customer_id``: the one order of that id among those the caller may see (a
+    customer sees only their own); 422 naming ``customer_id`` when several customers' are seen.
+    """
+    docs: list[Order]
+    if query.customer_id is not None:
+        found: Order | None = await reads.get(
+            "orders", order_key(query.customer_id, query.order_id)
+        )
+        docs = [found] if found is not None else []
+    else:
+        docs = await reads.find("orders", "order_id", query.order_id)
+    if not docs:
+        raise NotFoundError(f"no order {query.order_id!r}")
+    if len(docs) > 1:
+        raise InvalidMessageError(
+            f"several customers have an order {query.order_id!r}: name its customer_id",
+            [
+                {
+                    "loc": ["query", "customer_id"],
+                    "msg": "several customers have an order of this id",
+                    "type": "missing",
+                }
+            ],
+        )
+    return await _view(docs[0], reads)
+
+
+async def list_customer_orders(query: ListCustomerOrders, reads: ReadModel) -> OrderList:
+    """A customer's orders, by order id."""
+    found: list[Order] = await reads.find("orders", "customer_id", query.customer_id)
+    return OrderList(items=[await _view(order, reads) for order in found])
