@@ -396,10 +396,14 @@ def stored(model: type[BaseModel] | None, document: Any) -> Document:
 
 
 def validated(model: type[B], document: Any) -> B:
-    """Returns a fresh, validated instance of ``model`` from an instance or a mapping."""
-    if isinstance(document, model):
-        document = model.__pydantic_serializer__.to_python(document, warnings=False)
-    elif isinstance(document, BaseModel) or not isinstance(document, Mapping):
+    """Returns a fresh, validated instance of ``model`` from a model instance or a mapping.
+
+    An instance of another model is taken for its fields (an older version's document class,
+    say): what ``model`` does not accept is a ValidationError.
+    """
+    if isinstance(document, BaseModel):
+        document = type(document).__pydantic_serializer__.to_python(document, warnings=False)
+    elif not isinstance(document, Mapping):
         raise ConfigurationError(
             f"a {model.__name__} document was expected, not {type(document).__name__}"
         )

@@ -15,7 +15,8 @@ changed only by compare-and-set (``ReadStore.commit``), the locking that protect
 
 The ``#live`` pointer is the truth about which version is live: the switch is one
 compare-and-set of it, made only once the building version has passed the head of every
-source it reads, as read after its checkpoints. The states follow the pointer.
+source it reads, as read after its checkpoints, and holds no parked event (a poison event parks
+in a build as anywhere: ``bicameral dlq``). The states follow the pointer.
 
 A version is built by the code whose ``Projection(version=)`` it names. A node whose code
 declares a version the store has never seen starts it building beside the live one
@@ -307,7 +308,8 @@ async def try_switch(
     head: Callable[[str], Awaitable[int]],
     partitions: int,
 ) -> bool:
-    """Makes building version ``number`` live once it has passed the head of every source.
+    """Makes building version ``number`` live once it has passed the head of every source,
+    with no event of it parked.
 
     The heads are read after the checkpoints, so the live version cannot be ahead of them;
     the switch is a compare-and-set of the ``#live`` pointer. Returns True when it switched.
@@ -320,6 +322,8 @@ async def try_switch(
     for source in sources:
         if catalog.position(projection, number, source, partitions) < await head(source):
             return False
+        if await store.parked_keys(projection.checkpoint(source, number)):
+            return False  # parked events are unprocessed: retried or skipped first
     live = catalog.live(name)
     current = catalog.version(name, live)
     if current is not None and current.code > version.code:

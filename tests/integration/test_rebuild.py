@@ -20,6 +20,7 @@ import pytest
 from bicameral import ConsistencyToken, MessageContext, Principal, Projection, View
 from bicameral.readstore.memory import MemoryReadStore
 from bicameral.runtime import rebuild
+from bicameral.runtime.dlq import DeadLetters
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
 from bicameral.runtime.status import projection_status
@@ -27,7 +28,7 @@ from bicameral.service import Service
 from bicameral.versions import State, drop_retired, read_catalog
 from shop.app import services as shop_services
 from shop.inventory.messages import GetProduct, ListProducts, ReceiveStock, RegisterProduct
-from shop.inventory.projections import products
+from shop.inventory.projections import ProductView, products
 from shop.inventory.service import inventory
 
 CLERK = MessageContext(principal=Principal("clerk-1", frozenset({"staff"})))
@@ -168,29 +169,38 @@ async def test_without_workers_the_rebuild_is_done_by_the_caller(settings: Setti
         await writer.stop()
 
 
-def bumped(version: int, *, broken: bool = False) -> Service:
+class CountedProduct(ProductView):
+    """Version 2's product document: the receipts of each product counted too."""
+
+    receipts: int = 0
+
+
+def bumped(version: int, *, poison: set[str] | None = None) -> Service:
     """Returns the inventory service whose products projection declares ``version``.
 
-    Version 2 counts the receipts of each product too; ``broken`` raises on the 100th one.
+    Its documents count the receipts of each product; a receipt of a sku in ``poison`` raises.
     """
-    new = Projection("products", collections={"products": ["name"]}, version=version)
-    counted = {"n": 0}
+    new = Projection(
+        "products",
+        collections={"products": CountedProduct},
+        indexes={"products": ["name"]},
+        version=version,
+        retries=0,
+    )
     for type_name, handler in products.handlers.items():
-        if type_name == "inventory.StockReceived.v1":
-            continue
-        new.on(handler.event, prefetch=handler.prefetch)(handler.fn)
+        if type_name != "inventory.StockReceived.v1":
+            new.on(handler.event, prefetch=handler.prefetch)(handler.fn)
 
     @new.on(products.handlers["inventory.StockReceived.v1"].event)
     async def received(event: Any, view: View) -> None:
-        counted["n"] += 1
-        if broken and counted["n"] == 100:
-            raise ValueError("receipt 100 is poison")
-        doc = await view.get("products", event.sku)
+        if poison and event.sku in poison:
+            raise ValueError(f"a receipt of {event.sku} is poison")
+        doc: CountedProduct | None = await view.get("products", event.sku)
         if doc is None:
             return
-        doc["on_hand"] += event.quantity
-        doc["available"] = doc["on_hand"] - doc["reserved"]
-        doc["receipts"] = doc.get("receipts", 0) + 1
+        doc.on_hand += event.quantity
+        doc.available = doc.on_hand - doc.reserved
+        doc.receipts += 1
         view.put("products", event.sku, doc)
 
     service = Service("inventory", registry=inventory.registry)
@@ -222,7 +232,7 @@ async def test_deploying_a_new_version_builds_it_beside_the_old_then_switches(
         assert catalog.live("products") == 1
         assert [v.number for v in catalog.building("products")] == [2]
         answer = await rt.queries.ask(GetProduct(sku="p1"), CLERK)
-        assert "receipts" not in answer  # the live version 1 serves meanwhile
+        assert answer["receipts"] == 0  # version 1's document, read through version 2's model
         final = await asyncio.wait_for(
             rebuild.watch(rt, rt.service.projections[0], 2, lambda s: None), 60
         )
@@ -233,7 +243,7 @@ async def test_deploying_a_new_version_builds_it_beside_the_old_then_switches(
         await second.stop()
 
 
-async def test_a_failing_rebuild_stops_and_the_live_version_keeps_serving(
+async def test_a_poison_event_parks_in_the_build_and_holds_the_switch_until_retried(
     settings: Settings,
 ) -> None:
     first = Node(settings, [inventory], ROLES)
@@ -242,23 +252,36 @@ async def test_a_failing_rebuild_stops_and_the_live_version_keeps_serving(
         await fill(first, 400)
     finally:
         await first.stop()
-    service = bumped(1, broken=True)
+    poison = {"p7"}
+    service = bumped(1, poison=poison)
+    projection = service.projections[0]
     writer = Node(settings, [service], ["command-api", "query-api"])
     await writer.start()
     try:
         rt = writer.runtime("inventory")
-        version, _ = await rebuild.start(rt, service.projections[0])
-        final = await rebuild.build(rt, service.projections[0], version.number, lambda s: None)
-        assert final.version.state == State.FAILED
-        assert "receipt 100 is poison" in final.error
-        assert final.version.failed_at < 400
-        catalog = await read_catalog(rt.reads)
-        assert catalog.live("products") == 1
-        answer = await rt.queries.ask(GetProduct(sku="p1"), CLERK)
-        assert answer["sku"] == "p1"
-        states = {row.name: row.state for row in await projection_status(writer)}
-        assert states["products.v1:inventory"] == "live"
-        assert states["products.v2:inventory"].startswith("building failed after position")
+        version, _ = await rebuild.start(rt, projection)
+        held = await rebuild.build(rt, projection, version.number, lambda s: None)
+        assert held.blocked
+        assert held.version.state == State.BUILDING
+        assert held.parked == 9  # p7's first receipt, and its later ones behind it
+        assert (await read_catalog(rt.reads)).live("products") == 1
+        answer = await rt.queries.ask(GetProduct(sku="p7"), CLERK)
+        assert answer["receipts"] == 0  # the live version 1 keeps serving
+        states = {row.name: (row.state, row.parked) for row in await projection_status(writer)}
+        assert states["products.v1:inventory"] == ("live", 0)
+        assert states["products.v2:inventory"][0].startswith("building 100%")
+        assert states["products.v2:inventory"][1] == 9
+
+        poison.clear()  # the fix is deployed; the parked events are retried through it
+        retried = await DeadLetters(writer).retry_all("inventory", "products.v2:inventory")
+        assert [r.applied for r in retried] == [9]
+        final = await rebuild.build(rt, projection, version.number, lambda s: None)
+        assert final.version.state == State.LIVE
+        docs = dict(await rt.reads.all("products_v2_products"))
+        assert docs["p7"]["receipts"] == 9
+        assert {sku: {**d, "receipts": 0} for sku, d in docs.items()} == {
+            sku: {**d, "receipts": 0} for sku, d in (await fold(writer)).items()
+        }
     finally:
         await writer.stop()
 
@@ -309,11 +332,11 @@ def test_status_shows_a_build_in_progress_and_a_second_rebuild_attaches(
     assert started.exit_code == 0, started.output
     assert "a projector (bicameral up or serve) build it" in started.stderr
     status = cli_run(settings, "projections", "status")
-    rows = [line.split(maxsplit=6) for line in status.stdout.splitlines()[1:]]
+    rows = [line.split(maxsplit=7) for line in status.stdout.splitlines()[1:]]
     whole = [r for r in rows if r[1] == "products.v2:inventory"]
     assert len(whole) == 1
     assert whole[0][2:5] == ["0", "120", "120"]
-    assert whole[0][6].startswith("building 0%, ETA")
+    assert whole[0][7].startswith("building 0%, ETA")
     again = cli_run(settings, "projections", "rebuild", "products", "--no-wait")
     assert "a rebuild of products is already in progress (version 2, 0%)" in again.stderr
 

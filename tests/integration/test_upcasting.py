@@ -60,7 +60,8 @@ async def settled(node: Node) -> None:
         bins = await projection_position(
             warehouse.reads, "bins.v1:warehouse", node.settings.partitions
         )
-        reacted = await ledger.events.load_checkpoint("reactions:warehouse")
+        (runner,) = ledger.reaction_runners()
+        reacted = await ledger.reads.checkpoint(runner.checkpoint_name)
         if head and bins >= head and reacted >= len(FACTS):
             return
         await asyncio.sleep(0.05)

@@ -16,22 +16,28 @@ from pydantic import BaseModel
 from bicameral import MAX_MONEY, MAX_SAFE_INTEGER, RuleViolation
 from shop.bounds import MAX_LINES, MAX_PRICE_CENTS, MAX_STOCK, MAX_UNITS
 from shop.inventory import messages as inventory_messages
+from shop.inventory import projections as inventory_projections
 from shop.inventory import queries as inventory_queries
 from shop.inventory.domain import Product
 from shop.orders import messages as orders_messages
+from shop.orders import projections as orders_projections
 from shop.orders import queries as orders_queries
 from shop.payments import messages as payments_messages
-from shop.payments import queries as payments_queries
+from shop.payments import projections as payments_projections
 from shop.payments.domain import Account
 
 MODULES = [
     inventory_messages,
+    inventory_projections,
     inventory_queries,
     orders_messages,
+    orders_projections,
     orders_queries,
     payments_messages,
-    payments_queries,
+    payments_projections,
 ]
+"""The answers' models: the read models' documents (typed, in ``projections``) and what the
+queries build from them."""
 
 
 def models_of(module: ModuleType) -> list[type[BaseModel]]:

@@ -81,8 +81,10 @@ async def test_put_validates_a_typed_document() -> None:
         view.put("tallies", "a", broken)
     with pytest.raises(ValidationError):
         view.put("tallies", "a", {"key": "a"})
-    with pytest.raises(ConfigurationError, match="a Tally document was expected, not Noted"):
+    with pytest.raises(ValidationError):
         view.put("tallies", "a", Noted(text="x"))
+    with pytest.raises(ConfigurationError, match="a Tally document was expected, not int"):
+        view.put("tallies", "a", 3)
     view.put("tallies", "b", {"key": "b", "owner": "bob", "count": "2"})
     assert view.changes[(tallies.table("tallies"), "b")] == {"key": "b", "owner": "bob", "count": 2}
 

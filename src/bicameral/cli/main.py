@@ -333,7 +333,9 @@ def _readable(env: Any, registry: Any) -> Any:
 
 @app.command()
 def check(
-    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Only this service.", show_default="every service")
+    ] = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -424,19 +426,23 @@ def _owner_node(settings: Settings, name: str, service: str | None) -> Node:
 @projections_app.command("rebuild")
 def projections_rebuild(
     name: Annotated[str, typer.Argument(help="The projection to rebuild, e.g. products.")],
-    service: Annotated[str | None, typer.Option(help="The service owning it.")] = None,
+    service: Annotated[
+        str | None,
+        typer.Option(help="The service owning it.", show_default="the one that has it"),
+    ] = None,
     wait: Annotated[
         bool | None,
         typer.Option(
             "--wait/--no-wait",
-            help="Show progress until the switch (default: when on a terminal).",
+            help="Show progress until the switch.",
+            show_default="--wait on a terminal",
         ),
     ] = None,
     keep_old: Annotated[
         bool,
         typer.Option(
             "--keep-old/--drop-old",
-            help="Keep the replaced version until drop-retired (default), or drop it after "
+            help="Keep the replaced version until drop-retired, or drop it after "
             "the switch (once every query process moved on).",
         ),
     ] = True,
@@ -463,7 +469,10 @@ def projections_rebuild(
 @projections_app.command("drop-retired")
 def projections_drop_retired(
     name: Annotated[str, typer.Argument(help="The projection whose old versions to drop.")],
-    service: Annotated[str | None, typer.Option(help="The service owning it.")] = None,
+    service: Annotated[
+        str | None,
+        typer.Option(help="The service owning it.", show_default="the one that has it"),
+    ] = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,

@@ -110,6 +110,16 @@ async def _rebuild(node: Node, name: str, wait: bool, keep_old: bool) -> int:
                 f"runs, or with: bicameral projections rebuild {name}"
             )
         return 130
+    if final.blocked:
+        consumer = projection.checkpoint(projection.sources(rt.name)[0], version.number)
+        typer.echo(
+            f"bicameral: error: {name} version {version.number} is caught up but {final.parked} "
+            f"event(s) of it are parked; it switches once they are retried or skipped "
+            f"(bicameral dlq list --consumer {consumer}); the live version {final.live} keeps "
+            "serving",
+            err=True,
+        )
+        return 1
     if final.version.state == State.FAILED:
         reason = f": {final.error}" if final.error else " (see the projector's log)"
         typer.echo(

@@ -1,7 +1,8 @@
 """The dead-letter queue of a Node: its services' parked sequences, to list, retry and skip.
 
 What ``bicameral dlq`` and ``/admin/dlq`` do. A sequence's consumer is found among the
-services as deployed now: a projection (by its checkpoint, ``balances.v1:payments``) or a
+services as deployed now: a projection (by its checkpoint, ``balances.v1:payments``, of the
+live version or of one being built beside it) or a
 reaction (by its identity, ``orders.confirm_paid``); retrying runs its events through that
 code (``workers.parked.retry_sequence``), so a retry beside the live workers applies each
 event once, in order.
@@ -13,11 +14,22 @@ from dataclasses import dataclass
 
 from bicameral.errors import ConfigurationError, InvalidMessageError, NotFoundError
 from bicameral.parking import ParkedSequence, Skipped
+from bicameral.projection import Projection
 from bicameral.runtime.node import Node, ServiceRuntime
 from bicameral.workers.parked import Handle, RetryResult, projection_handle, retry_sequence
 from bicameral.workers.reactions import reaction_handle
 
-__all__ = ["DeadLetters", "Found", "matches"]
+__all__ = ["DeadLetters", "Found", "matches", "stored_version"]
+
+
+def stored_version(projection: Projection, source: str, consumer: str) -> int:
+    """Returns the stored version of ``projection`` over ``source`` that ``consumer`` names
+    (``products.v2:inventory``), or 0 when it names none."""
+    name, dot_v, rest = consumer.partition(f"{projection.name}.v")
+    number, colon, tail = rest.partition(":")
+    if name or not dot_v or not colon or tail != source or not number.isdigit():
+        return 0
+    return int(number)
 
 
 def matches(consumer: str, wanted: str | None) -> bool:
@@ -87,8 +99,9 @@ class DeadLetters:
         rt, consumer = found.runtime, found.sequence.consumer
         for projection in rt.service.projections:
             for source in projection.sources(rt.name):
-                if projection.checkpoint(source) == consumer:
-                    return projection_handle(projection, rt.reads)
+                number = stored_version(projection, source, consumer)
+                if number:  # the live version, or one being built (bicameral.versions)
+                    return projection_handle(projection.at(number), rt.reads)
         for reaction in rt.service.reactions:
             if reaction.name == consumer:
                 await rt.events.start()  # idempotent; a query-api process has not started it

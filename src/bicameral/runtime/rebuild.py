@@ -81,11 +81,12 @@ async def workers_running(rt: ServiceRuntime) -> bool:
 async def watch(
     rt: ServiceRuntime, projection: Projection, number: int, report: Report
 ) -> RebuildStatus:
-    """Reports the progress of the workers building version ``number`` until it is done."""
+    """Reports the progress of the workers building version ``number`` until it is live,
+    failed, or caught up but for parked events (which only a retry or a skip clears)."""
     while True:
         status = await rebuild_status(rt, projection, number)
         report(status)
-        if status.version.state != State.BUILDING:
+        if status.version.state != State.BUILDING or status.blocked:
             return status
         await asyncio.sleep(_EVERY)
 
@@ -93,7 +94,8 @@ async def watch(
 async def build(
     rt: ServiceRuntime, projection: Projection, number: int, report: Report
 ) -> RebuildStatus:
-    """Builds version ``number`` in this process until it is live (or failed); reports often.
+    """Builds version ``number`` in this process until it is live, failed, or caught up but
+    for parked events; reports often.
 
     Folds only the versions being built, as a group of its own, so a projector starting
     meanwhile shares the work without losing any (every commit is a compare-and-set).
@@ -107,6 +109,7 @@ async def build(
         ttl=rt.lease_ttl,
         head=rt.head,
         builds_only=True,
+        service=rt.name,
     )
     await group.prepare()
     try:
@@ -121,7 +124,7 @@ async def build(
                 status = await rebuild_status(rt, projection, number)
                 report(status)
                 reported = now
-                if status.version.state != State.BUILDING:
+                if status.version.state != State.BUILDING or (status.blocked and not moved):
                     failure = group.failures.get((projection.name, number))
                     if failure is not None:
                         status = replace(status, error=f"{type(failure).__name__}: {failure}")

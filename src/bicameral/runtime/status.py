@@ -129,6 +129,17 @@ class RebuildStatus:
     progress: Progress
     error: str = ""
     """Why the build failed, when this process saw it fail."""
+    parked: int = 0
+    """Events of the version parked (``bicameral dlq``): the switch waits for them."""
+
+    @property
+    def blocked(self) -> bool:
+        """Returns True when only parked events keep the version from switching."""
+        return (
+            self.version.state == State.BUILDING
+            and self.parked > 0
+            and self.progress.done >= self.progress.total
+        )
 
 
 async def _heads(rt: ServiceRuntime, projection: Projection) -> dict[str, int]:
@@ -143,7 +154,13 @@ async def rebuild_status(rt: ServiceRuntime, projection: Projection, number: int
     if found is None:
         found = Version(projection.name, number, projection.code_version, State.RETIRED)
     done = versions.progress(catalog, projection, found, heads, rt.partitions)
-    return RebuildStatus(rt.name, found, catalog.live(projection.name), done)
+    consumers = {projection.checkpoint(source, number) for source in heads}
+    parked = sum(
+        len(s.events)
+        for s in await rt.reads.parked()
+        if s.service == rt.name and s.consumer in consumers
+    )
+    return RebuildStatus(rt.name, found, catalog.live(projection.name), done, parked=parked)
 
 
 async def projection_status(node: Node) -> list[WorkerStatus]:
