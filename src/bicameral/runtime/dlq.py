@@ -57,7 +57,10 @@ class DeadLetters:
 
     async def _runtimes(self, service: str | None = None) -> list[ServiceRuntime]:
         if service is not None and service not in self.node.runtimes:
-            raise ConfigurationError(f"no service {service!r}")
+            raise InvalidMessageError(
+                f"no service {service!r}",
+                [{"loc": ["query", "service"], "msg": "no such service", "type": "value_error"}],
+            )
         chosen = [rt for rt in self.node.runtimes.values() if service in (None, rt.name)]
         for rt in chosen:
             await rt.reads.start()  # idempotent; a command-api process has not started it
