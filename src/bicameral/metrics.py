@@ -1,4 +1,8 @@
-"""Prometheus metrics every process exports at ``/metrics``."""
+"""Prometheus metrics every process exports at ``/metrics``.
+
+Consumers (projection partitions, relays, reaction runners) are metered in
+``bicameral.workers.meters``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ __all__ = [
     "COMMAND_SECONDS",
     "EVENTS_APPENDED",
     "PROJECTED_EVENTS",
-    "PROJECTION_LAG",
     "QUERIES",
     "QUERY_SECONDS",
+    "READY",
 ]
 
 COMMANDS = Counter(
@@ -26,6 +30,4 @@ EVENTS_APPENDED = Counter("bicameral_events_appended_total", "Events appended", 
 PROJECTED_EVENTS = Counter(
     "bicameral_projected_events_total", "Events folded into read models", ["projection"]
 )
-PROJECTION_LAG = Gauge(
-    "bicameral_projection_lag_events", "Events a projection is behind its source", ["checkpoint"]
-)
+READY = Gauge("bicameral_ready", "1 when the process is ready to serve (as /health/ready), else 0")

@@ -68,13 +68,12 @@ def run(coro: Callable[[], Awaitable[T]]) -> T:
 
 def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
     """Serves ``node`` over HTTP until interrupted."""
-    import uvicorn
-
     from bicameral.http.app import create_app
     from bicameral.runtime.logs import configure_logging
 
     base = f"http://{settings.host}:{settings.port}"
-    if not _can_listen(settings.host, settings.port):
+    sock = _listen(settings.host, settings.port)
+    if sock is None:
         raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
     try:
@@ -89,22 +88,58 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
         if not settings.auth.get("jwks_file"):
             _token_help(settings, base)
-    config = uvicorn.Config(
-        http,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
+    _run_server(http, sock, base)
+
+
+def serve_operations(node: Node, settings: Settings, port: int, *, what: str) -> None:
+    """Serves ``/health`` and ``/metrics`` of a worker-only ``node`` on ``port`` while it works.
+
+    Port 0 takes any free port; the address is printed either way.
+    """
+    from bicameral.http.operations import create_operations_app
+    from bicameral.runtime.logs import configure_logging
+
+    sock = _listen(settings.host, port)
+    if sock is None:
+        raise fail(
+            f"cannot serve metrics on {settings.host}:{port}: the address is in use or not "
+            "available (set another with --metrics-port or [metrics] in the config)"
+        )
+    base = f"http://{settings.host}:{sock.getsockname()[1]}"
+    service = next(iter(node.runtimes))
+    roles = next(iter(node.runtimes.values())).roles
+    configure_logging(service=service, roles=",".join(sorted(roles)))
+    try:
+        http = create_operations_app(node)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    typer.echo(f"bicameral: {what}; health: {base}/health  metrics: {base}/metrics (role admin)")
+    _run_server(http, sock, base)
+
+
+def _run_server(http: Any, sock: socket.socket, base: str) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(http, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     try:
-        server.run()
+        server.run(sockets=[sock])
     except SystemExit:
         if server.started:
             raise
+    finally:
+        sock.close()
     if not server.started:
-        raise fail(f"could not serve on {base} (is the port in use?)")
+        raise fail(f"could not serve on {base}")
+
+
+def _listen(host: str, port: int) -> socket.socket | None:
+    """Returns a socket listening on ``host:port``, or None when that is not possible now."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family)
+    except OSError:
+        return None
 
 
 def _program() -> str:
@@ -125,16 +160,6 @@ def _token_help(settings: Settings, base: str) -> None:
         f"--data-dir {data_dir})"
     )
     typer.echo(f'             curl -H "Authorization: Bearer $TOKEN" {base}/...')
-
-
-def _can_listen(host: str, port: int) -> bool:
-    """Returns True when this process could listen on ``host:port`` now."""
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.create_server((host, port), family=family):
-            return True
-    except OSError:
-        return False
 
 
 @app.command()
@@ -159,6 +184,13 @@ def serve(
     service: Annotated[str, typer.Option(help="The service to run.")],
     role: Annotated[list[str], typer.Option(help=f"Role(s): {', '.join(ROLES)}.")],
     port: Annotated[int | None, typer.Option(help="HTTP port (API roles).")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of /health and /metrics of a process of worker roles only "
+            "(default: [metrics] in the config; 0 or none: any free port)."
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -171,23 +203,18 @@ def serve(
         if not chosen:
             raise ConfigurationError(f"no service {service!r}")
         node = Node(settings, chosen, role)
+        roles = next(iter(node.runtimes.values())).roles
+        if metrics_port is None:
+            metrics_port = settings.metrics_port(roles)
+        elif not 0 <= metrics_port <= 65535:
+            raise ConfigurationError(f"bad --metrics-port {metrics_port}: not a TCP port")
     except BicameralError as exc:
         raise fail(exc.detail) from None
-    if {"command-api", "query-api"} & set(role):
+    if {"command-api", "query-api"} & roles:
         serve_http(node, settings, banner=False)
         return
-
-    async def work() -> None:
-        from bicameral.runtime.logs import configure_logging
-
-        configure_logging(service=service, roles=",".join(role))
-        await node.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await node.stop()
-
-    run(work)
+    what = f"running {service} {', '.join(sorted(roles))}"
+    serve_operations(node, settings, metrics_port or 0, what=what)
 
 
 def _existing(settings: Settings, services: list[Any]) -> None:

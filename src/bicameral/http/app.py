@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bicameral.context import Principal
-from bicameral.http.problems import install_problem_handlers, problem
+from bicameral.http.operations import ADMIN_ROLE, node_lifespan, operations_router
+from bicameral.http.problems import install_problem_handlers
 from bicameral.http.routes import message_schemas, service_router
 from bicameral.runtime.auth import authenticator_for
 from bicameral.runtime.node import Node
 from bicameral.security.authn import Authenticator, anonymous
-from bicameral.security.authorizer import refuse
 
 __all__ = ["ADMIN_ROLE", "anonymous", "create_app"]
-
-ADMIN_ROLE = "admin"
 
 
 def create_app(
@@ -37,36 +31,10 @@ def create_app(
     """
     authn = authenticator_for(node.settings) if authenticate is None else authenticate
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manage_node:
-            await node.start()
-        try:
-            yield
-        finally:
-            if manage_node:
-                await node.stop()
-
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=title, lifespan=node_lifespan(node, manage_node))
     app.state.node = node
     install_problem_handlers(app)
-
-    @app.get("/health", tags=["operations"])
-    async def health() -> Response:
-        if not node.started:
-            return problem(503, "Service unavailable", "starting")
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    async def admin(request: Request) -> Principal:
-        principal = await authn(request)
-        if not principal.has_role(ADMIN_ROLE):
-            raise refuse(principal, "metrics")
-        return principal
-
-    @app.get("/metrics", tags=["operations"], dependencies=[Depends(admin)])
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(operations_router(node, authn))
     for runtime in node.runtimes.values():
         app.include_router(service_router(runtime, node.settings, authn))
 

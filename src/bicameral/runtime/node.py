@@ -25,9 +25,11 @@ from bicameral.runtime.settings import Settings
 from bicameral.service import Service
 from bicameral.workers.exclusive import Exclusive
 from bicameral.workers.feeds import Feed, LogFeed, TransportFeed
+from bicameral.workers.meters import CONSUMERS, Head, Meter
 from bicameral.workers.partitions import ProjectorGroup, worker_id
 from bicameral.workers.projector import Projector
 from bicameral.workers.reactions import ReactionRunner
+from bicameral.workers.relay import CHECKPOINT as RELAY_CHECKPOINT
 from bicameral.workers.relay import Relay
 
 __all__ = ["OLD_ROLE_NAMES", "ROLES", "Node", "ServiceRuntime", "canonical_roles"]
@@ -76,9 +78,24 @@ class ServiceRuntime:
             return LogFeed(source, self.events)
         return TransportFeed(source, f"{self.name}.{consumer}", self.transport)
 
+    def head_of(self, source: str) -> Head:
+        """Returns how to read the head of ``source``: the own log, or the transport's."""
+        if source == self.name:
+            return self.events.head
+        transport = self.transport
+
+        async def head() -> int:
+            return await transport.head(source)
+
+        return head
+
+    def meter(self, consumer: str, source: str, partition: str = "") -> Meter:
+        """Returns the meter of one of this service's consumers, exported at ``/metrics``."""
+        return CONSUMERS.meter(self.name, consumer, partition, head=self.head_of(source))
+
     def projector_group(self) -> ProjectorGroup:
         """Returns this process's member of the group folding the service's projections."""
-        return ProjectorGroup(
+        group = ProjectorGroup(
             f"projector.{self.name}",
             self.reads,
             [
@@ -92,6 +109,11 @@ class ServiceRuntime:
             worker=self.worker,
             notifier=self.notifier,
         )
+        for base, lane in group.lanes.items():
+            for slot in lane:
+                source = slot.projector.feed.source
+                slot.projector.meter = self.meter(base, source, str(slot.index))
+        return group
 
     def projectors(self) -> list[Projector]:
         """Returns a projector per partition of each projection and source."""
@@ -102,10 +124,12 @@ class ServiceRuntime:
         by_source: dict[str, list[Any]] = {}
         for reaction in self.service.reactions:
             by_source.setdefault(reaction.source, []).append(reaction)
-        return [
-            ReactionRunner(self.commands, reactions, self.feed(source, "reactions"))
-            for source, reactions in sorted(by_source.items())
-        ]
+        runners = []
+        for source, reactions in sorted(by_source.items()):
+            runner = ReactionRunner(self.commands, reactions, self.feed(source, "reactions"))
+            runner.meter = self.meter(runner.checkpoint_name, source)
+            runners.append(runner)
+        return runners
 
     def workers(self) -> list[Any]:
         """Returns the background workers of this process's roles."""
@@ -115,6 +139,7 @@ class ServiceRuntime:
         owner = self.worker or worker_id()
         if "relay" in self.roles:
             relay = Relay(self.events, self.transport)
+            relay.meter = self.meter(RELAY_CHECKPOINT, self.name)
             found.append(Exclusive(relay, self.reads, f"relay/{self.name}", owner, self.lease_ttl))
         if "reactions" in self.roles:
             for runner in self.reaction_runners():

@@ -16,9 +16,13 @@ TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` place
     [services.orders]
     reads_url = "postgresql://127.0.0.1:5432/shop_orders_reads"
 
+    [metrics]               # the /metrics, /health port of worker-only processes
+    port = 9100             # any worker role (no port: an ephemeral one, printed at start)
+    roles = { projector = 9101, relay = 9102, reactions = 9103 }   # per role, first
+
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
-``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
+``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL``, ``BICAMERAL_METRICS_PORT`` and per service
 ``BICAMERAL_<SERVICE>_EVENTS_URL`` / ``BICAMERAL_<SERVICE>_READS_URL``; the ``[auth]`` table
 (see ``bicameral.runtime.auth``) from ``BICAMERAL_AUTH_ISSUER``, ``_AUDIENCE``,
 ``_JWKS_FILE``, ``_ALGORITHMS`` (comma-separated) and ``_LEEWAY``.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -36,8 +40,10 @@ from typing import Any
 
 from bicameral.errors import ConfigurationError
 
-__all__ = ["ServiceSettings", "Settings"]
+__all__ = ["WORKER_ROLES", "ServiceSettings", "Settings"]
 
+WORKER_ROLES = ("projector", "relay", "reactions")
+"""The roles that serve no API: a process of only these serves /metrics on its metrics port."""
 DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db"
 DEFAULT_READS_URL = "sqlite:///{data_dir}/{service}/reads.db"
 DEFAULT_TRANSPORT_URL = "sqlite:///{data_dir}/transport.db"
@@ -68,6 +74,7 @@ class Settings:
     partitions: int = 8
     lease_ttl: float = 10.0
     auth: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,6 +82,7 @@ class Settings:
             raise ConfigurationError("partitions must be at least 1 and lease_ttl positive")
         object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
         object.__setattr__(self, "auth", MappingProxyType(dict(self.auth)))
+        object.__setattr__(self, "metrics", MappingProxyType(_metrics(self.metrics)))
 
     def _expand(self, template: str, service: str = "") -> str:
         return template.replace("{data_dir}", str(self.data_dir)).replace("{service}", service)
@@ -86,6 +94,17 @@ class Settings:
             events_url=self._expand(own.get("events_url", self.events_url), name),
             reads_url=self._expand(own.get("reads_url", self.reads_url), name),
         )
+
+    def metrics_port(self, roles: Iterable[str]) -> int | None:
+        """Returns the metrics port of a worker-only process of ``roles``: the first of its
+        roles' own ports (in ``WORKER_ROLES`` order), else ``[metrics] port``, else None."""
+        own: Mapping[str, int] = self.metrics.get("roles", {})
+        chosen = set(roles)
+        for role in WORKER_ROLES:
+            if role in chosen and role in own:
+                return own[role]
+        port: int | None = self.metrics.get("port")
+        return port
 
     @property
     def transport(self) -> str:
@@ -130,6 +149,11 @@ class Settings:
             if env.get(f"BICAMERAL_AUTH_{key.upper()}"):
                 auth[key] = env[f"BICAMERAL_AUTH_{key.upper()}"]
         values["auth"] = auth
+        if env.get("BICAMERAL_METRICS_PORT"):
+            values["metrics"] = {
+                **(values.get("metrics") or {}),
+                "port": env["BICAMERAL_METRICS_PORT"],
+            }
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["services"] = services
         for key, value in list(values.items()):
@@ -189,6 +213,38 @@ _CHECKS: dict[str, Any] = {
     "partitions": _partitions,
     "lease_ttl": lambda v: _seconds(v, positive=True),
 }
+
+
+def _metrics(table: Any) -> dict[str, Any]:
+    """Returns the ``[metrics]`` table checked: ``port`` and ``roles`` (role = port)."""
+    if not isinstance(table, Mapping):
+        raise ConfigurationError("bad setting metrics: not a table")
+    unknown = set(table) - {"port", "roles"}
+    if unknown:
+        raise ConfigurationError(f"unknown [metrics] settings {sorted(unknown)}")
+    checked: dict[str, Any] = {}
+    if "port" in table:
+        checked["port"] = _port_setting("metrics.port", table["port"])
+    roles = table.get("roles", {})
+    if not isinstance(roles, Mapping):
+        raise ConfigurationError("bad setting metrics.roles: not a table of role = port")
+    stray = set(roles) - set(WORKER_ROLES)
+    if stray:
+        raise ConfigurationError(
+            f"bad setting metrics.roles: {sorted(stray)} are not worker roles "
+            f"({', '.join(WORKER_ROLES)}); API processes serve /metrics on their own port"
+        )
+    checked["roles"] = MappingProxyType(
+        {role: _port_setting(f"metrics.roles.{role}", port) for role, port in roles.items()}
+    )
+    return checked
+
+
+def _port_setting(name: str, value: Any) -> int:
+    try:
+        return _port(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"bad setting {name} = {value!r}: {exc}") from None
 
 
 def _checked(key: str, value: Any) -> Any:

@@ -30,7 +30,7 @@ class Steppable(Protocol):
         ...
 
     def reset(self) -> None:
-        """Forgets what it cached, because another copy may have moved on meanwhile."""
+        """Forgets what it cached, because another copy may move on meanwhile."""
         ...
 
 
@@ -47,8 +47,14 @@ class Exclusive:
         self.ttl = ttl
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Steps the worker while holding the lease, until ``stop`` is set; then releases it."""
-        holding = False
+        """Steps the worker while holding the lease, until ``stop`` is set; then releases it.
+
+        The worker is reset when this copy takes the lease and when it gives it up (another
+        copy holds it, or ``stop``), not after a failed step: a worker whose backend is away
+        still reports its growing lag.
+        """
+        holding = False  # this copy held the lease at its last try
+        working = False  # the worker stepped since it was last reset
         try:
             while not stop.is_set():
                 try:
@@ -56,15 +62,21 @@ class Exclusive:
                         if not holding:
                             self.worker.reset()
                             holding = True
+                        working = True
                         await self.worker.step(timeout=min(0.5, self.ttl / 3))
                         continue
                     holding = False
+                    if working:
+                        self.worker.reset()
+                        working = False
                 except BicameralError as exc:
-                    holding = False
+                    holding = False  # unsure: the worker is reset when the lease is next tried
                     log.warning("%s: %s; retrying", self.name, exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), min(1.0, self.ttl / 3))
         finally:
+            if working:
+                self.worker.reset()
             if holding:
                 with contextlib.suppress(Exception):
                     await self.leases.release_lease(self.name, self.owner)

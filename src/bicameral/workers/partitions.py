@@ -255,6 +255,7 @@ class ProjectorGroup:
         for slot in lane:
             if not slot.owned and (slot.active or slot.leased):
                 slot.active = slot.leased = False
+                slot.projector.meter.release()
                 await slot.projector.feed.close()
                 await self.store.release_lease(slot.lease, self.worker)
             slot.active = slot.owned

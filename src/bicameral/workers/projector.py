@@ -23,6 +23,7 @@ from bicameral.errors import BicameralError
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection, View
 from bicameral.workers.feeds import Feed
+from bicameral.workers.meters import Meter
 
 __all__ = ["Projector"]
 
@@ -50,6 +51,8 @@ class Projector:
         self.notifier = notifier
         self.checkpoint_name = checkpoint or projection.checkpoint(feed.source)
         self.accepts = accepts
+        self.meter = Meter("", self.checkpoint_name)
+        """Where this projector stands, for ``/metrics`` (the runtime names and registers it)."""
 
     async def prepare(self) -> None:
         """Declares the projection's collections and indexes in the read store."""
@@ -58,11 +61,20 @@ class Projector:
 
     async def step(self, timeout: float = 1.0) -> int:
         """Folds the next batch, if any; returns how many events its checkpoint moved over."""
+        try:
+            return await self._step(timeout)
+        except Exception as exc:
+            self.meter.failed(exc)
+            raise
+
+    async def _step(self, timeout: float) -> int:
         name = self.checkpoint_name
         after = await self.store.checkpoint(name)
+        self.meter.at(after)
         batch = [
             e for e in await self.feed.fetch(after, self.batch_size, timeout) if e.position > after
         ]
+        self.meter.fetched(batch)
         if not batch:
             return 0
         mine = batch if self.accepts is None else [e for e in batch if self.accepts(e)]
@@ -71,6 +83,7 @@ class Projector:
         if not await self.store.commit(name, after, batch[-1].position, view.changes):
             log.info("%s: checkpoint moved by another projector; re-reading", name)
             return 0
+        self.meter.handled(batch[-1].position)
         await self.feed.ack(batch)
         metrics.PROJECTED_EVENTS.labels(self.projection.name).inc(len(mine))
         if self.notifier is not None:

@@ -22,6 +22,7 @@ from bicameral.errors import BackendError, BicameralError, ConcurrencyError
 from bicameral.messages import Command
 from bicameral.service import Reaction
 from bicameral.workers.feeds import Feed
+from bicameral.workers.meters import Meter
 
 __all__ = ["ReactionRunner", "service_principal"]
 
@@ -60,17 +61,29 @@ class ReactionRunner:
         for reaction in reactions:
             self.by_type.setdefault(reaction.event.type_name, []).append(reaction)
         self.checkpoint_name = f"reactions:{feed.source}"
+        self.meter = Meter(bus.service.name, self.checkpoint_name)
+        """Where this runner stands, for ``/metrics`` (the runtime registers it)."""
 
     async def step(self, timeout: float = 1.0) -> int:
         """Handles the next batch of events; returns how many it handled."""
+        try:
+            return await self._step(timeout)
+        except Exception as exc:
+            self.meter.failed(exc)
+            raise
+
+    async def _step(self, timeout: float) -> int:
         store = self.bus.store
         after = await store.load_checkpoint(self.checkpoint_name)
+        self.meter.at(after)
         batch = await self.feed.fetch(after, self.batch_size, timeout)
+        self.meter.fetched(batch)
         for env in batch:
             for reaction in self.by_type.get(env.type, ()):
                 await self._react(reaction, env)
         if batch:
             await store.save_checkpoint(self.checkpoint_name, batch[-1].position)
+            self.meter.handled(batch[-1].position)
             await self.feed.ack(batch)
         return len(batch)
 
@@ -104,7 +117,9 @@ class ReactionRunner:
                 log.warning("%s: %s refused: %s", reaction.name, command.message_name, exc.detail)
 
     def reset(self) -> None:
-        """Does nothing: every step reads the checkpoint afresh."""
+        """Stops reporting as the runner at work until the next step (which reads the
+        checkpoint afresh)."""
+        self.meter.release()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Handles events until ``stop`` is set; backs off and retries on backend errors.

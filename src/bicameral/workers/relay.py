@@ -13,6 +13,7 @@ import logging
 
 from bicameral.errors import BicameralError
 from bicameral.ports import EventStore, Transport
+from bicameral.workers.meters import Meter
 
 __all__ = ["Relay"]
 
@@ -29,17 +30,23 @@ class Relay:
         self.transport = transport
         self.batch_size = batch_size
         self._after: int | None = None
+        self.meter = Meter(store.service, CHECKPOINT)
+        """Where this relay stands, for ``/metrics`` (the runtime registers it)."""
 
     def reset(self) -> None:
-        """Resumes from the checkpoint and the transport's head at the next step."""
+        """Resumes from the checkpoint and the transport's head at the next step; stops
+        reporting as the relay at work until then."""
         self._after = None
+        self.meter.release()
 
     async def step(self, timeout: float = 1.0) -> int:
         """Publishes the next batch, if any; returns how many events it published."""
         try:
             return await self._step(timeout)
-        except BaseException:
+        except BaseException as exc:
             self._after = None
+            if isinstance(exc, Exception):
+                self.meter.failed(exc)
             raise
 
     async def _step(self, timeout: float) -> int:
@@ -47,14 +54,17 @@ class Relay:
             saved = await self.store.load_checkpoint(CHECKPOINT)
             self._after = min(saved, await self.transport.head(self.store.service))
         after = self._after
+        self.meter.at(after)
         batch = await self.store.read_all(after, self.batch_size)
         if not batch:
             if not await self.store.wait_for(after, timeout):
                 return 0
             batch = await self.store.read_all(after, self.batch_size)
+        self.meter.fetched(batch)
         await self.transport.publish(self.store.service, batch)
         self._after = batch[-1].position
         await self.store.save_checkpoint(CHECKPOINT, batch[-1].position)
+        self.meter.handled(batch[-1].position)
         return len(batch)
 
     async def run(self, stop: asyncio.Event) -> None:
