@@ -228,12 +228,15 @@ def _existing(settings: Settings, services: list[Any]) -> None:
             )
 
 
-async def _open(settings: Settings, service: str | None) -> Node:
+async def _open(settings: Settings, service: str | list[str] | None) -> Node:
     services = load_services(settings.app)
     if service is not None:
-        services = [s for s in services if s.name == service]
-        if not services:
-            raise ConfigurationError(f"no service {service!r}")
+        wanted = [service] if isinstance(service, str) else service
+        unknown = sorted(set(wanted) - {s.name for s in services})
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            raise ConfigurationError(f"no service {names}")
+        services = [s for s in services if s.name in wanted]
     _existing(settings, services)
     node = Node(settings, services, roles=())
     for backend in node.factory.started():
@@ -252,57 +255,78 @@ def _actor(principal: dict[str, Any]) -> str:
 
 @events_app.command("tail")
 def events_tail(
-    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
-    limit: Annotated[int, typer.Option(help="How many of the newest events.")] = 20,
+    service: Annotated[
+        list[str] | None, typer.Option(help="Only this service (repeat for more).")
+    ] = None,
+    stream: Annotated[str | None, typer.Option(help="Only this stream id.")] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option("--type", help="Only this event type (inventory.StockReceived[.v1] or name)."),
+    ] = None,
+    principal: Annotated[
+        str | None, typer.Option(help="Only events by this subject, or done for them.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest events, in all.")] = 20,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
 ) -> None:
-    """Print the newest events, oldest first: time, service, position, type, stream, actor."""
+    """Print the newest events of every service by time, oldest first: time, service,
+    position, type, stream, actor."""
+    from bicameral.runtime.history import EventFilter, Found, History
+
+    if limit < 0:
+        raise fail(f"--limit must be 0 or more, not {limit}")
+
+    def show(found: list[Found]) -> None:
+        for name, env in found:
+            typer.echo(
+                f"{env.time:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+                + f" {name:<10} {env.position:>8} {env.type:<36} {env.subject:<28} "
+                + _actor(env.principal)
+            )
 
     async def work() -> None:
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, service)
+        node = await _open(settings, service or None)
         try:
-            marks: dict[str, int] = {}
-            for name, rt in node.runtimes.items():
-                marks[name] = max(0, await rt.events.head() - limit)
-            while True:
-                for name, rt in node.runtimes.items():
-                    for env in await rt.events.read_all(marks[name], 1000):
-                        typer.echo(
-                            f"{env.time:%Y-%m-%d %H:%M:%S} {name:<10} {env.position:>8} "
-                            f"{env.type:<36} {env.subject:<28} {_actor(env.principal)}"
-                        )
-                        marks[name] = env.position
-                if not follow:
-                    return
+            history = History(node, EventFilter(stream or "", event_type or "", principal or ""))
+            show(await history.newest(limit))
+            while follow:
                 await asyncio.sleep(0.5)
+                show(await history.newer())
         finally:
             await node.stop()
 
     run(work)
 
 
+PartitionsOpt = Annotated[
+    bool, typer.Option("--partitions", help="Also a row per partition of each projection.")
+]
+
+
 def _print_status(title: str, rows: list[Any]) -> None:
     typer.echo(
-        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7}  owner"
+        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} "
+        f"{'lag_events':>10} {'lag_seconds':>11}  owner"
     )
     for row in rows:
         typer.echo(
             f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-            f"{row.lag:>7} {row.lag_seconds:>7.1f}  {row.owner or '-'}"
+            f"{row.lag:>10} {row.lag_seconds:>11.1f}  {row.owner or '-'}"
         )
 
 
 @projections_app.command("status")
 def projections_status(
+    partitions: PartitionsOpt = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
 ) -> None:
-    """Print each projection's checkpoint, its source's head, and the lag."""
+    """Print each projection's checkpoint, its source's head, the lag and the owner."""
 
     async def work() -> None:
         from bicameral.runtime.status import projection_status
@@ -310,7 +334,7 @@ def projections_status(
         settings = settings_from(config, data_dir=data_dir, app=app_path)
         node = await _open(settings, None)
         try:
-            rows = await projection_status(node)
+            rows = await projection_status(node, partitions)
         finally:
             await node.stop()
         _print_status("checkpoint", rows)
@@ -320,11 +344,13 @@ def projections_status(
 
 @app.command()
 def status(
+    partitions: PartitionsOpt = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
 ) -> None:
-    """Print every projection's, relay's and reaction runner's checkpoint, head and lag."""
+    """Print every consumer (projection, relay, reaction runner): its checkpoint, its
+    source's head, the lag in events and seconds, and the process holding it."""
 
     async def work() -> None:
         from bicameral.runtime.status import command_side_status, projection_status
@@ -332,10 +358,10 @@ def status(
         settings = settings_from(config, data_dir=data_dir, app=app_path)
         node = await _open(settings, None)
         try:
-            rows = await projection_status(node) + await command_side_status(node)
+            rows = await projection_status(node, partitions) + await command_side_status(node)
         finally:
             await node.stop()
-        _print_status("worker", rows)
+        _print_status("consumer", rows)
 
     run(work)
 

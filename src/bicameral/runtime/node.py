@@ -131,6 +131,15 @@ class ServiceRuntime:
             runners.append(runner)
         return runners
 
+    @property
+    def relay_lease(self) -> str:
+        """Returns the name of the lease the active copy of the service's relay holds."""
+        return f"relay/{self.name}"
+
+    def reactions_lease(self, source: str) -> str:
+        """Returns the name of the lease the active runner of reactions to ``source`` holds."""
+        return f"reactions/{self.name}/{source}"
+
     def workers(self) -> list[Any]:
         """Returns the background workers of this process's roles."""
         found: list[Any] = []
@@ -140,11 +149,11 @@ class ServiceRuntime:
         if "relay" in self.roles:
             relay = Relay(self.events, self.transport)
             relay.meter = self.meter(RELAY_CHECKPOINT, self.name)
-            found.append(Exclusive(relay, self.reads, f"relay/{self.name}", owner, self.lease_ttl))
+            found.append(Exclusive(relay, self.reads, self.relay_lease, owner, self.lease_ttl))
         if "reactions" in self.roles:
             for runner in self.reaction_runners():
-                name = f"reactions/{self.name}/{runner.feed.source}"
-                found.append(Exclusive(runner, self.reads, name, owner, self.lease_ttl))
+                lease = self.reactions_lease(runner.feed.source)
+                found.append(Exclusive(runner, self.reads, lease, owner, self.lease_ttl))
         return found
 
 

@@ -1,7 +1,9 @@
-"""Checkpoints, heads and lag of every projection, relay and reaction runner of a Node.
+"""Checkpoints, heads, lag and owners of every projection, relay and reaction runner of a Node.
 
 A partitioned projection is reported once as a whole (at the position all its partitions have
-passed) and once per partition, with the worker holding that partition's lease.
+passed, owned by the workers holding its partitions) and, if asked, once per partition, with
+the worker holding that partition's lease. Relays and reaction runners are reported with the
+copy holding their lease. The owner is empty when no live process holds the lease.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ async def _status(
     return WorkerStatus(rt.name, name, source, position, head, lag_seconds, owner)
 
 
-async def projection_status(node: Node) -> list[WorkerStatus]:
-    """Returns the status of every projection, and of each of its partitions, of every service."""
+async def projection_status(node: Node, partitions: bool = True) -> list[WorkerStatus]:
+    """Returns the status of every projection of every service, and of each of its
+    partitions unless ``partitions`` is False."""
     rows: list[WorkerStatus] = []
     for rt in node.runtimes.values():
         group = rt.projector_group()
@@ -79,20 +82,27 @@ async def projection_status(node: Node) -> list[WorkerStatus]:
             if len(parts) == 1:
                 rows.append(await _status(node, rt, base, source, parts[0][1], parts[0][2]))
                 continue
-            rows.append(await _status(node, rt, base, source, min(p for _, p, _ in parts)))
-            for name, position, owner in parts:
-                rows.append(await _status(node, rt, name, source, position, owner))
+            owner = ",".join(sorted({o for _, _, o in parts if o}))
+            rows.append(await _status(node, rt, base, source, min(p for _, p, _ in parts), owner))
+            if partitions:
+                for name, position, own in parts:
+                    rows.append(await _status(node, rt, name, source, position, own))
     return rows
 
 
 async def command_side_status(node: Node) -> list[WorkerStatus]:
-    """Returns the status of every relay and reaction runner of every service."""
+    """Returns the status of every relay and reaction runner of every service, with the
+    copy holding its lease."""
     rows: list[WorkerStatus] = []
     for rt in node.runtimes.values():
+        owners = await rt.reads.leases(rt.relay_lease)
         position = await rt.events.load_checkpoint(RELAY_CHECKPOINT)
-        rows.append(await _status(node, rt, "relay", rt.name, position))
+        owner = owners.get(rt.relay_lease, "")
+        rows.append(await _status(node, rt, RELAY_CHECKPOINT, rt.name, position, owner))
+        owners = await rt.reads.leases(rt.reactions_lease(""))
         for source in sorted({r.source for r in rt.service.reactions}):
             name = f"reactions:{source}"
             position = await rt.events.load_checkpoint(name)
-            rows.append(await _status(node, rt, name, source, position))
+            owner = owners.get(rt.reactions_lease(source), "")
+            rows.append(await _status(node, rt, name, source, position, owner))
     return rows
