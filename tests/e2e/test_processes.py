@@ -113,9 +113,10 @@ def credentials(settings: Settings) -> dict[str, str]:
     """
     if importlib.util.find_spec("bicameral.security.tokens") is None:
         return {}
-    from bicameral.security import tokens, wiring
+    from bicameral.runtime.auth import embedded_key
+    from bicameral.security import tokens
 
-    key = wiring.embedded_key(settings)
+    key = embedded_key(settings)
     token = tokens.issue_token(key, subject="e2e-admin", roles=("admin",))
     return {"Authorization": f"Bearer {token}"}
 
