@@ -89,3 +89,10 @@ def test_prometheus_scrapes_every_process_of_the_readmes_layout_with_its_labels(
     }
     assert found == expected
     assert config["rule_files"] == ["alerts.yml"]
+
+
+def test_production_gives_each_worker_role_a_metrics_port_of_its_own() -> None:
+    settings = Settings.load(config=DEPLOY / "production.toml", environ={})
+    ports = {role: settings.metrics_port([role]) for role in ("projector", "relay", "reactions")}
+    assert None not in ports.values()
+    assert len(set(ports.values())) == 3
