@@ -229,3 +229,11 @@ def test_serving_on_a_port_in_use_is_one_error_line(server: Server, tmp_path: Pa
 def test_an_unknown_app_is_one_error_line(tmp_path: Path) -> None:
     result = cli("up", "--app", "no_such_module:services", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "no_such_module")
+
+
+def test_a_worker_on_a_metrics_port_in_use_is_one_error_line(
+    server: Server, tmp_path: Path
+) -> None:
+    args = ["serve", "--service", "inventory", "--role", "relay", "--data-dir", str(tmp_path)]
+    assert_one_line_error(cli(*args, "--metrics-port", str(server.port)), str(server.port))
+    assert_one_line_error(cli(*args, "--metrics-port", "70000"), "--metrics-port")

@@ -59,18 +59,24 @@ def test_a_meter_follows_a_worker_through_a_batch() -> None:
     assert (meter.position, meter.lag_events, meter.lag_seconds()) == (12, 0, 0.0)
 
 
-async def test_a_scrape_reads_the_head_and_starts_the_clock_when_it_sees_it_ahead() -> None:
-    head = 5
+async def test_a_scrape_reads_each_head_once_and_starts_the_clock_when_it_sees_it_ahead() -> None:
+    head, reads = 5, 0
 
     async def read_head() -> int:
+        nonlocal reads
+        reads += 1
         return head
 
-    meter = Meter("inventory", "relay", head_of=read_head)
+    meters = ConsumerMeters()
+    meter = meters.meter("inventory", "relay", head=read_head)
+    other = meters.meter("inventory", "products.v1:inventory", "0", head=read_head)
     meter.at(5)
-    await meter.refresh()
+    other.at(5)
+    await meters.refresh()
+    assert reads == 1
     assert (meter.lag_events, meter.pending_since) == (0, None)
     head = 8
-    await meter.refresh()
+    await meters.refresh()
     assert meter.lag_events == 3
     assert meter.pending_since is not None
     assert meter.lag_seconds(now=meter.pending_since + 40) == 40

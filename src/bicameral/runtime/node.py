@@ -54,6 +54,7 @@ class ServiceRuntime:
     partitions: int = 1
     lease_ttl: float = 10.0
     worker: str | None = None
+    _heads: dict[str, Head] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.commands = CommandBus(
@@ -79,15 +80,18 @@ class ServiceRuntime:
         return TransportFeed(source, f"{self.name}.{consumer}", self.transport)
 
     def head_of(self, source: str) -> Head:
-        """Returns how to read the head of ``source``: the own log, or the transport's."""
+        """Returns how to read the head of ``source``: the own log, or the transport's (the
+        same function for every consumer of ``source``, so a scrape reads it once)."""
         if source == self.name:
             return self.events.head
-        transport = self.transport
+        if source not in self._heads:
+            transport = self.transport
 
-        async def head() -> int:
-            return await transport.head(source)
+            async def head() -> int:
+                return await transport.head(source)
 
-        return head
+            self._heads[source] = head
+        return self._heads[source]
 
     def meter(self, consumer: str, source: str, partition: str = "") -> Meter:
         """Returns the meter of one of this service's consumers, exported at ``/metrics``."""

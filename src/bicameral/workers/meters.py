@@ -121,11 +121,9 @@ class Meter:
         self.active = False
         self.pending_since = None
 
-    async def refresh(self) -> None:
-        """Reads the source's head; starts the lag clock when the head is seen ahead first."""
-        if self.head_of is None:
-            return
-        self.head = max(self.head, await self.head_of(), self.position)
+    def saw_head(self, head: int) -> None:
+        """Writes the source's head as read now; starts the lag clock if it is ahead first."""
+        self.head = max(self.head, head, self.position)
         if self.head > self.position and self.pending_since is None:
             self.pending_since = time.time()
 
@@ -157,18 +155,24 @@ class ConsumerMeters:
         self._meters.clear()
 
     async def refresh(self, timeout: float = 2.0) -> None:
-        """Reads the source heads of the active consumers, each within ``timeout`` seconds.
+        """Reads the source heads of the active consumers (each source once), each within
+        ``timeout`` seconds.
 
         A head that cannot be read (a backend away) keeps its last value: the lag in seconds
         still grows while the position stands.
         """
-        active = [m for m in self._meters.values() if m.active]
+        active = [(m, m.head_of) for m in self._meters.values() if m.active and m.head_of]
+        readers = list(dict.fromkeys(read for _, read in active))
         results = await asyncio.gather(
-            *(asyncio.wait_for(m.refresh(), timeout) for m in active), return_exceptions=True
+            *(asyncio.wait_for(read(), timeout) for read in readers), return_exceptions=True
         )
-        for meter, result in zip(active, results, strict=True):
-            if isinstance(result, Exception):
-                log.debug("head of %s unread: %s", meter.labels, result)
+        heads = dict(zip(readers, results, strict=True))
+        for meter, read in active:
+            head = heads[read]
+            if isinstance(head, BaseException):
+                log.debug("head of %s unread: %s", meter.labels, head)
+            else:
+                meter.saw_head(head)
 
     def describe(self) -> Iterable[Metric]:
         """Returns the metric families, empty, for the registry to check their names."""
