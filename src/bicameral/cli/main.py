@@ -110,11 +110,25 @@ def serve_operations(node: Node, settings: Settings, port: int, *, what: str) ->
     roles = next(iter(node.runtimes.values())).roles
     configure_logging(service=service, roles=",".join(sorted(roles)))
     try:
-        http = create_operations_app(node)
+        http = create_operations_app(node, manage_node=False)
     except BicameralError as exc:
         raise fail(exc.detail) from None
-    typer.echo(f"bicameral: {what}; health: {base}/health  metrics: {base}/metrics (role admin)")
-    _run_server(http, sock, base)
+
+    async def work() -> None:
+        import uvicorn
+
+        config = uvicorn.Config(http, log_config=None, access_log=False, lifespan="on")
+        try:
+            await node.start()  # before serving: a backend away is one error line
+            typer.echo(f"bicameral: {what}; health: {base}/health  metrics: {base}/metrics")
+            await uvicorn.Server(config).serve(sockets=[sock])
+        finally:
+            await node.stop()
+
+    try:
+        run(work)
+    finally:
+        sock.close()
 
 
 def _run_server(http: Any, sock: socket.socket, base: str) -> None:
