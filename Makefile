@@ -8,10 +8,14 @@ BICAMERAL_DATA_DIR ?= .bicameral
 
 .PHONY: install run test lint typecheck unit integration e2e bench lock clean
 
-$(STAMP): pyproject.toml requirements.lock
+# Two distributions from this repository: the library (pyproject.toml) and the reference shop
+# (shop/pyproject.toml), both editable, every dependency pinned by requirements.lock.
+INSTALL := -e '.[all,dev]' -e ./shop
+
+$(STAMP): pyproject.toml shop/pyproject.toml requirements.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[all,dev]'
+	$(BIN)/pip install -q -c requirements.lock $(INSTALL)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,7 +23,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/bicameral up --port $(PORT) --data-dir $(BICAMERAL_DATA_DIR)
 
-LINT_PATHS := src tests $(wildcard bench)
+LINT_PATHS := src shop/src tests $(wildcard bench)
 
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -27,7 +31,7 @@ lint: install
 	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy src
+	$(BIN)/mypy src shop/src
 
 test: lint typecheck
 	$(BIN)/pytest -q tests
@@ -36,12 +40,12 @@ unit: install
 	$(BIN)/pytest -q tests/unit
 
 bench: install
-	$(BIN)/pip install -q -c requirements.lock -e '.[all,dev,bench]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[all,dev,bench]' -e ./shop
 	$(BIN)/python -m bench $(if $(FULL),--full,)
 
 # Re-pin every dependency to what is installed now (run after changing pyproject.toml).
 lock:
-	$(BIN)/pip install -q -e '.[all,dev,bench]'
+	$(BIN)/pip install -q -e '.[all,dev,bench]' -e ./shop
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 
 clean:

@@ -51,6 +51,7 @@ async def http(args: argparse.Namespace, prof: cProfile.Profile, kind: str) -> N
     from bench.cases.http import child_env, register_products
     from bench.resources import free_port
     from bicameral.http.app import create_app
+    from bicameral.http.server import server_config
     from bicameral.runtime.apps import load_services
     from bicameral.runtime.node import ROLES, Node
     from bicameral.runtime.settings import Settings
@@ -58,10 +59,7 @@ async def http(args: argparse.Namespace, prof: cProfile.Profile, kind: str) -> N
     port = free_port()
     settings = Settings.load(data_dir=args.tmp, port=port)
     node = Node(settings, load_services(settings.app), ROLES)
-    config = uvicorn.Config(
-        create_app(node), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(create_app(node), settings))
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110
         await asyncio.sleep(0.05)

@@ -31,7 +31,7 @@ TOKEN_CMD = "{cli} token issue --data-dir {data_dir} --subject bench --roles adm
 def child_env() -> dict[str, str]:
     """Returns the environment for child processes: this repo's src and bench importable."""
     env = dict(os.environ)
-    paths = [str(ROOT / "src"), str(ROOT)]
+    paths = [str(ROOT / "src"), str(ROOT / "shop" / "src"), str(ROOT)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bench.drive import run_clients
@@ -20,6 +21,7 @@ from bicameral import MessageContext
 from bicameral.bus import CommandBus
 from bicameral.envelope import NewEvent
 from bicameral.eventstore.sqlite import SqliteEventStore
+from bicameral.parking import Park
 from bicameral.ports import NO_STREAM, Changes, EventStore, ReadStore, StreamAppend
 from bicameral.projection import Projection
 from bicameral.readstore.sqlite import SqliteReadStore
@@ -256,8 +258,15 @@ class TimedReadStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
-        ok = await self._inner.commit(checkpoint, expected, position, changes)
+    async def commit(
+        self,
+        checkpoint: str,
+        expected: int,
+        position: int,
+        changes: Changes,
+        parked: Sequence[Park] = (),
+    ) -> bool:
+        ok = await self._inner.commit(checkpoint, expected, position, changes, parked)
         if ok:
             now = time.perf_counter()
             for pos in range(expected + 1, position + 1):

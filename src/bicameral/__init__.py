@@ -6,6 +6,7 @@ that fold events into read models, and query handlers that read them; run it wit
 """
 
 from bicameral.aggregate import Aggregate, Repository
+from bicameral.bounds import MAX_MONEY, MAX_QUANTITY, MAX_SAFE_INTEGER, Money, Quantity
 from bicameral.bus import (
     AllowAll,
     Authorizer,
@@ -31,9 +32,12 @@ from bicameral.errors import (
     MessageError,
     NotCaughtUpError,
     NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     RuleViolation,
     UnknownMessageError,
+    UnsupportedMediaTypeError,
 )
 from bicameral.messages import Command, Event, Message, MessageRegistry, Query
 from bicameral.ports import EventStore, ReadStore, StreamAppend, Transport
@@ -44,6 +48,9 @@ from bicameral.workers.projector import Projector
 
 __all__ = [
     "ANONYMOUS",
+    "MAX_MONEY",
+    "MAX_QUANTITY",
+    "MAX_SAFE_INTEGER",
     "PUBLIC",
     "AccessError",
     "Aggregate",
@@ -69,14 +76,18 @@ __all__ = [
     "MessageContext",
     "MessageError",
     "MessageRegistry",
+    "Money",
     "NewEvent",
     "NotCaughtUpError",
     "NotFoundError",
+    "OverloadedError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "Policy",
     "Principal",
     "Projection",
     "Projector",
+    "Quantity",
     "Query",
     "QueryBus",
     "QueryCall",
@@ -88,6 +99,7 @@ __all__ = [
     "StreamAppend",
     "Transport",
     "UnknownMessageError",
+    "UnsupportedMediaTypeError",
     "View",
     "allow",
     "from_cloudevent",

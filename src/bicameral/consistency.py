@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -15,7 +16,11 @@ import orjson
 
 from bicameral.errors import InvalidMessageError, NotCaughtUpError
 
-__all__ = ["ConsistencyToken", "Notifier", "wait_for_positions"]
+__all__ = ["TOKEN_PATTERN", "ConsistencyToken", "Notifier", "wait_for_positions"]
+
+TOKEN_PATTERN = "^[A-Za-z0-9_-]*$"
+"""What an encoded token looks like (URL-safe base64, unpadded); anything else is refused."""
+_TOKEN = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class ConsistencyToken:
@@ -35,6 +40,8 @@ class ConsistencyToken:
     def decode(cls, text: str) -> ConsistencyToken:
         """Returns the token of a string made by ``encode``; InvalidMessageError otherwise."""
         try:
+            if _TOKEN.fullmatch(text) is None:
+                raise ValueError("not URL-safe base64")
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             data = orjson.loads(raw)
             if not isinstance(data, dict) or not all(

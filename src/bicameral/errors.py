@@ -6,9 +6,14 @@ into this tree at the adapter edge. The HTTP layer maps each class to one status
     BicameralError
     ├── ConfigurationError            bad settings or wiring (raised at start, never per request)
     ├── BackendError                  a database or broker failed or is unreachable      503
-    ├── MessageError
+    │   └── OverloadedError           too much work waits already (Retry-After)          503
+    ├── DocumentError                 a read store cannot hold a document's values
+    ├── MessageError                  a request the HTTP edge refuses (a header, the query  400
+    │   │                             string's size); names the fields
     │   ├── UnknownMessageError       no command or query of that name                   404
-    │   └── InvalidMessageError       the message does not validate; names the fields    422
+    │   ├── InvalidMessageError       the message does not validate; names the fields    422
+    │   ├── PayloadTooLargeError      the body is larger than ``[http] max_body_bytes``  413
+    │   └── UnsupportedMediaTypeError a command's body is not ``application/json``       415
     ├── NotFoundError                 the entity a message names does not exist          404
     ├── ConflictError                                                                    409
     │   ├── ConcurrencyError          another writer moved the stream first (retryable)
@@ -33,15 +38,19 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
+    "DocumentError",
     "FieldError",
     "IdempotencyKeyReusedError",
     "InvalidMessageError",
     "MessageError",
     "NotCaughtUpError",
     "NotFoundError",
+    "OverloadedError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "RuleViolation",
     "UnknownMessageError",
+    "UnsupportedMediaTypeError",
 ]
 
 FieldError = Mapping[str, Any]
@@ -73,11 +82,31 @@ class BackendError(BicameralError):
     title = "Backend unavailable"
 
 
+class OverloadedError(BackendError):
+    """Too much work waits already (a writer's queue is full); try again in ``retry_after`` s."""
+
+    title = "Overloaded"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class DocumentError(BicameralError):
+    """A read store refused a document: a value it cannot hold (poison, never transient)."""
+
+    title = "Document not storable"
+
+
 class MessageError(BicameralError):
-    """A message could not be understood."""
+    """A message or request could not be understood; ``errors`` names each field at fault."""
 
     status = 400
-    title = "Bad message"
+    title = "Bad request"
+
+    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(detail)
+        self.errors = list(errors)
 
 
 class UnknownMessageError(MessageError):
@@ -93,9 +122,19 @@ class InvalidMessageError(MessageError):
     status = 422
     title = "Invalid message"
 
-    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
-        super().__init__(detail)
-        self.errors = list(errors)
+
+class PayloadTooLargeError(MessageError):
+    """A request body is larger than the server accepts; it was not read."""
+
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaTypeError(MessageError):
+    """A command's body is not JSON."""
+
+    status = 415
+    title = "Unsupported media type"
 
 
 class NotFoundError(BicameralError):

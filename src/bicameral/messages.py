@@ -7,6 +7,11 @@ A message's type name is ``<name>.v<version>``, given in the class statement::
 
 ``name`` defaults to the class name. The name, not the Python path, is what is stored and sent,
 so classes can move between modules without breaking old events.
+
+Commands and queries come from outside, so they validate strictly: a JSON string or boolean is
+never taken for a number, nor a number for a string (``validate_json`` also holds nested models
+to that). Events are facts the service recorded itself; they are decoded from what was stored
+(JSON, where a tuple is a list and a datetime a string) without that strictness.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from pydantic import ValidationError as PydanticValidationError
 
 from bicameral.errors import ConfigurationError, InvalidMessageError, UnknownMessageError
 
-__all__ = ["Command", "Event", "Message", "MessageRegistry", "Query", "validate_message"]
+__all__ = [
+    "Command",
+    "Event",
+    "Message",
+    "MessageRegistry",
+    "Query",
+    "validate_json",
+    "validate_message",
+]
 
 M = TypeVar("M", bound="Message")
 
@@ -42,9 +55,13 @@ class Message(BaseModel):
 class Command(Message):
     """A request to change state; handled by exactly one command handler."""
 
+    model_config = ConfigDict(strict=True)
+
 
 class Query(Message):
     """A request to read state; served only from read models."""
+
+    model_config = ConfigDict(strict=True)
 
 
 class Event(Message):
@@ -59,15 +76,38 @@ def validate_message(cls: type[M], data: Any, where: str = "") -> M:
     try:
         return cls.model_validate(data)
     except PydanticValidationError as exc:
-        prefix = [where] if where else []
-        errors = [
-            {"loc": prefix + list(err["loc"]), "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        fields = ", ".join(
-            ".".join(str(p) for p in e["loc"][len(prefix) :]) or where or "message" for e in errors
-        )
-        raise InvalidMessageError(f"invalid {cls.message_name}: {fields}", errors) from None
+        raise _invalid(cls, exc, where) from None
+
+
+def validate_json(cls: type[M], raw: bytes | str, where: str = "body") -> M:
+    """Returns ``cls`` built from a JSON document, strictly, or raises InvalidMessageError.
+
+    Strict all the way down, nested models included: ``"12"`` and ``true`` are not numbers,
+    ``12`` is not a string. An empty document is ``{}``.
+    """
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        return cls.model_validate_json(raw, strict=True)
+    except PydanticValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors(include_url=False)):
+            raise InvalidMessageError(
+                "the request body is not valid JSON",
+                [{"loc": [where], "msg": "not valid JSON", "type": "json_invalid"}],
+            ) from None
+        raise _invalid(cls, exc, where) from None
+
+
+def _invalid(cls: type[Message], exc: PydanticValidationError, where: str) -> InvalidMessageError:
+    prefix = [where] if where else []
+    errors = [
+        {"loc": prefix + list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    fields = ", ".join(
+        ".".join(str(p) for p in e["loc"][len(prefix) :]) or where or "message" for e in errors
+    )
+    return InvalidMessageError(f"invalid {cls.message_name}: {fields}", errors)
 
 
 class MessageRegistry:

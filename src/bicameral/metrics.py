@@ -12,9 +12,11 @@ __all__ = [
     "COMMANDS",
     "COMMAND_SECONDS",
     "EVENTS_APPENDED",
+    "PARKED_EVENTS",
     "PROJECTED_EVENTS",
     "QUERIES",
     "QUERY_SECONDS",
+    "REACTIONS_REFUSED",
     "READY",
 ]
 
@@ -31,3 +33,11 @@ PROJECTED_EVENTS = Counter(
     "bicameral_projected_events_total", "Events folded into read models", ["projection"]
 )
 READY = Gauge("bicameral_ready", "1 when the process is ready to serve (as /health/ready), else 0")
+PARKED_EVENTS = Counter(
+    "bicameral_parked_events_total", "Events parked after a poison failure", ["consumer"]
+)
+REACTIONS_REFUSED = Counter(
+    "bicameral_reactions_refused_total",
+    "Reaction commands refused by a business rule (recorded, not parked)",
+    ["reaction"],
+)

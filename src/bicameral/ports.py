@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from bicameral.envelope import Envelope, NewEvent
+from bicameral.parking import Failure, Park, ParkedSequence, Skipped
 
 __all__ = [
     "NO_STREAM",
@@ -87,6 +88,13 @@ class EventStore(EventSource, Protocol):
         """Releases connections and background tasks."""
         ...
 
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
+        ...
+
     async def append(
         self,
         appends: Sequence[StreamAppend],
@@ -117,8 +125,15 @@ class EventStore(EventSource, Protocol):
         """Returns a command-side checkpoint (relay, subscription), 0 if never saved."""
         ...
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint and returns True.
+
+        With ``expected``, writes only while the checkpoint is at ``expected`` (0: never
+        saved), else returns False and changes nothing (compare-and-set): a relay or reaction
+        runner that lost its lease cannot move back a checkpoint its successor moved.
+        """
         ...
 
     async def checkpoints(self) -> dict[str, int]:
@@ -136,6 +151,13 @@ class ReadStore(Protocol):
 
     async def close(self) -> None:
         """Releases connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
@@ -160,10 +182,21 @@ class ReadStore(Protocol):
         """Returns every ``(key, document)`` pair of a collection, ordered by key."""
         ...
 
-    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
-        """Writes ``changes`` and moves ``checkpoint`` from ``expected`` to ``position`` atomically.
+    async def commit(
+        self,
+        checkpoint: str,
+        expected: int,
+        position: int,
+        changes: Changes,
+        parked: Sequence[Park] = (),
+    ) -> bool:
+        """Writes ``changes`` and ``parked`` and moves ``checkpoint`` from ``expected`` to
+        ``position``, atomically.
 
-        Returns False and writes nothing when the checkpoint is not at ``expected``.
+        Each park, in order, opens a sequence for its consumer and key (one with a failure) or
+        joins the one open (one without). Returns False and writes nothing when the checkpoint
+        is not at ``expected``, or when a park would open a sequence already open or join one
+        that is not (it was retried or skipped meanwhile).
         """
         ...
 
@@ -177,6 +210,38 @@ class ReadStore(Protocol):
 
     async def drop(self, collections: Sequence[str], checkpoints: Sequence[str]) -> None:
         """Deletes collections and checkpoints (a rebuild's discarded version)."""
+        ...
+
+    async def parked_keys(self, consumer: str) -> set[str]:
+        """Returns the keys of ``consumer`` that have an open parked sequence."""
+        ...
+
+    async def parked(self) -> list[ParkedSequence]:
+        """Returns every parked sequence with its events, by first failure time."""
+        ...
+
+    async def parked_sequence(self, sequence: str) -> ParkedSequence | None:
+        """Returns one parked sequence with its events, or None."""
+        ...
+
+    async def unpark(
+        self, sequence: str, event_id: str, changes: Changes, failure: Failure | None = None
+    ) -> bool:
+        """Settles the first event of a parked sequence, which must be ``event_id``.
+
+        Without ``failure``: writes ``changes`` and removes the event (and the sequence with its
+        last event). With one: adds its attempts to the sequence's and records it as the last
+        failure, writing nothing else. Returns False, writing nothing, when the sequence does
+        not start with ``event_id``.
+        """
+        ...
+
+    async def skip(self, sequence: str, reason: str, by: str) -> Skipped | None:
+        """Removes a parked sequence and records who skipped it, when and why; None if unknown."""
+        ...
+
+    async def skipped(self) -> list[Skipped]:
+        """Returns the records of skipped sequences, oldest first."""
         ...
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
@@ -222,6 +287,13 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Releases connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns once the backend answered a round trip; raises BackendError if it cannot.
+
+        Readiness (``/health/ready``) calls it with a deadline of its own.
+        """
         ...
 
     async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from bicameral.envelope import Envelope
 from bicameral.errors import ConfigurationError
-from bicameral.messages import Event
+from bicameral.messages import Event, MessageRegistry
 from bicameral.ports import Changes, ReadStore
 
 __all__ = [
@@ -49,6 +49,7 @@ ProjectionHandler = Callable[..., Awaitable[None] | None]
 Prefetch = Callable[[Any], Iterable[tuple[str, str]]]
 """Names the ``(collection, key)`` documents a handler will read for an event."""
 PartitionKey = Callable[[Envelope], str]
+_ABSENT = object()
 
 
 def source_of(event: type[Event], default: str) -> str:
@@ -67,7 +68,11 @@ class _Handler:
 
 
 class Projection:
-    """A named, versioned read model: its collections and a handler per event type."""
+    """A named, versioned read model: its collections and a handler per event type.
+
+    An event whose handler (or decoding, or document) fails is tried ``retries`` more times,
+    then parked with every later event of its partition key (see ``bicameral.parking``).
+    """
 
     def __init__(
         self,
@@ -76,13 +81,18 @@ class Projection:
         collections: Mapping[str, Sequence[str]],
         version: int = 1,
         partition_by: PartitionKey | None = None,
+        retries: int = 3,
     ) -> None:
+        if retries < 0:
+            raise ConfigurationError(f"{name}: retries must be 0 or more")
         self.name = name
         self.version = version
+        self.retries = retries
         self._partition_by = partition_by
         self.collections = {c: tuple(idx) for c, idx in collections.items()}
         self.handlers: dict[str, _Handler] = {}
         self._sources: dict[str, set[str]] = {}
+        self._registries: list[MessageRegistry] = []
 
     def on(
         self,
@@ -104,10 +114,20 @@ class Projection:
             self.handlers[event.type_name] = _Handler(
                 event, fn, arity >= 3, inspect.iscoroutinefunction(fn), prefetch
             )
+            for registry in self._registries:
+                registry.register(event)
             self._sources.setdefault(source or "", set()).add(event.type_name)
             return fn
 
         return register
+
+    def attach(self, registry: MessageRegistry) -> None:
+        """Registers the handled event classes in ``registry``, now and when handlers are added
+        later, so a service decodes them whatever the order of its declarations."""
+        for handler in self.handlers.values():
+            registry.register(handler.event)
+        if not any(known is registry for known in self._registries):
+            self._registries.append(registry)
 
     def sources(self, own_service: str) -> list[str]:
         """Returns the services whose events this projection folds."""
@@ -132,6 +152,10 @@ class Projection:
         """Returns the checkpoint name for one source service."""
         return f"{self.name}.v{self.version}:{source}"
 
+    def handles(self, envelope: Envelope) -> bool:
+        """Returns True when this projection has a handler for ``envelope``'s type."""
+        return envelope.type in self.handlers
+
     async def fold(self, envelopes: Sequence[Envelope], view: View) -> None:
         """Applies each envelope's handler, in order, to ``view`` (unknown types are skipped)."""
         work: list[tuple[_Handler, Event, Envelope]] = []
@@ -148,10 +172,38 @@ class Projection:
         for collection, keys in wanted.items():
             await view.prefetch(collection, keys)
         for handler, event, env in work:
-            args: tuple[Any, ...] = (event, view, env) if handler.wants_envelope else (event, view)
-            result = handler.fn(*args)
-            if handler.is_async and result is not None:
-                await result
+            await _call(handler, event, env, view)
+
+    async def prefetch(self, envelopes: Sequence[Envelope], view: View) -> None:
+        """Loads the documents the handlers of ``envelopes`` declare they read, in one read
+        per collection; events that do not decode are left to ``apply`` to report."""
+        wanted: dict[str, set[str]] = {}
+        for env in envelopes:
+            handler = self.handlers.get(env.type)
+            if handler is None or handler.prefetch is None:
+                continue
+            try:
+                event = handler.event.model_validate(env.data)
+                named = list(handler.prefetch(event))
+            except Exception:  # apply raises it again, for this event only
+                continue
+            for collection, key in named:
+                wanted.setdefault(collection, set()).add(key)
+        for collection, keys in wanted.items():
+            await view.prefetch(collection, keys)
+
+    async def apply(self, envelope: Envelope, view: View) -> None:
+        """Decodes ``envelope`` and applies its handler to ``view`` (nothing for unknown types)."""
+        handler = self.handlers.get(envelope.type)
+        if handler is not None:
+            await _call(handler, handler.event.model_validate(envelope.data), envelope, view)
+
+
+async def _call(handler: _Handler, event: Event, env: Envelope, view: View) -> None:
+    args: tuple[Any, ...] = (event, view, env) if handler.wants_envelope else (event, view)
+    result = handler.fn(*args)
+    if handler.is_async and result is not None:
+        await result
 
 
 class View:
@@ -162,6 +214,28 @@ class View:
         self._store = store
         self._changes: dict[tuple[str, str], Document | None] = {}
         self._read: dict[tuple[str, str], Document | None] = {}
+        self._journal: list[tuple[tuple[str, str], Any]] | None = None
+
+    def savepoint(self) -> int:
+        """Returns a mark to ``rollback`` to: the batch's writes from then on can be undone."""
+        if self._journal is None:
+            self._journal = []
+        return len(self._journal)
+
+    def rollback(self, savepoint: int) -> None:
+        """Undoes the writes made since ``savepoint`` (a handler that failed half-way)."""
+        journal = self._journal or []
+        while len(journal) > savepoint:
+            where, before = journal.pop()
+            if before is _ABSENT:
+                self._changes.pop(where, None)
+            else:
+                self._changes[where] = before
+
+    def _change(self, where: tuple[str, str], document: Document | None) -> None:
+        if self._journal is not None:
+            self._journal.append((where, self._changes.get(where, _ABSENT)))
+        self._changes[where] = document
 
     async def prefetch(self, collection: str, keys: Iterable[str]) -> None:
         """Loads documents in one read, so the next ``get`` of each needs none."""
@@ -205,11 +279,11 @@ class View:
 
     def put(self, collection: str, key: str, document: Document) -> None:
         """Writes a whole document (replacing any earlier one) when the batch commits."""
-        self._changes[(self._table(collection), key)] = dict(document)
+        self._change((self._table(collection), key), dict(document))
 
     def delete(self, collection: str, key: str) -> None:
         """Deletes a document when the batch commits."""
-        self._changes[(self._table(collection), key)] = None
+        self._change((self._table(collection), key), None)
 
     @property
     def changes(self) -> Changes:

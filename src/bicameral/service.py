@@ -147,7 +147,11 @@ class QueryHandler:
 
 @dataclass(frozen=True, slots=True)
 class Reaction:
-    """Turns events of ``source`` into commands of this service (a policy or a saga step)."""
+    """Turns events of ``source`` into commands of this service (a policy or a saga step).
+
+    ``name`` is its stable identity: it names the reaction among parked events and in the
+    idempotency keys of the commands it sends, so renaming the function changes neither.
+    """
 
     name: str
     source: str
@@ -155,6 +159,7 @@ class Reaction:
     fn: Callable[..., Any]
     params: tuple[Param, ...]
     is_async: bool
+    retries: int = 3
 
 
 @dataclass
@@ -169,7 +174,12 @@ class Service:
     reactions: list[Reaction] = field(default_factory=list)
 
     def events(self, *classes: type[Event]) -> None:
-        """Registers event classes this service stores or reads, so they can be decoded."""
+        """Registers event classes this service stores or reads, so they can be decoded.
+
+        Needed only for an event that no projection or reaction of the service handles, yet an
+        aggregate of it records (its stream must be loaded again); the others are registered
+        by ``projection()`` (handlers added to the projection later included) and ``on()``.
+        """
         for cls in classes:
             self.registry.register(cls)
 
@@ -284,26 +294,45 @@ class Service:
         if clash:
             raise ConfigurationError(f"{self.name}: collections {sorted(clash)} declared twice")
         self.projections.append(projection)
-        for handler in projection.handlers.values():
-            self.registry.register(handler.event)
+        projection.attach(self.registry)
         return projection
 
-    def on(self, event: type[Event], *, source: str | None = None) -> Callable[[F], F]:
-        """Registers a reaction: ``fn(event[, envelope, ...]) -> Command | list | None``."""
+    def on(
+        self,
+        event: type[Event],
+        *,
+        source: str | None = None,
+        name: str | None = None,
+        retries: int = 3,
+    ) -> Callable[[F], F]:
+        """Registers a reaction: ``fn(event[, envelope, ...]) -> Command | list | None``.
+
+        Its identity is ``<service>.<name>``, or ``<service>.on.<event name>`` without
+        ``name``; two reactions of a service with one identity are refused. An event the
+        reaction fails on (not a business refusal) is tried ``retries`` more times, then parked.
+        """
 
         def register(fn: F) -> F:
             declared, params = _params(fn, Event)
             if declared is not event:
                 raise ConfigurationError(f"{fn.__qualname__} must take {event.__name__} first")
+            if retries < 0:
+                raise ConfigurationError(f"{fn.__qualname__}: retries must be 0 or more")
+            identity = f"{self.name}.{name}" if name else f"{self.name}.on.{event.message_name}"
+            if any(r.name == identity for r in self.reactions):
+                raise ConfigurationError(
+                    f"{self.name}: two reactions are called {identity!r}; give each its own name="
+                )
             self.registry.register(event)
             self.reactions.append(
                 Reaction(
-                    f"{self.name}.{fn.__name__}",
+                    identity,
                     source or source_of(event, self.name),
                     event,
                     fn,
                     tuple(params),
                     inspect.iscoroutinefunction(fn),
+                    retries,
                 ),
             )
             return fn

@@ -44,8 +44,11 @@ def render_nginx(template: str, *, port: int, upstreams: dict[str, list[int]], h
     """Returns deploy/nginx.conf listening on ``port``, its upstreams on the given local ports.
 
     ``upstreams`` maps an upstream name (``inventory_commands``) to its copies' ports; each must
-    be in the template. Logs and temporary files go under ``home``.
+    be in the template. The ``api`` upstream, unless given, is every port given. Logs and
+    temporary files go under ``home``.
     """
+    if "api" not in upstreams:
+        upstreams = {**upstreams, "api": sorted({p for ports in upstreams.values() for p in ports})}
     found: set[str] = set()
 
     def upstream(match: re.Match[str]) -> str:
@@ -155,6 +158,12 @@ class Cluster:
         proc = Proc(name, args, self.home / f"{name}.log", port)
         proc.labels = {"service": service, "role": role}
         return self._spawn(proc)
+
+    def up(self, name: str, port: int) -> Proc:
+        """Starts ``bicameral up``: every service and role in one process."""
+        args = [sys.executable, "-m", "bicameral.cli.main", "up", "--config", str(self.config)]
+        args += ["--port", str(port)]
+        return self._spawn(Proc(name, args, self.home / f"{name}.log", port))
 
     def cli(self, *args: str, timeout: float = 60) -> str:
         """Runs one ``bicameral`` command to its end; returns its output."""

@@ -25,7 +25,8 @@ import pytest
 from bicameral.security.keys import embedded_secret
 from bicameral.security.tokens import issue_token
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = os.pathsep.join([str(ROOT / "src"), str(ROOT / "shop" / "src")])
 HEADERS: dict[str, str] = {}
 """Default headers of every e2e request (credentials go here)."""
 

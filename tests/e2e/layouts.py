@@ -65,12 +65,13 @@ def servers_layout(home: Path, postgres_reads: Iterable[str] = ()) -> Layout:
         f'data_dir = "{home / "data"}"\n'
         f'transport_url = "{NATS}?prefix=e2e{run}"\n'
         "[defaults]\n"
-        f'events_url = "{POSTGRES}/bicameral_e2e_{run}_{{service}}"\n'
+        f'events_url = "{POSTGRES}/bicameral_e2e_{run}_{{service}}?create_database=true"\n'
         f'reads_url = "{REDIS}?prefix=e2e_{run}_{{service}}"\n'
     )
     for service in postgres_reads:
         toml += (
-            f'[services.{service}]\nreads_url = "{POSTGRES}/bicameral_e2e_{run}_{service}_reads"\n'
+            f"[services.{service}]\n"
+            f'reads_url = "{POSTGRES}/bicameral_e2e_{run}_{service}_reads?create_database=true"\n'
         )
     return Layout("servers", toml, lambda: asyncio.run(drop_server_data(run)))
 

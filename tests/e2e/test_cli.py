@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import select
@@ -13,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import BICAMERAL, Server, child_env, cli
+from bicameral.testing import require_server
+from tests.e2e.conftest import BICAMERAL, Server, child_env, cli, free_port
 
 LINE_FIELDS = ("date", "time", "service", "position", "type", "stream")
 
@@ -85,17 +87,20 @@ def test_projections_status_shows_the_checkpoint_at_the_head(
         "head",
         "lag_events",
         "lag_seconds",
+        "parked",
         "owner",
     ]
     whole, *partitions = [r.split() for r in rows if r.split()[0] == "inventory"]
     head = server.head()
     assert whole[:5] == ["inventory", "products.v1:inventory", str(head), str(head), "0"]
     assert float(whole[5]) == 0.0
-    assert whole[6] != "-"  # the workers holding its partitions
+    assert whole[6] == "0"  # nothing parked
+    assert whole[7] != "-"  # the workers holding its partitions
     assert [r[1] for r in partitions] == [f"products.v1:inventory#p{i}" for i in range(8)]
     for row in partitions:
         assert row[2:5] == [str(head), str(head), "0"]
-        assert row[6] != "-"  # the worker holding the partition
+        assert row[6] == "0"
+        assert row[7] != "-"  # the worker holding the partition
 
 
 def test_status_shows_one_row_per_consumer_with_its_owner(server: Server, skus: list[str]) -> None:
@@ -105,7 +110,7 @@ def test_status_shows_one_row_per_consumer_with_its_owner(server: Server, skus: 
     workers = [row[1] for row in rows if row[0] == "inventory"]
     assert workers == ["products.v1:inventory", "relay", "reactions:orders"]
     assert {row[0] for row in rows} == {"inventory", "orders", "payments"}
-    owners = {row[6] for row in rows if row[1] in ("relay", "reactions:orders")}
+    owners = {row[7] for row in rows if row[1] in ("relay", "reactions:orders")}
     assert "-" not in owners, result.stdout  # bicameral up holds every lease
     assert len(owners) == 1
 
@@ -237,3 +242,55 @@ def test_a_worker_on_a_metrics_port_in_use_is_one_error_line(
     args = ["serve", "--service", "inventory", "--role", "relay", "--data-dir", str(tmp_path)]
     assert_one_line_error(cli(*args, "--metrics-port", str(server.port)), str(server.port))
     assert_one_line_error(cli(*args, "--metrics-port", "70000"), "--metrics-port")
+
+
+def test_a_missing_event_store_is_one_error_line_and_stays_missing(tmp_path: Path) -> None:
+    config = tmp_path / "bicameral.toml"
+    config.write_text('events_url = "sqlite:///{data_dir}/{service}/log.db"\n')
+    data = tmp_path / "data"
+    for command in (
+        ["up", "--port", str(free_port())],
+        ["serve", "--service", "orders", "--role", "projector"],
+        ["serve", "--service", "orders", "--role", "command-api", "--port", str(free_port())],
+    ):
+        result = cli(*command, "--config", str(config), "--data-dir", str(data))
+        assert_one_line_error(result, "log.db does not exist", "?create_database=true")
+    assert not list(data.rglob("log.db"))
+
+
+def test_a_missing_postgres_database_is_one_error_line_and_stays_missing(tmp_path: Path) -> None:
+    require_server("postgresql")
+    from bicameral.drivers.postgres import PostgresUrl, connect
+    from bicameral.testing.postgres import SERVER_URL
+
+    name = f"bicameral_missing_{uuid.uuid4().hex[:12]}"
+    config = tmp_path / "bicameral.toml"
+    config.write_text(f'events_url = "{SERVER_URL}/{name}"\n')
+    data = str(tmp_path / "data")
+    result = cli("up", "--port", str(free_port()), "--config", str(config), "--data-dir", data)
+    assert_one_line_error(result, f"database {name} at 127.0.0.1:5432 does not exist")
+
+    async def exists() -> bool:
+        conn = await connect(PostgresUrl(f"{SERVER_URL}/postgres"))
+        try:
+            return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+        finally:
+            await conn.close()
+
+    assert not asyncio.run(exists())
+
+
+def test_demo_load_with_a_token_the_shop_refuses_says_so_in_one_line(server: Server) -> None:
+    result = cli("demo", "load", "--url", server.url, "--token", "not-a-token", "--orders", "5")
+    assert result.returncode == 1
+    assert result.stdout.strip() == ""
+    assert result.stderr.count("\n") == 1
+    assert "answered 401 to POST /inventory/commands/RegisterProduct" in result.stderr
+
+
+def test_demo_load_without_a_key_says_so_and_makes_none(tmp_path: Path) -> None:
+    empty = tmp_path / "elsewhere"
+    result = cli("demo", "load", "--data-dir", str(empty), "--orders", "5")
+    assert result.returncode == 1
+    assert "no signing key at" in result.stderr
+    assert not empty.exists()

@@ -86,7 +86,7 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
     if prometheus_binary() is None and in_ci():
         pytest.fail(NO_PROMETHEUS)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BICAMERAL_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "shop" / "src"), str(ROOT)])
     cluster = Cluster(tmp_path, tmp_path / "bicameral.toml", env)
     # The signing key and the stores are made here once, not by processes racing to make them.
     credentials(settings)
@@ -309,7 +309,10 @@ class OrderFlow:
         confirmed = sorted(o for o, v in orders.items() if v["status"] == "CONFIRMED")
         self.cancelled = set(confirmed[::3])
         for order in sorted(self.cancelled):
-            await load.command("orders", "CancelOrder", {"order_id": order})
+            customer = self.orders[order][0]
+            await load.command(
+                "orders", "CancelOrder", {"order_id": order, "customer_id": customer}
+            )
 
     async def check(self, load: Load) -> None:
         """Money and stock add up to the orders' outcomes; every order is final."""

@@ -181,7 +181,7 @@ def _cli_status(settings: Settings) -> list[str]:
     )
     assert result.exit_code == 0, result.output
     header, row, *partitions = result.output.strip().splitlines()
-    assert header.split()[4:6] == ["lag_events", "lag_seconds"]
+    assert header.split()[4:7] == ["lag_events", "lag_seconds", "parked"]
     assert len(partitions) == Settings.load(environ={}).partitions
     return row.split()[:5]
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from bicameral.envelope import NewEvent
-from bicameral.errors import BackendError, BicameralError
+from bicameral.errors import BackendError, BicameralError, ConfigurationError, OverloadedError
 from bicameral.eventstore.postgres import PostgresEventStore
-from bicameral.ports import EventStore, StreamAppend
+from bicameral.ports import EventStore, ReadStore, StreamAppend
+from bicameral.readstore.postgres import PostgresReadStore
 from bicameral.testing import EventStoreContract, require_server
 
 pytestmark = pytest.mark.postgres
@@ -79,20 +81,43 @@ async def test_several_stores_starting_at_once_create_the_schema_once(url: str) 
         await asyncio.gather(*(s.close() for s in stores))
 
 
-async def test_a_missing_database_is_created_unless_told_not_to(url: str) -> None:
-    missing = f"{url}_new"
-    refused = PostgresEventStore("svc", f"{missing}?create_database=false")
-    with pytest.raises(BackendError):
-        await refused.start()
-    store = PostgresEventStore("svc", missing)
-    await store.start()
-    try:
-        assert await store.head() == 0
-    finally:
-        await store.close()
-        from bicameral.testing.postgres import drop_database
+async def _exists(name: str) -> bool:
+    from bicameral.drivers.postgres import PostgresUrl, connect
+    from bicameral.testing.postgres import SERVER_URL
 
-        await drop_database(missing)
+    conn = await connect(PostgresUrl(f"{SERVER_URL}/postgres"))
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await conn.close()
+
+
+STORES: dict[str, Callable[[str], EventStore | ReadStore]] = {
+    "event store": lambda url: PostgresEventStore("svc", url),
+    "read store": PostgresReadStore,
+}
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_a_missing_database_is_refused_in_one_line_naming_it_unless_the_url_opts_in(
+    kind: str,
+) -> None:
+    require_server("postgresql")
+    from bicameral.testing.postgres import SERVER_URL, drop_database
+
+    name = f"bicameral_missing_{uuid.uuid4().hex[:12]}"
+    refused = STORES[kind](f"{SERVER_URL}/{name}")
+    with pytest.raises(ConfigurationError, match=f"database {name} at .* does not exist") as e:
+        await refused.start()
+    assert "\n" not in e.value.detail
+    assert not await _exists(name), "nothing was created"
+    created = STORES[kind](f"{SERVER_URL}/{name}?create_database=true")
+    try:
+        await created.start()
+        assert await _exists(name)
+    finally:
+        await created.close()
+        await drop_database(name)
 
 
 async def test_an_unreachable_server_is_a_backend_error() -> None:
@@ -133,5 +158,27 @@ async def test_an_append_without_events_writes_nothing_and_reports_the_head(url:
         result = await store.append([StreamAppend("a", 1, [])])
         assert (result.position, result.versions, result.envelopes) == (1, {"a": 1}, [])
         assert await store.head() == 1
+    finally:
+        await store.close()
+
+
+async def test_a_full_append_queue_refuses_at_once_and_the_store_goes_on(url: str) -> None:
+    store = PostgresEventStore("svc", url, max_queue=2)
+    await store.start()
+    try:
+        # All six appends queue before the writer runs again: two fit, four are refused.
+        outcomes = await asyncio.gather(
+            *(
+                store.append([StreamAppend(f"s-{i}", 0, [NewEvent("test.Happened.v1", {})])])
+                for i in range(6)
+            ),
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, OverloadedError)]
+        assert len(refused) == 4
+        assert refused[0].status == 503
+        assert await store.head() == 2
+        await store.append([StreamAppend("later", 0, [NewEvent("test.Happened.v1", {})])])
+        assert await store.head() == 3
     finally:
         await store.close()

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bicameral.errors import DocumentError
 from bicameral.ports import ReadStore
 from bicameral.readstore.postgres import PostgresReadStore
 from bicameral.testing import ReadStoreContract, require_server
@@ -56,3 +57,17 @@ async def test_stores_starting_and_declaring_at_once_all_succeed(url: str) -> No
         assert [k for k, _ in await stores[3].find("p_v1_items", "owner", "x")] == ["k"]
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_document_the_server_refuses_is_a_document_error(url: str) -> None:
+    """A value jsonb cannot hold is poison for the projector, not a backend that is away."""
+    store = PostgresReadStore(url)
+    await store.start()
+    try:
+        await store.declare("p_v1_items")
+        with pytest.raises(DocumentError):
+            await store.commit("p.v1:svc", 0, 1, {("p_v1_items", "k"): {"text": "a\u0000b"}})
+        assert await store.checkpoint("p.v1:svc") == 0
+        assert await store.commit("p.v1:svc", 0, 1, {("p_v1_items", "k"): {"text": "ab"}})
+    finally:
+        await store.close()

@@ -6,7 +6,7 @@ import asyncio
 import random
 from pathlib import Path
 
-from bicameral import Event, Projector
+from bicameral import Envelope, Event, Projection, Projector, View
 from bicameral.envelope import NewEvent
 from bicameral.eventstore.sqlite import SqliteEventStore
 from bicameral.ports import StreamAppend
@@ -95,4 +95,44 @@ async def test_a_projector_restarted_on_the_same_files_resumes_after_its_checkpo
         assert await read_model(reads) == await read_model(await fold_once(log))
         await reads.close()
     finally:
+        await events.close()
+
+
+class Deposited(Event, name="bank.Deposited"):
+    cents: int
+
+
+balances = Projection("balances", collections={"balances": []}, retries=1)
+
+
+@balances.on(Deposited)
+async def deposited(event: Deposited, view: View, env: Envelope) -> None:
+    doc = await view.get("balances", env.subject) or {"cents": 0}
+    view.put("balances", env.subject, {"cents": doc["cents"] + event.cents})
+
+
+async def test_a_balance_past_64_bits_parks_its_deposit_and_the_others_go_on(
+    tmp_path: Path,
+) -> None:
+    """The issue's case: 18446744073709551615 cents, then 1: that customer waits, nobody else."""
+    events = SqliteEventStore("bank", str(tmp_path / "events.db"))
+    reads = SqliteReadStore(str(tmp_path / "reads.db"))
+    await events.start()
+    await reads.start()
+    try:
+        for stream, cents in [("ann", 5), ("bob", 2**64 - 1), ("bob", 1), ("ann", 6), ("bob", 2)]:
+            event = NewEvent.of(Deposited(cents=cents))
+            await events.append([StreamAppend(stream, None, [event])])
+        projector = Projector(balances, LogFeed("bank", events), reads, retry_delay=0)
+        assert await projector.catch_up() == 5
+        table = balances.table("balances")
+        assert await reads.get(table, "ann") == {"cents": 11}
+        assert await reads.get(table, "bob") == {"cents": 2**64 - 1}
+        [seq] = await reads.parked()
+        assert seq.key == "bob"
+        assert [e.data["cents"] for e in seq.events] == [1, 2]
+        assert seq.error == "TypeError"
+        assert "64-bit" in seq.message
+    finally:
+        await reads.close()
         await events.close()

@@ -40,6 +40,16 @@ def test_local_settings_point_at_this_machines_default_ports() -> None:
     assert urlsplit(settings.transport).netloc == "127.0.0.1:4222"
 
 
+def test_only_local_settings_let_bicameral_create_missing_event_stores() -> None:
+    local = Settings.load(config=DEPLOY / "local.toml", environ={})
+    production = Settings.load(config=DEPLOY / "production.toml", environ={})
+    for service in SERVICES:
+        assert parse_qs(urlsplit(local.service(service).events_url).query)["create_database"] == [
+            "true"
+        ]
+        assert "create_database" not in production.service(service).events_url
+
+
 def test_the_environment_overrides_a_deploy_file() -> None:
     settings = Settings.load(
         config=DEPLOY / "production.toml",
@@ -61,6 +71,27 @@ def test_nginx_routes_each_services_commands_and_queries_to_its_own_copies(servi
         )
     assert "proxy_next_upstream error timeout" in conf
     assert "location = /health" in conf
+    ready = re.search(r"location ~ \^/health/ready/\(\?<svc>([a-z|]+)\)", conf)
+    assert ready is not None
+    assert service in ready.group(1).split("|")
+
+
+def test_nginx_sends_the_operational_routes_to_every_api_copy() -> None:
+    conf = (DEPLOY / "nginx.conf").read_text()
+    for path in ("/openapi.json", "/docs", "/redoc", "/metrics", "/health/ready"):
+        assert re.search(rf"location = {re.escape(path)} +\{{ proxy_pass http://api; }}", conf)
+    assert "location ^~ /docs/assets/" in conf
+    api = re.search(r"upstream api \{(.*?)\}", conf, re.S)
+    assert api is not None
+    copies = set(re.findall(r"server (\S+) ", api.group(1)))
+    for service in SERVICES:
+        for kind in ("commands", "queries"):
+            block = re.search(rf"upstream {service}_{kind} \{{(.*?)\}}", conf, re.S)
+            assert block is not None
+            assert set(re.findall(r"server (\S+) ", block.group(1))) <= copies
+    names = re.search(r"location ~ \^/\(([a-z|]+)\)/\(commands\|queries\)/", conf)
+    assert names is not None
+    assert set(names.group(1).split("|")) == set(SERVICES)
 
 
 def test_prometheus_scrapes_every_process_of_the_readmes_layout_with_its_labels() -> None:

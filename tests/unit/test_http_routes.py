@@ -115,7 +115,72 @@ async def test_openapi_documents_parameters_and_headers(client: httpx.AsyncClien
     query = doc["paths"]["/inventory/queries/GetProduct"]["get"]
     names = [(p["in"], p["name"]) for p in query["parameters"]]
     assert ("query", "sku") in names
-    assert ("header", "x-consistency-token") in names
+    assert ("header", "X-Consistency-Token") in names
     assert "422" in query["responses"]
     command = doc["paths"]["/inventory/commands/ReceiveStock"]["post"]
     assert ("header", "Idempotency-Key") in [(p["in"], p["name"]) for p in command["parameters"]]
+
+
+@pytest.mark.parametrize("price", ["12", True, 12.0, 2**64 - 1, 10_000_001, -1])
+async def test_a_number_field_takes_only_a_bounded_json_integer(
+    client: httpx.AsyncClient, price: object
+) -> None:
+    body = {"sku": "p1", "name": "Pen", "price_cents": price}
+    got = await client.post("/inventory/commands/RegisterProduct", json=body)
+    assert got.status_code == 422
+    assert got.headers["content-type"] == "application/problem+json"
+    problem = got.json()
+    assert [e["loc"] for e in problem["errors"]] == [["body", "price_cents"]]
+    assert "price_cents" in problem["detail"]
+
+
+async def test_a_string_field_takes_no_number(client: httpx.AsyncClient) -> None:
+    body = {"sku": "p1", "name": 12, "price_cents": 100}
+    got = await client.post("/inventory/commands/RegisterProduct", json=body)
+    assert got.status_code == 422
+    assert [e["loc"] for e in got.json()["errors"]] == [["body", "name"]]
+
+
+async def test_a_nested_number_field_is_strict_too(client: httpx.AsyncClient) -> None:
+    body = {"order_id": "o1", "customer_id": "c1", "lines": [{"sku": "p1", "quantity": "2"}]}
+    got = await client.post("/orders/commands/PlaceOrder", json=body)
+    assert got.status_code == 422
+    assert [e["loc"] for e in got.json()["errors"]] == [["body", "lines", "0", "quantity"]]
+
+
+async def test_a_body_that_is_not_json_is_a_422(client: httpx.AsyncClient) -> None:
+    got = await client.post(
+        "/inventory/commands/RegisterProduct",
+        content=b'{"sku": ',
+        headers={"Content-Type": "application/json"},
+    )
+    assert got.status_code == 422
+    assert got.json()["detail"] == "the request body is not valid JSON"
+
+
+async def test_a_deposit_that_would_pass_the_largest_balance_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    url = "/payments/commands/DepositFunds"
+    huge = await client.post(url, json={"customer_id": "c1", "amount_cents": 2**64 - 1})
+    assert huge.status_code == 422
+    full = await client.post(url, json={"customer_id": "c1", "amount_cents": 10**15})
+    assert full.status_code == 200
+    over = await client.post(url, json={"customer_id": "c1", "amount_cents": 1})
+    assert over.status_code == 409
+    assert over.headers["content-type"] == "application/problem+json"
+
+
+async def test_schemas_state_the_upper_bound_of_every_number(client: httpx.AsyncClient) -> None:
+    doc = (await client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    assert schemas["RegisterProduct"]["properties"]["price_cents"]["maximum"] == 10_000_000
+    assert schemas["DepositFunds"]["properties"]["amount_cents"]["maximum"] == 10**15
+    assert schemas["OrderLine"]["properties"]["quantity"]["maximum"] == 1_000_000
+
+
+async def test_a_query_string_number_is_still_read_from_its_text(
+    client: httpx.AsyncClient,
+) -> None:
+    got = await client.get("/orders/queries/GetOrder", params={"order_id": "12"})
+    assert got.status_code == 404

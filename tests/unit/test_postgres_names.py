@@ -32,8 +32,19 @@ def test_the_create_database_option_is_read_and_kept_out_of_the_dsn() -> None:
     assert url.maintenance_dsn() == "postgresql://u@h:5432/postgres?sslmode=disable"
 
 
-def test_databases_are_created_by_default() -> None:
-    assert PostgresUrl("postgres://u@h/db").create_database
+def test_a_database_is_created_only_when_the_url_says_so() -> None:
+    assert not PostgresUrl("postgres://u@h/db").create_database
+    assert PostgresUrl("postgres://u@h/db?create_database=true").create_database
+    assert PostgresUrl("postgres://u@h/db?create_database=true").dsn == "postgres://u@h/db"
+
+
+def test_a_create_database_value_other_than_true_or_false_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="create_database must be true or false"):
+        PostgresUrl("postgres://u@h/db?create_database=maybe")
+
+
+def test_messages_name_the_database_and_server_but_no_credentials() -> None:
+    assert PostgresUrl("postgresql://u:secret@db.internal:6543/x").where == "x at db.internal:6543"
 
 
 def test_other_schemes_are_refused() -> None:

@@ -14,6 +14,7 @@ from bicameral import (
     InvalidMessageError,
     NotCaughtUpError,
     NotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     RuleViolation,
     UnknownMessageError,
@@ -25,6 +26,7 @@ from bicameral.http.problems import from_error
     ("error", "status", "slug"),
     [
         (BackendError("db down"), 503, "backend"),
+        (OverloadedError("queue full"), 503, "overloaded"),
         (UnknownMessageError("no such"), 404, "unknown-message"),
         (InvalidMessageError("bad"), 422, "invalid-message"),
         (NotFoundError("none"), 404, "not-found"),
@@ -68,3 +70,9 @@ def test_unavailable_answers_say_when_to_retry_and_401_says_how_to_authenticate(
     assert from_error(BackendError("x")).headers["Retry-After"] == "1"
     assert from_error(AuthenticationError("x")).headers["WWW-Authenticate"] == "Bearer"
     assert "Retry-After" not in from_error(RuleViolation("x")).headers
+
+
+def test_an_overloaded_answer_says_when_to_retry() -> None:
+    response = from_error(OverloadedError("2000 appends wait", retry_after=3))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "3"

@@ -17,6 +17,7 @@ from bicameral import (
 )
 from bicameral.context import ANONYMOUS
 from bicameral.eventstore.memory import MemoryEventStore
+from bicameral.readstore.memory import MemoryReadStore
 from bicameral.workers.feeds import LogFeed
 from bicameral.workers.reactions import ReactionRunner
 
@@ -67,11 +68,12 @@ async def test_a_conflicting_reaction_command_keeps_its_event_for_the_next_step(
 
     bus = CommandBus(service, store, cache_size=0)  # conflicts from fresh loads only
     await bus.dispatch(Poke(id="t"), MessageContext(principal=ANONYMOUS))
-    runner = ReactionRunner(bus, service.reactions, LogFeed("s", store))
+    reads = MemoryReadStore()
+    runner = ReactionRunner(bus, service.reactions, LogFeed("s", store), store=reads)
 
     with pytest.raises(ConcurrencyError):
         await runner.step(timeout=0)
-    assert await store.load_checkpoint(runner.checkpoint_name) == 0
+    assert await reads.checkpoint(runner.checkpoint_name) == 0
 
     assert await runner.step(timeout=0) > 0
     types = [env.type for env in await store.read_stream(Thing.stream_id("t"))]

@@ -190,11 +190,47 @@ def test_a_reaction_comes_from_the_service_named_by_its_event() -> None:
     svc.on(Shipped)(on_shipped)
     svc.on(Made, source="elsewhere")(on_made)
     assert [(r.name, r.source) for r in svc.reactions] == [
-        ("things.on_shipped", "shipping"),
-        ("things.on_made", "elsewhere"),
+        ("things.on.shipping.Shipped", "shipping"),
+        ("things.on.things.Made", "elsewhere"),
     ]
     assert [p.kind for p in svc.reactions[0].params] == ["envelope"]
     assert "shipping.Shipped.v1" in svc.registry
+
+
+def test_a_reaction_keeps_its_name_when_its_function_is_renamed() -> None:
+    svc = Service("things")
+
+    def first(event: Made) -> None:
+        pass
+
+    def renamed(event: Made) -> None:
+        pass
+
+    svc.on(Made, name="note", retries=5)(first)
+    other = Service("things")
+    other.on(Made, name="note")(renamed)
+    assert svc.reactions[0].name == other.reactions[0].name == "things.note"
+    assert (svc.reactions[0].retries, other.reactions[0].retries) == (5, 3)
+
+
+def test_two_reactions_of_one_identity_are_refused() -> None:
+    svc = Service("things")
+
+    def one(event: Made) -> None:
+        pass
+
+    def two(event: Made) -> None:
+        pass
+
+    svc.on(Made)(one)
+    with pytest.raises(ConfigurationError, match=r"things\.on\.things\.Made"):
+        svc.on(Made)(two)
+    svc.on(Made, name="two")(two)
+    with pytest.raises(ConfigurationError, match=r"things\.two"):
+        svc.on(Made, name="two")(one)
+    with pytest.raises(ConfigurationError, match="retries"):
+        svc.on(Made, name="three", retries=-1)(two)
+    assert [r.name for r in svc.reactions] == ["things.on.things.Made", "things.two"]
 
 
 def test_two_projections_may_not_own_one_collection() -> None:
@@ -217,6 +253,35 @@ def test_a_projection_registers_the_events_it_folds() -> None:
     assert svc.projection_reading("things") is projection
     with pytest.raises(ConfigurationError):
         svc.projection_reading("nope")
+
+
+def test_a_handler_declared_after_the_projection_still_registers_its_event() -> None:
+    first, second = Service("things"), Service("more")
+    projection = Projection("a", collections={"things": []})
+    first.projection(projection)
+    second.projection(projection)
+
+    @projection.on(Made)
+    def made(event: Made, view: View) -> None:
+        pass
+
+    assert first.registry.get("things.Made.v1") is Made
+    assert second.registry.get("things.Made.v1") is Made
+
+
+def test_a_later_handler_of_a_clashing_class_is_refused_at_once() -> None:
+    svc = Service("things")
+    projection = svc.projection(Projection("a", collections={"things": []}))
+    svc.events(Made)
+
+    class Other(Event, name="things.Made"):
+        id: str
+
+    with pytest.raises(ConfigurationError, match=r"things\.Made"):
+
+        @projection.on(Other)
+        def other(event: Other, view: View) -> None:
+            pass
 
 
 def test_a_query_reads_every_projection_unless_told() -> None:

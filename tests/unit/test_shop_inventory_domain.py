@@ -7,7 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bicameral import RuleViolation
-from shop.inventory.domain import Product, Reservation, merge_lines, reserve_all_or_none
+from shop.inventory.domain import (
+    Product,
+    Reservation,
+    merge_lines,
+    reservation_key,
+    reserve_all_or_none,
+)
 from shop.inventory.messages import (
     StockLine,
     StockReservationMade,
@@ -28,7 +34,7 @@ def stocked(sku: str, quantity: int, price: int = 100) -> Product:
 
 def test_a_reservation_holds_every_line_at_the_current_price() -> None:
     products = {"a": stocked("a", 5, price=250), "b": stocked("b", 1, price=1000)}
-    reservation = Reservation("o1")
+    reservation = Reservation(reservation_key("c1", "o1"))
     reserve_all_or_none(reservation, {"a": 2, "b": 1}, products)
     (made,) = reservation.pending
     assert isinstance(made, StockReservationMade)
@@ -43,17 +49,19 @@ def test_a_reservation_holds_every_line_at_the_current_price() -> None:
 
 def test_one_short_line_reserves_nothing() -> None:
     products = {"a": stocked("a", 5), "b": stocked("b", 1)}
-    reservation = Reservation("o1")
+    reservation = Reservation(reservation_key("c1", "o1"))
     reserve_all_or_none(reservation, {"a": 2, "b": 2}, products)
     (refused,) = reservation.pending
-    assert refused == StockReservationRefused(order_id="o1", reason="out_of_stock", skus=["b"])
+    assert refused == StockReservationRefused(
+        order_id="o1", customer_id="c1", reason="out_of_stock", skus=["b"]
+    )
     assert not products["a"].pending[2:]
     assert products["a"].reserved == products["b"].reserved == 0
 
 
 def test_an_unknown_product_is_the_reason_before_a_short_one() -> None:
     products = {"a": stocked("a", 0), "ghost": Product("ghost")}
-    reservation = Reservation("o1")
+    reservation = Reservation(reservation_key("c1", "o1"))
     reserve_all_or_none(reservation, {"a": 1, "ghost": 1}, products)
     (refused,) = reservation.pending
     assert isinstance(refused, StockReservationRefused)
@@ -63,7 +71,7 @@ def test_an_unknown_product_is_the_reason_before_a_short_one() -> None:
 
 def test_a_decided_reservation_is_not_decided_again() -> None:
     products = {"a": stocked("a", 5)}
-    reservation = Reservation("o1")
+    reservation = Reservation(reservation_key("c1", "o1"))
     reserve_all_or_none(reservation, {"a": 1}, products)
     reserve_all_or_none(reservation, {"a": 1}, products)
     assert len(reservation.pending) == 1
@@ -72,22 +80,32 @@ def test_a_decided_reservation_is_not_decided_again() -> None:
 
 def test_holding_more_than_available_is_refused() -> None:
     with pytest.raises(RuleViolation):
-        stocked("a", 1).hold("o1", 2)
+        stocked("a", 1).hold("c1", "o1", 2)
 
 
 def test_release_sell_and_restock_act_once_per_order() -> None:
     product = stocked("a", 5)
-    product.hold("o1", 2)
-    product.hold("o2", 1)
-    product.release("o2")
-    product.release("o2")
-    product.sell("o1")
-    product.sell("o1")
+    product.hold("c1", "o1", 2)
+    product.hold("c1", "o2", 1)
+    product.release("c1", "o2")
+    product.release("c1", "o2")
+    product.sell("c1", "o1")
+    product.sell("c1", "o1")
     assert (product.on_hand, product.reserved) == (3, 0)
-    product.restock("o1")
-    product.restock("o1")
-    product.restock("o2")
+    product.restock("c1", "o1")
+    product.restock("c1", "o1")
+    product.restock("c1", "o2")
     assert (product.on_hand, product.reserved) == (5, 0)
+
+
+def test_two_customers_orders_of_one_id_are_held_apart() -> None:
+    product = stocked("a", 5)
+    product.hold("ann", "o1", 2)
+    product.hold("bob", "o1", 1)
+    assert product.reserved == 3
+    product.sell("ann", "o1")
+    product.release("bob", "o1")
+    assert (product.on_hand, product.reserved, product.sold) == (3, 0, {"ann/o1": 2})
 
 
 def test_merge_lines_adds_quantities_of_the_same_sku() -> None:
@@ -120,15 +138,15 @@ def test_stock_figures_hold_under_any_sequence_of_operations(ops: list[tuple[obj
             products[sku].receive(quantity)
             received[sku] += quantity
             continue
-        order_id = f"o{op[1]}"
-        reservation = reservations.setdefault(order_id, Reservation(order_id))
+        key = reservation_key(f"c{int(op[1]) % 2}", f"o{int(op[1]) // 2}")  # ids shared
+        reservation = reservations.setdefault(key, Reservation(key))
         if op[0] == "reserve":
             wanted = dict(op[2])
             found = {sku: products.get(sku, Product(sku)) for sku in wanted}
             reserve_all_or_none(reservation, wanted, found)
             continue
         for sku in reservation.skus:
-            getattr(products[sku], str(op[0]))(order_id)
+            getattr(products[sku], str(op[0]))(reservation.customer_id, reservation.order_id)
 
     for sku, product in products.items():
         assert product.available == product.on_hand - product.reserved >= 0
@@ -148,7 +166,8 @@ def test_stock_figures_hold_under_any_sequence_of_operations(ops: list[tuple[obj
             assert held == set(reservation.skus)
         if reservation.refused:
             assert not any(
-                isinstance(e, StockReserved) and e.order_id == reservation.id
+                isinstance(e, StockReserved)
+                and reservation_key(e.customer_id, e.order_id) == reservation.id
                 for p in products.values()
                 for e in p.pending
             )

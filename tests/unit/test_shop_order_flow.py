@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bicameral import Aggregate, BicameralError, Command, Event
+from bicameral import Aggregate, BicameralError, Command, Event, Principal
 from shop.app import services
 from shop.inventory.domain import Product
 from shop.inventory.messages import ReceiveStock, RegisterProduct
@@ -61,11 +61,14 @@ class World:
             self.loaded[key] = aggregate
         return self.loaded[key]
 
-    async def send(self, service: str, command: Command) -> None:
+    async def send(self, service: str, command: Command, sender: str = "admin") -> None:
         handler = self.services[service].commands[command.message_name]
         self.loaded = {}
         args: list[Any] = []
         for param in handler.params:
+            if param.kind == "principal":
+                args.append(Principal(sender, frozenset({"customer"})))
+                continue
             assert param.cls is not None
             if param.kind == "aggregate":
                 assert handler.key is not None
@@ -145,10 +148,12 @@ async def _run(
         await world.send("payments", DepositFunds(customer_id=customer, amount_cents=amount))
     for n, (customer, lines) in enumerate(orders):
         items = [OrderLine(sku=s, quantity=q) for s, q in lines.items()]
-        await world.send("orders", PlaceOrder(order_id=f"o{n}", customer_id=customer, lines=items))
+        order_id = f"o{n % 3}"  # customers share order ids; a customer's second o1 is refused
+        await world.send("orders", PlaceOrder(order_id=order_id, customer_id=customer, lines=items))
     for pick, again, cancel in schedule:
         if cancel is not None:
-            await world.send("orders", CancelOrder(order_id=f"o{cancel}"))
+            customer = CUSTOMERS[cancel % 2]
+            await world.send("orders", CancelOrder(order_id=f"o{cancel % 3}"), sender=customer)
         ready = world.ready()
         if ready:
             await world.deliver(ready[pick % len(ready)], again)
@@ -157,13 +162,13 @@ async def _run(
         await world.deliver(ready[-1], again=False)
     world.loaded = {}
 
-    status: dict[str, str] = {}
+    status: dict[tuple[str, str], str] = {}
     for event in world.logs["orders"]:
         name = type(event).__name__
         if name == "OrderPlaced":
-            status[event.order_id] = "PENDING"
+            status[event.customer_id, event.order_id] = "PENDING"
         elif name in {"OrderConfirmed", "OrderRejected", "OrderCancelled"}:
-            status[event.order_id] = name.removeprefix("Order").upper()
+            status[event.customer_id, event.order_id] = name.removeprefix("Order").upper()
     assert set(status.values()) <= {"CONFIRMED", "REJECTED", "CANCELLED"}
 
     for sku in SKUS:
@@ -182,11 +187,20 @@ async def _run(
     accounts = [world.load(Account, c) for c in CUSTOMERS]
     balances = sum(a.balance_cents for a in accounts if isinstance(a, Account))
     assert balances + captured - refunded == sum(deposits.values())
-    kept = [e for e in world.of("orders", "OrderConfirmed") if status[e.order_id] == "CONFIRMED"]
+    kept = [
+        e
+        for e in world.of("orders", "OrderConfirmed")
+        if status[e.customer_id, e.order_id] == "CONFIRMED"
+    ]
     assert captured - refunded == sum(e.total_cents for e in kept)
 
     effects = [
-        (ONE_OF.get(type(e).__name__, type(e).__name__), e.order_id, getattr(e, "sku", ""))
+        (
+            ONE_OF.get(type(e).__name__, type(e).__name__),
+            e.customer_id,
+            e.order_id,
+            getattr(e, "sku", ""),
+        )
         for log in world.logs.values()
         for e in log
         if hasattr(e, "order_id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,11 @@ from bicameral import ConsistencyToken, MessageContext, NotCaughtUpError, Princi
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from bicameral.runtime.status import command_side_status, projection_status
+from bicameral.workers.partitions import partition_of
+from bicameral.workers.relay import Relay
 from shop.inventory.messages import GetProduct, RegisterProduct
 from shop.inventory.service import inventory
+from tests.parking_app import BROKEN_ENV, Deposit, books, services
 
 PARTITIONS = 4
 CLERK = MessageContext(principal=Principal("clerk-1", frozenset({"staff"})))
@@ -110,3 +114,37 @@ async def test_status_names_the_copy_holding_the_relay_and_each_reaction_runner(
     rows = {row.name: row for row in await command_side_status(node)}
     assert rows["relay"].owner == "host:1:relay"
     assert rows["reactions:orders"].owner == "host:2:reactions"
+
+
+async def test_status_counts_parked_events_per_consumer_and_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flag = tmp_path / "broken"
+    flag.write_text("account-bad")
+    monkeypatch.setenv(BROKEN_ENV, str(flag))
+    settings = Settings.load(
+        environ={},
+        events_url="memory://",
+        reads_url="memory://",
+        transport_url="memory://",
+        partitions=PARTITIONS,
+    )
+    node = Node(settings, services(), roles=())
+    admin = MessageContext(principal=Principal("ops", frozenset({"admin"})))
+    try:
+        bank, ledger = node.runtime("bank"), node.runtime("ledger")
+        for account in ("bad", "ok", "bad"):
+            await bank.commands.dispatch(Deposit(account=account, cents=1), admin)
+        await Relay(bank.events, bank.transport).step(timeout=0)
+        group = ledger.projector_group()
+        for slot in group.slots:
+            slot.projector.retry_delay = 0
+        await group.catch_up()
+        rows = {row.name: row for row in await projection_status(node)}
+        base = books.checkpoint("bank")
+        assert rows[base].parked == 2
+        bad = partition_of("account-bad", PARTITIONS)
+        for i in range(PARTITIONS):
+            assert rows[f"{base}#p{i}"].parked == (2 if i == bad else 0)
+    finally:
+        await node.stop()

@@ -23,7 +23,7 @@ from bicameral.security.tokens import issue_token
 from bicameral.transport.memory import MemoryTransport
 from bicameral.workers.exclusive import Exclusive
 from bicameral.workers.feeds import LogFeed
-from bicameral.workers.meters import CONSUMERS
+from bicameral.workers.meters import CONSUMERS, ConsumerMeters
 from bicameral.workers.relay import Relay
 from shop.inventory.messages import RegisterProduct
 from shop.inventory.service import inventory
@@ -45,18 +45,38 @@ async def added(store: MemoryEventStore, count: int) -> None:
         await store.append([StreamAppend(f"tally-{i}", None, [event])])
 
 
-async def test_a_projector_meters_its_position_and_a_poison_event() -> None:
+async def test_a_projector_meters_its_position_and_each_failed_try_of_a_poison_event() -> None:
     events = MemoryEventStore("tally")
     await added(events, 3)
-    projector = Projector(broken, LogFeed("tally", events), MemoryReadStore())
+    projector = Projector(broken, LogFeed("tally", events), MemoryReadStore(), retry_delay=0)
     await projector.prepare()
-    with pytest.raises(ValueError, match="cannot fold"):
-        await projector.step(timeout=0.0)
+    assert await projector.step(timeout=0.0) == 3  # each event parked
     meter = projector.meter
     assert meter.active
-    assert (meter.position, meter.lag_events, meter.errors["poison"]) == (0, 3, 1)
-    assert meter.lag_seconds() >= 0
-    assert meter.pending_since is not None  # its lag in seconds grows while it is stuck
+    tries = 3 * (broken.retries + 1)
+    assert (meter.position, meter.lag_events, meter.errors["poison"]) == (3, 0, tries)
+    assert meter.errors["transient"] == 0
+    assert meter.lag_seconds() == 0
+
+
+async def test_a_scrape_counts_the_parked_events_of_each_consumer() -> None:
+    events, reads = MemoryEventStore("tally"), MemoryReadStore()
+    await added(events, 3)
+    projector = Projector(broken, LogFeed("tally", events), reads, service="tally", retry_delay=0)
+    meters = ConsumerMeters()
+    mine = projector.consumer
+    projector.meter = meters.meter(
+        "tally", mine, "0", parked=(reads.parked, lambda s: s.consumer == mine)
+    )
+    other = meters.meter("tally", "other", parked=(reads.parked, lambda s: s.consumer == "x"))
+    other.at(0)
+    await projector.prepare()
+    assert await projector.step(timeout=0.0) == 3
+    await meters.refresh()
+    assert (projector.meter.parked_events, other.parked_events) == (3, 0)
+    await reads.skip((await reads.parked())[0].id, reason="fixed by hand", by="ops")
+    await meters.refresh()
+    assert projector.meter.parked_events == 2  # a skip, by any process, shows at the next scrape
 
 
 async def test_a_relay_meters_what_it_published_and_a_standby_exports_nothing() -> None:
@@ -156,3 +176,22 @@ async def test_a_worker_processs_metrics_need_an_admin_and_its_health_is_public(
         health = await client.get("/health")
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
         assert (await client.get("/inventory/queries/ListProducts")).status_code == 404
+
+
+async def test_a_worker_process_answers_readiness_as_an_api_process_does(
+    projector_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_operations_app(projector_node, manage_node=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://w") as client:
+        ready = await client.get("/health/ready")
+        assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+        async def unready(timeout: float = 1.0) -> dict[str, str]:
+            return {"inventory.reads": "no answer within 1s"}
+
+        monkeypatch.setattr(projector_node, "unready", unready)
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.headers["content-type"] == "application/problem+json"
+        assert ready.json()["down"] == {"inventory.reads": "no answer within 1s"}

@@ -1,5 +1,6 @@
 """The one middleware chain both buses run: ``observe`` (log and count each message by
-outcome), ``authorize``, the bus's own and the user's middleware, then the handler."""
+outcome, with its correlation ids bound to every log line it causes), ``authorize``, the bus's
+own and the user's middleware, then the handler."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from structlog.contextvars import bind_contextvars, reset_contextvars
+
 from bicameral.bus.calls import AllowAll, Authorizer
 from bicameral.consistency import Notifier
-from bicameral.context import Principal
+from bicameral.context import MessageContext, Principal
 from bicameral.errors import BicameralError
 from bicameral.service import CommandHandler, QueryHandler, Service
 
@@ -28,11 +31,17 @@ Middleware = Callable[[C, Next[C, R]], Awaitable[R]]
 
 
 class Call(Protocol):
-    """What every call through a chain names: its message type, for logs and metrics."""
+    """What every call through a chain names: its message type and context, for logs and
+    metrics."""
 
     @property
     def message_name(self) -> str:
         """Returns the message's type name."""
+        ...
+
+    @property
+    def context(self) -> MessageContext:
+        """Returns the message's metadata: who sent it, its correlation and causation."""
         ...
 
 
@@ -96,6 +105,12 @@ class Chain(Generic[C, R]):
     async def _observe(self, call: C, next: Next[C, R]) -> R:
         started = time.perf_counter()
         failure: BaseException | None = None
+        context = call.context
+        bound = bind_contextvars(
+            correlation_id=context.correlation_id,
+            causation_id=context.causation_id,
+            message_id=context.message_id,
+        )
         try:
             return await next(call)
         except BaseException as exc:
@@ -104,6 +119,7 @@ class Chain(Generic[C, R]):
                 log.exception("%s %s failed", self._kind, call.message_name)
             raise
         finally:
+            reset_contextvars(**bound)
             self._meters.record(
                 call.message_name, outcome_of(failure), time.perf_counter() - started
             )

@@ -23,6 +23,7 @@ from bicameral.errors import (
     ConcurrencyError,
     IdempotencyKeyReusedError,
     NotFoundError,
+    UnknownMessageError,
 )
 from bicameral.messages import Command
 from bicameral.ports import AppendResult, EventStore
@@ -166,7 +167,9 @@ class CommandBus(Bus[CommandCall, CommandResult]):
         """Returns the result of running ``command``; raises a BicameralError when refused."""
         handler = self.service.commands.get(command.message_name)
         if handler is None or handler.command is not type(command):
-            raise BicameralError(f"{self.service.name} has no handler for {command.message_name}")
+            raise UnknownMessageError(
+                f"{self.service.name} has no handler for {command.message_name}"
+            )
         return await self._chain(CommandCall(command, context, handler))
 
     async def authorize(self, call: CommandCall) -> None:

@@ -3,7 +3,9 @@
 A demo is a callable ``load(url: str, orders: int, concurrency: int, token: str) -> bool`` (or
 a coroutine function) that drives a running system over HTTP, sending ``token`` as its bearer
 token, and returns whether its checks held. Without ``--token``, the command signs an admin
-token with the embedded key of the data dir. The library knows no demo itself: apps register
+token with the embedded key of the data dir (which the server makes; this command never does).
+The URL is ``--url``, else ``BICAMERAL_URL``, else ``http://127.0.0.1:${PORT:-8000}``.
+The library knows no demo itself: apps register
 theirs, e.g. in ``pyproject.toml``::
 
     [project.entry-points."bicameral.demos"]
@@ -13,9 +15,9 @@ theirs, e.g. in ``pyproject.toml``::
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,9 +25,10 @@ from typing import Annotated, Any
 import typer
 
 from bicameral.errors import BicameralError, ConfigurationError
+from bicameral.runtime.apps import import_target
 from bicameral.runtime.settings import Settings
 
-__all__ = ["GROUP", "demo_app", "find_demo"]
+__all__ = ["GROUP", "default_url", "demo_app", "find_demo"]
 
 GROUP = "bicameral.demos"
 
@@ -35,11 +38,7 @@ demo_app = typer.Typer(help="Drive a running system with an installed demo.", no
 def find_demo(name: str = "") -> Callable[..., Any]:
     """Returns the demo named ``name`` (an entry point name or ``module:attr``), or the only one."""
     if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            found: Callable[..., Any] = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigurationError(f"cannot load demo {name!r}: {exc}") from None
+        found: Callable[..., Any] = import_target(name)
         return found
     installed = list(entry_points(group=GROUP))
     chosen = [ep for ep in installed if ep.name == name] if name else installed
@@ -54,16 +53,35 @@ def find_demo(name: str = "") -> Callable[..., Any]:
 def load(
     orders: Annotated[int, typer.Option(min=1, help="How many orders to place.")] = 100,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 8,
-    url: Annotated[str, typer.Option(help="Base URL of the running system.")] = (
-        "http://127.0.0.1:8000"
-    ),
-    demo: Annotated[str, typer.Option(help="Demo entry point name, or module:attr.")] = "",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BICAMERAL_URL",
+            help="Base URL of the running system.",
+            show_default="$BICAMERAL_URL, else http://127.0.0.1:${PORT:-8000}",
+        ),
+    ] = None,
+    demo: Annotated[
+        str,
+        typer.Option(
+            help="Demo entry point name, or module:attr.", show_default="the one installed demo"
+        ),
+    ] = "",
     token: Annotated[
         str | None,
-        typer.Option(envvar="BICAMERAL_TOKEN", help="Bearer token (default: a new admin one)."),
+        typer.Option(
+            envvar="BICAMERAL_TOKEN",
+            help="Bearer token.",
+            show_default="$BICAMERAL_TOKEN, else an admin token signed with the data dir's key",
+        ),
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where the embedded signing key lives.")
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the server keeps its signing key.",
+            show_default="$BICAMERAL_DATA_DIR, else .bicameral",
+        ),
     ] = None,
 ) -> None:
     """Drive a running system with many concurrent users, then check its invariants."""
@@ -75,11 +93,19 @@ def load(
             token = _admin_token(settings_from(None, data_dir=data_dir))
     except BicameralError as exc:
         raise fail(exc.detail) from None
-    result = driver(url=url.rstrip("/"), orders=orders, concurrency=concurrency, token=token)
+    base = (url or default_url()).rstrip("/")
+    result = driver(url=base, orders=orders, concurrency=concurrency, token=token)
     if inspect.isawaitable(result):
         result = asyncio.run(_wait(result))
     if not result:
         raise typer.Exit(1)
+
+
+def default_url(environ: Mapping[str, str] | None = None) -> str:
+    """Returns ``http://127.0.0.1:$PORT`` (port 8000 without ``PORT``), where ``make run``
+    serves."""
+    env = os.environ if environ is None else environ
+    return f"http://127.0.0.1:{env.get('PORT') or 8000}"
 
 
 def _admin_token(settings: Settings) -> str:
@@ -90,7 +116,7 @@ def _admin_token(settings: Settings) -> str:
     if auth.jwks_file is not None:
         raise ConfigurationError("auth uses a JWKS file: pass --token from its identity provider")
     return issue_token(
-        embedded_key(settings),
+        embedded_key(settings, create=False),
         subject="demo",
         roles=["admin"],
         issuer=auth.issuer,

@@ -17,12 +17,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from bicameral.cli.demo import demo_app
+from bicameral.cli.dlq import dlq_app
 from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
+from bicameral.service import Service
 
-__all__ = ["app", "main"]
+__all__ = ["app", "fail", "main", "open_node", "settings_from"]
 
 T = TypeVar("T")
 
@@ -39,10 +41,51 @@ app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
 app.add_typer(token_app, name="token")
 app.add_typer(demo_app, name="demo")
+app.add_typer(dlq_app, name="dlq")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
-AppOpt = Annotated[str | None, typer.Option("--app", help="Services to run, as module:attr.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file.", show_default="none")
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where embedded data lives.",
+        show_default="$BICAMERAL_DATA_DIR, else .bicameral",
+    ),
+]
+AppOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="Services to run, as module:attr or path/to/file.py:attr.",
+        show_default="$BICAMERAL_APP, else the one installed app",
+    ),
+]
+PortOpt = Annotated[
+    int | None, typer.Option(help="HTTP port.", show_default="$BICAMERAL_PORT, else 8000")
+]
+HostOpt = Annotated[
+    str | None, typer.Option(help="HTTP host.", show_default="$BICAMERAL_HOST, else 127.0.0.1")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"bicameral {version('bicameral')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """bicameral: CQRS for Python microservices."""
 
 
 def fail(message: str) -> typer.Exit:
@@ -66,8 +109,11 @@ def run(coro: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(130) from None
 
 
-def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
-    """Serves ``node`` over HTTP until interrupted."""
+def serve_http(
+    node: Node, settings: Settings, *, banner: bool, api: list[Service] | None = None
+) -> None:
+    """Serves ``node`` over HTTP until interrupted; its OpenAPI document describes ``api``'s
+    services (default: what ``node`` serves)."""
     from bicameral.http.app import create_app
     from bicameral.runtime.logs import configure_logging
 
@@ -77,8 +123,9 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
     try:
-        http = create_app(node)
+        http = create_app(node, api=api)
     except BicameralError as exc:
+        sock.close()
         raise fail(exc.detail) from None
     if banner:
         names = ", ".join(node.runtimes)
@@ -88,11 +135,12 @@ def serve_http(node: Node, settings: Settings, *, banner: bool) -> None:
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
         if not settings.auth.get("jwks_file"):
             _token_help(settings, base)
-    _run_server(http, sock, base)
+    _run_server(node, settings, http, sock, base)
 
 
 def serve_operations(node: Node, settings: Settings, port: int, *, what: str) -> None:
-    """Serves ``/health`` and ``/metrics`` of a worker-only ``node`` on ``port`` while it works.
+    """Serves ``/health``, ``/health/ready`` and ``/metrics`` of a worker-only ``node`` on
+    ``port`` while it works.
 
     Port 0 takes any free port; the address is printed either way.
     """
@@ -110,34 +158,36 @@ def serve_operations(node: Node, settings: Settings, port: int, *, what: str) ->
     roles = next(iter(node.runtimes.values())).roles
     configure_logging(service=service, roles=",".join(sorted(roles)))
     try:
-        http = create_operations_app(node, manage_node=False)
+        http = create_operations_app(node)
     except BicameralError as exc:
-        raise fail(exc.detail) from None
-
-    async def work() -> None:
-        import uvicorn
-
-        config = uvicorn.Config(http, log_config=None, access_log=False, lifespan="on")
-        try:
-            await node.start()  # before serving: a backend away is one error line
-            typer.echo(f"bicameral: {what}; health: {base}/health  metrics: {base}/metrics")
-            await uvicorn.Server(config).serve(sockets=[sock])
-        finally:
-            await node.stop()
-
-    try:
-        run(work)
-    finally:
         sock.close()
+        raise fail(exc.detail) from None
+    banner = f"bicameral: {what}; health: {base}/health  metrics: {base}/metrics"
+    _run_server(node, settings, http, sock, base, banner=banner)
 
 
-def _run_server(http: Any, sock: socket.socket, base: str) -> None:
+def _run_server(
+    node: Node,
+    settings: Settings,
+    http: Any,
+    sock: socket.socket,
+    base: str,
+    *,
+    banner: str | None = None,
+) -> None:
+    """Starts ``node``, then serves ``http`` on ``sock`` (with the request head bounded) until
+    interrupted; a start-up failure is one line and no server."""
     import uvicorn
 
-    config = uvicorn.Config(http, log_config=None, access_log=False, lifespan="on")
+    from bicameral.http.server import server_config
+
+    config = server_config(http, settings)
     server = uvicorn.Server(config)
     try:
-        server.run(sockets=[sock])
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(_serve(node, server, sock, banner))
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
     except SystemExit:
         if server.started:
             raise
@@ -154,6 +204,19 @@ def _listen(host: str, port: int) -> socket.socket | None:
         return socket.create_server((host, port), family=family)
     except OSError:
         return None
+
+
+async def _serve(node: Node, server: Any, sock: socket.socket, banner: str | None) -> None:
+    """Starts ``node`` before listening, so a start-up failure (a missing database, say) is one
+    line and no server; the app's lifespan stops it when the server stops."""
+    try:
+        await node.start()
+    except BaseException:
+        await node.stop()
+        raise
+    if banner is not None:
+        typer.echo(banner)
+    await server.serve(sockets=[sock])
 
 
 def _program() -> str:
@@ -178,8 +241,8 @@ def _token_help(settings: Settings, base: str) -> None:
 
 @app.command()
 def up(
-    port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
+    port: PortOpt = None,
+    host: HostOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -197,15 +260,16 @@ def up(
 def serve(
     service: Annotated[str, typer.Option(help="The service to run.")],
     role: Annotated[list[str], typer.Option(help=f"Role(s): {', '.join(ROLES)}.")],
-    port: Annotated[int | None, typer.Option(help="HTTP port (API roles).")] = None,
+    port: PortOpt = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
-            help="Port of /health and /metrics of a process of worker roles only "
-            "(default: [metrics] in the config; 0 or none: any free port)."
+            help="Port of /health, /health/ready and /metrics of a process of worker roles only "
+            "(0: any free port).",
+            show_default="[metrics] in the config, else any free port",
         ),
     ] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP host.")] = None,
+    host: HostOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -213,7 +277,8 @@ def serve(
     """Run some roles of one service in this process (any number of copies may run)."""
     try:
         settings = settings_from(config, port=port, host=host, data_dir=data_dir, app=app_path)
-        chosen = [s for s in load_services(settings.app) if s.name == service]
+        services = load_services(settings.app)
+        chosen = [s for s in services if s.name == service]
         if not chosen:
             raise ConfigurationError(f"no service {service!r}")
         node = Node(settings, chosen, role)
@@ -225,7 +290,8 @@ def serve(
     except BicameralError as exc:
         raise fail(exc.detail) from None
     if {"command-api", "query-api"} & roles:
-        serve_http(node, settings, banner=False)
+        # Behind the proxy (deploy/nginx.conf) every API process documents the whole API.
+        serve_http(node, settings, banner=False, api=services)
         return
     what = f"running {service} {', '.join(sorted(roles))}"
     serve_operations(node, settings, metrics_port or 0, what=what)
@@ -242,7 +308,9 @@ def _existing(settings: Settings, services: list[Any]) -> None:
             )
 
 
-async def _open(settings: Settings, service: str | list[str] | None) -> Node:
+async def open_node(settings: Settings, service: str | list[str] | None) -> Node:
+    """Returns a Node of ``service`` (or of those named, or every service) with no roles, its
+    backends started."""
     services = load_services(settings.app)
     if service is not None:
         wanted = [service] if isinstance(service, str) else service
@@ -270,18 +338,30 @@ def _actor(principal: dict[str, Any]) -> str:
 @events_app.command("tail")
 def events_tail(
     service: Annotated[
-        list[str] | None, typer.Option(help="Only this service (repeat for more).")
+        list[str] | None,
+        typer.Option(help="Only this service (repeat for more).", show_default="every service"),
     ] = None,
-    stream: Annotated[str | None, typer.Option(help="Only this stream id.")] = None,
+    stream: Annotated[
+        str | None, typer.Option(help="Only this stream id.", show_default="every stream")
+    ] = None,
     event_type: Annotated[
         str | None,
-        typer.Option("--type", help="Only this event type (inventory.StockReceived[.v1] or name)."),
+        typer.Option(
+            "--type",
+            help="Only this event type (inventory.StockReceived[.v1] or name).",
+            show_default="every type",
+        ),
     ] = None,
     principal: Annotated[
-        str | None, typer.Option(help="Only events by this subject, or done for them.")
+        str | None,
+        typer.Option(
+            help="Only events by this subject, or done for them.", show_default="anyone's"
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="How many of the newest events, in all.")] = 20,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new ones.", show_default="off")
+    ] = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
@@ -303,7 +383,7 @@ def events_tail(
 
     async def work() -> None:
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, service or None)
+        node = await open_node(settings, service or None)
         try:
             history = History(node, EventFilter(stream or "", event_type or "", principal or ""))
             show(await history.newest(limit))
@@ -317,19 +397,22 @@ def events_tail(
 
 
 PartitionsOpt = Annotated[
-    bool, typer.Option("--partitions", help="Also a row per partition of each projection.")
+    bool,
+    typer.Option(
+        "--partitions", help="Also a row per partition of each projection.", show_default="off"
+    ),
 ]
 
 
 def _print_status(title: str, rows: list[Any]) -> None:
     typer.echo(
         f"{'service':<10} {title:<40} {'position':>9} {'head':>9} "
-        f"{'lag_events':>10} {'lag_seconds':>11}  owner"
+        f"{'lag_events':>10} {'lag_seconds':>11} {'parked':>7}  owner"
     )
     for row in rows:
         typer.echo(
             f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-            f"{row.lag:>10} {row.lag_seconds:>11.1f}  {row.owner or '-'}"
+            f"{row.lag:>10} {row.lag_seconds:>11.1f} {row.parked:>7}  {row.owner or '-'}"
         )
 
 
@@ -346,7 +429,7 @@ def projections_status(
         from bicameral.runtime.status import projection_status
 
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, None)
+        node = await open_node(settings, None)
         try:
             rows = await projection_status(node, partitions)
         finally:
@@ -370,7 +453,7 @@ def status(
         from bicameral.runtime.status import command_side_status, projection_status
 
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await _open(settings, None)
+        node = await open_node(settings, None)
         try:
             rows = await projection_status(node, partitions) + await command_side_status(node)
         finally:
@@ -383,12 +466,15 @@ def status(
 @token_app.command("issue")
 def token_issue(
     subject: Annotated[str, typer.Option(help="Who the token names (its sub claim).")],
-    roles: Annotated[str, typer.Option(help="Comma-separated roles, e.g. admin or customer.")] = "",
+    roles: Annotated[
+        str,
+        typer.Option(help="Comma-separated roles, e.g. admin or customer.", show_default="none"),
+    ] = "",
     ttl: Annotated[str, typer.Option(help="How long it is valid: 90s, 15m, 1h, 7d.")] = "1h",
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print a token signed with the embedded key of the data dir (made if missing)."""
+    """Print a token signed with the embedded key of the data dir (the server makes it)."""
     from bicameral.runtime.auth import AuthSettings, embedded_key
     from bicameral.security.tokens import issue_token, parse_ttl
 
@@ -399,7 +485,7 @@ def token_issue(
             raise ConfigurationError("auth uses a JWKS file: get tokens from its identity provider")
         lifetime = parse_ttl(ttl)
         token = issue_token(
-            embedded_key(settings),
+            embedded_key(settings, create=False),
             subject=subject,
             roles=[r.strip() for r in roles.split(",") if r.strip()],
             ttl=lifetime,

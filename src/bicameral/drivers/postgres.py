@@ -1,9 +1,10 @@
 """PostgreSQL plumbing shared by the postgres adapters: URLs, database creation, schema, errors.
 
-A URL may carry ``create_database=false`` in its query string (by default a missing database
-is created, through the ``postgres`` maintenance database, on first connect) and
-``pool_size=N`` (connections per store and process). Schema upgrades
-run under one advisory lock, so processes starting together apply each step once.
+A URL may carry ``create_database=true`` in its query string (a missing database is then
+created, through the ``postgres`` maintenance database, on first connect; without it a missing
+database is a ConfigurationError naming it, so a typo never starts an empty store) and
+``pool_size=N`` (connections per store and process). Schema upgrades run under one advisory
+lock, so processes starting together apply each step once.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class PostgresUrl:
             raise ConfigurationError(f"{url!r} is not a postgresql:// URL")
         query = parse_qsl(parts.query, keep_blank_values=True)
         options = dict(query)
-        self.create_database = options.get(_OPTION, "true").lower() not in ("0", "false", "no")
+        self.create_database = _flag(options.get(_OPTION, "false"), url)
         self.pool_size: int | None = None
         if "pool_size" in options:
             try:
@@ -70,9 +71,23 @@ class PostgresUrl:
         self.database = parts.path.lstrip("/") or None
         self._parts = parts._replace(query=kept)
 
+    @property
+    def where(self) -> str:
+        """Returns ``database at host:port`` for messages (no user, no password)."""
+        host = self._parts.hostname or "localhost"
+        port = self._parts.port or 5432
+        return f"{self.database} at {host}:{port}"
+
     def maintenance_dsn(self) -> str:
         """Returns the DSN of the ``postgres`` database on the same server."""
         return urlunsplit(self._parts._replace(path="/postgres"))
+
+
+def _flag(value: str, url: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigurationError(f"{_OPTION} must be true or false in {url!r}")
+    return lowered in ("true", "1", "yes")
 
 
 @contextlib.contextmanager
@@ -113,8 +128,13 @@ async def connect(url: PostgresUrl, **kwargs: Any) -> Any:
         try:
             return await _connect(url.dsn, **kwargs)
         except asyncpg.InvalidCatalogNameError:
-            if not url.create_database or url.database is None:
+            if url.database is None:
                 raise
+            if not url.create_database:
+                raise ConfigurationError(
+                    f"database {url.where} does not exist: create it, or add "
+                    f"?{_OPTION}=true to its URL to let bicameral create it"
+                ) from None
         await _create_database(url)
         return await _connect(url.dsn, **kwargs)
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from pathlib import Path
+
+from bicameral.files import private_file
 
 __all__ = ["connect"]
 
 
 def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
-    """Returns a connection to ``path`` in WAL mode, autocommit, waiting on locks."""
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Returns a connection to ``path`` in WAL mode, autocommit, waiting on locks.
+
+    A new database file is made with mode 0600 (in folders of mode 0700), so its ``-wal`` and
+    ``-shm`` files are private too.
+    """
+    if path != ":memory:" and not path.startswith("file:"):
+        private_file(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     for attempt in range(100):
         # Switching a new file to WAL takes an exclusive lock that the busy timeout does not

@@ -30,6 +30,9 @@ class MemoryEventStore:
     async def close(self) -> None:
         """Does nothing: memory holds no connections."""
 
+    async def ping(self) -> None:
+        """Returns at once: memory is always there."""
+
     async def append(
         self,
         appends: Sequence[StreamAppend],
@@ -111,9 +114,14 @@ class MemoryEventStore:
         """Returns a command-side checkpoint (0 if never saved)."""
         return self._checkpoints.get(name, 0)
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint (only while at ``expected``, if given)."""
+        if expected is not None and self._checkpoints.get(name, 0) != expected:
+            return False
         self._checkpoints[name] = position
+        return True
 
     async def checkpoints(self) -> dict[str, int]:
         """Returns every command-side checkpoint by name."""

@@ -11,6 +11,11 @@ each append against the stream versions left by the appends before it, so a conf
 replayed idempotency key is that append's own outcome and never spoils the others; should the
 batch fail as a whole (say a reused event id), each append is retried alone to find its error.
 
+The queue is bounded (``max_queue`` appends): an append that finds it full fails at once with
+``OverloadedError`` (503 with Retry-After over HTTP) instead of waiting without end. A writer
+lane survives anything one batch throws: that batch's appends fail with a ``BackendError``
+saying so, and the lane takes the next batch.
+
 Readers in other processes are woken by NOTIFY on ``bicameral_events``, sent after each commit
 from a connection of its own, at most one every 2 ms (so notifications coalesce under load and
 cost the append path nothing), and poll slowly besides; readers in this process are woken
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,155 +44,20 @@ from bicameral.drivers.postgres import (
     create_pool,
     migrate,
 )
+from bicameral.drivers.resources import schema_steps
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError, ConcurrencyError
+from bicameral.errors import BackendError, BicameralError, ConcurrencyError, OverloadedError
 from bicameral.ports import AppendResult, StreamAppend
 
 __all__ = ["CHANNEL", "SCHEMA", "AppendJob", "PostgresEventStore", "append_batch"]
 
+log = logging.getLogger("bicameral.eventstore.postgres")
+
 CHANNEL = "bicameral_events"
 """The LISTEN/NOTIFY channel announcing that new events were committed (no payload)."""
 
-_APPEND_FUNCTION = """
-CREATE OR REPLACE FUNCTION bicameral_append(
-    s_names text[], k_names text[],
-    j_sizes int[], j_kidx int[], j_hash text[], j_time timestamptz[],
-    a_job int[], a_sidx int[], a_expected bigint[], a_count int[],
-    e_ids text[], e_types text[], e_data text[], e_meta text[], e_app int[], e_off int[],
-    OUT status text[], OUT j_pos bigint[], OUT j_rhash text[], OUT j_vers text[],
-    OUT c_app int[], OUT c_actual bigint[], OUT a_pos bigint[], OUT a_ver bigint[]
-) LANGUAGE plpgsql
--- Generic plans: planning each statement for each call costs more than running it.
-SET plan_cache_mode = force_generic_plan
-AS $fn$
-DECLARE
-    n int := coalesce(array_length(j_sizes, 1), 0);
-    head bigint;
-    first_head bigint;
-    ver bigint[];
-    k_pos bigint[];
-    k_hash text[];
-    k_vers jsonb[];
-    k_new boolean[];
-    a int := 1;
-    i int; k int; s int; kx int;
-    ok boolean;
-    vers jsonb;
-BEGIN
-    -- The lock orders whole transactions; every later statement sees the commits before it.
-    SELECT position INTO head FROM log_head FOR UPDATE;
-    first_head := head;
-    -- One index lookup per name (a join may be planned as a scan of the whole table).
-    ver := ARRAY(SELECT coalesce((SELECT max(e.stream_version) FROM events e
-                                   WHERE e.stream_id = u.name), 0)
-                   FROM unnest(s_names) WITH ORDINALITY AS u(name, ord) ORDER BY u.ord);
-    IF k_names <> '{}' THEN
-        SELECT array_agg(r.position ORDER BY u.ord), array_agg(r.request_hash ORDER BY u.ord),
-               array_agg(r.versions ORDER BY u.ord)
-          INTO k_pos, k_hash, k_vers
-          FROM unnest(k_names) WITH ORDINALITY AS u(name, ord)
-          LEFT JOIN LATERAL (SELECT * FROM idempotency_keys i WHERE i.key = u.name) r ON true;
-    END IF;
-    k_new := array_fill(false, ARRAY[coalesce(array_length(k_names, 1), 0)]);
-    status := array_fill(NULL::text, ARRAY[n]);
-    j_pos := array_fill(NULL::bigint, ARRAY[n]);
-    j_rhash := array_fill(NULL::text, ARRAY[n]);
-    j_vers := array_fill(NULL::text, ARRAY[n]);
-    c_app := array_fill(NULL::int, ARRAY[n]);
-    c_actual := array_fill(NULL::bigint, ARRAY[n]);
-    a_pos := array_fill(NULL::bigint, ARRAY[coalesce(array_length(a_sidx, 1), 0)]);
-    a_ver := a_pos;
-    FOR i IN 1 .. n LOOP
-        kx := j_kidx[i];
-        IF kx IS NOT NULL AND k_pos[kx] IS NOT NULL THEN
-            status[i] := 'r';
-            j_pos[i] := k_pos[kx];
-            j_rhash[i] := k_hash[kx];
-            j_vers[i] := k_vers[kx]::text;
-        ELSE
-            ok := true;
-            FOR k IN a .. a + j_sizes[i] - 1 LOOP
-                IF a_expected[k] IS NOT NULL AND a_expected[k] <> ver[a_sidx[k]] THEN
-                    status[i] := 'c';
-                    c_app[i] := k;
-                    c_actual[i] := ver[a_sidx[k]];
-                    ok := false;
-                    EXIT;
-                END IF;
-            END LOOP;
-            IF ok THEN
-                vers := '{}';
-                FOR k IN a .. a + j_sizes[i] - 1 LOOP
-                    s := a_sidx[k];
-                    a_pos[k] := head + 1;
-                    a_ver[k] := ver[s] + 1;
-                    head := head + a_count[k];
-                    ver[s] := ver[s] + a_count[k];
-                    IF kx IS NOT NULL THEN
-                        vers := vers || jsonb_build_object(s_names[s], ver[s]);
-                    END IF;
-                END LOOP;
-                status[i] := 'w';
-                j_pos[i] := head;
-                IF kx IS NOT NULL THEN
-                    k_pos[kx] := head;
-                    k_hash[kx] := j_hash[i];
-                    k_vers[kx] := vers;
-                    k_new[kx] := true;
-                END IF;
-            END IF;
-        END IF;
-        a := a + j_sizes[i];
-    END LOOP;
-    IF head > first_head OR true = ANY(k_new) THEN
-        -- One statement writes it all (each statement costs an executor start-up).
-        WITH ev AS (
-            INSERT INTO events
-                (position, id, stream_id, stream_version, type, time, data, metadata)
-            SELECT a_pos[u.app] + u.off, u.id, s_names[a_sidx[u.app]], a_ver[u.app] + u.off,
-                   u.type, j_time[a_job[u.app]], u.data::jsonb, u.meta::jsonb
-              FROM unnest(e_ids, e_types, e_data, e_meta, e_app, e_off)
-                   AS u(id, type, data, meta, app, off)
-             WHERE a_pos[u.app] IS NOT NULL
-        ), ik AS (
-            INSERT INTO idempotency_keys (key, request_hash, position, versions)
-            SELECT k_names[g], k_hash[g], k_pos[g], k_vers[g]
-              FROM generate_subscripts(k_names, 1) AS g WHERE k_new[g]
-        )
-        UPDATE log_head SET position = head;
-    END IF;
-END
-$fn$
-"""
-
-SCHEMA = [
-    """
-    CREATE TABLE IF NOT EXISTS events (
-        position bigint PRIMARY KEY,
-        id text NOT NULL UNIQUE,
-        stream_id text NOT NULL,
-        stream_version bigint NOT NULL,
-        type text NOT NULL,
-        time timestamptz NOT NULL,
-        data jsonb NOT NULL,
-        metadata jsonb NOT NULL,
-        UNIQUE (stream_id, stream_version)
-    );
-    CREATE TABLE IF NOT EXISTS log_head (
-        one boolean PRIMARY KEY DEFAULT true CHECK (one), position bigint NOT NULL
-    );
-    INSERT INTO log_head (one, position) VALUES (true, 0) ON CONFLICT DO NOTHING;
-    CREATE TABLE IF NOT EXISTS idempotency_keys (
-        key text PRIMARY KEY, request_hash text NOT NULL, position bigint NOT NULL,
-        versions jsonb NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS command_checkpoints (
-        name text PRIMARY KEY, position bigint NOT NULL
-    );
-    """
-    + _APPEND_FUNCTION,
-]
-"""The event store's schema, one entry per version; applied in order, each once."""
+SCHEMA = schema_steps("bicameral.eventstore", "postgres.sql")
+"""The event store's schema (``postgres.sql``), one step per version, each applied once."""
 
 _COLUMNS = "id, type, stream_id, time, stream_version, position, data::text, metadata::text"
 _CALL = "SELECT * FROM bicameral_append(" + ", ".join(f"${i}" for i in range(1, 17)) + ")"
@@ -344,8 +215,10 @@ class _Lane:
         self.conn: Any = None
 
     async def run(self) -> None:
+        """Commits batches until it takes its ``None`` from the queue (after the jobs before)."""
         queue = self.queue
-        while True:
+        stopping = False
+        while not stopping:
             first = await queue.get()
             if first is None:
                 return
@@ -353,13 +226,31 @@ class _Lane:
             while len(batch) < self.max_batch and not queue.empty():
                 job = queue.get_nowait()
                 if job is None:
-                    queue.put_nowait(None)
+                    stopping = True
                     break
                 batch.append(job)
+            await self._guarded(batch)
+
+    async def _guarded(self, batch: list[AppendJob]) -> None:
+        """Commits ``batch`` and settles its jobs; whatever it raises fails this batch only."""
+        try:
             await self._commit(batch)
+        except Exception as exc:
+            log.exception("%s: append batch of %d failed", self.service, len(batch))
+            self.drop()
+            failure = BackendError(
+                f"append failed ({type(exc).__name__}: {exc}); it may or may not be stored: "
+                "retry with the same Idempotency-Key"
+            )
             for job in batch:
-                _settle(job)
+                if job.outcome is None:
+                    job.outcome = failure
+        for job in batch:
+            _settle(job)
+        try:
             self.on_commit()
+        except Exception:
+            log.exception("%s: waking readers failed", self.service)
 
     async def _commit(self, batch: list[AppendJob]) -> None:
         try:
@@ -423,6 +314,10 @@ class _Announcer:
             except (*ERRORS, BackendError):  # readers fall back to polling
                 self.close()
                 await asyncio.sleep(_POLL)
+            except Exception:  # never dies unheard: readers poll meanwhile
+                log.exception("NOTIFY failed")
+                self.close()
+                await asyncio.sleep(_POLL)
             else:
                 await asyncio.sleep(_NOTIFY_GAP)
 
@@ -449,11 +344,20 @@ class _Announcer:
 class PostgresEventStore:
     """The event store of one service in one PostgreSQL database."""
 
-    def __init__(self, service: str, url: str, *, pool_size: int = 8, writers: int = 1):
+    def __init__(
+        self,
+        service: str,
+        url: str,
+        *,
+        pool_size: int = 8,
+        writers: int = 1,
+        max_queue: int = 10_000,
+    ):
         self.service = service
         self.url = PostgresUrl(url)
         self.pool_size = pool_size
         self.writers = writers
+        self.max_queue = max_queue
         self._pool: Any = None
         self._queue: asyncio.Queue[AppendJob | None] | None = None
         self._lanes: list[tuple[_Lane, asyncio.Task[None]]] = []
@@ -471,7 +375,7 @@ class PostgresEventStore:
         finally:
             await conn.close()
         self._pool = await create_pool(self.url, max_size=self.pool_size)
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(self.max_queue)
         for _ in range(self.writers):
             lane = _Lane(self.url, self.service, self._queue, self._committed)
             task = asyncio.create_task(lane.run(), name=f"bicameral-pg-writer-{self.service}")
@@ -484,7 +388,7 @@ class PostgresEventStore:
         if queue is None:
             return
         for _ in self._lanes:
-            queue.put_nowait(None)
+            await queue.put(None)
         await asyncio.gather(*(task for _, task in self._lanes))
         if self._announcer is not None:
             await self._announcer.stop()
@@ -499,6 +403,11 @@ class PostgresEventStore:
         self._lanes = []
         self._listener = None
         self._pool = None
+
+    async def ping(self) -> None:
+        """Returns once the server answered a query and the writer runs."""
+        self._running()
+        await self._value("SELECT 1")
 
     async def _listen(self) -> None:
         self._listener = await connect(self.url)
@@ -516,6 +425,8 @@ class PostgresEventStore:
     def _running(self) -> asyncio.Queue[AppendJob | None]:
         if self._queue is None:
             raise BackendError("event store is not started")
+        if all(task.done() for _, task in self._lanes):
+            raise BackendError(f"event store {self.service}: its writer stopped")
         return self._queue
 
     async def append(
@@ -529,7 +440,13 @@ class PostgresEventStore:
         queue = self._running()
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         job = AppendJob(appends, idempotency_key, request_hash, datetime.now(UTC), future)
-        queue.put_nowait(job)
+        try:
+            queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise OverloadedError(
+                f"event store {self.service}: {queue.qsize()} appends wait already; "
+                "try again shortly"
+            ) from None
         return await future
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
@@ -609,17 +526,35 @@ class PostgresEventStore:
         found = await self._value("SELECT position FROM command_checkpoints WHERE name = $1", name)
         return int(found or 0)
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint (only while at ``expected``, if given)."""
         if self._pool is None:
             raise BackendError("event store is not started")
         with backend_errors("cannot save checkpoint"):
-            await self._pool.execute(
-                "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            if expected is None:
+                await self._pool.execute(
+                    "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
+                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    name,
+                    position,
+                )
+                return True
+            status = await self._pool.execute(
+                "UPDATE command_checkpoints SET position = $2 WHERE name = $1 AND position = $3",
                 name,
                 position,
+                expected,
             )
+            if status == "UPDATE 0" and expected == 0:
+                status = await self._pool.execute(
+                    "INSERT INTO command_checkpoints (name, position) VALUES ($1, $2) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    name,
+                    position,
+                )
+            return bool(status.endswith(" 1"))
 
     async def checkpoints(self) -> dict[str, int]:
         """Returns every command-side checkpoint by name."""

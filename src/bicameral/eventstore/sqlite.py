@@ -4,11 +4,18 @@ One writer thread owns the write connection and commits every append waiting in 
 one transaction (group commit), each inside its own savepoint, so one command's conflict never
 spoils another's. Positions are assigned under SQLite's write lock, so they are gapless and in
 commit order, across processes too. Readers use their own connection on the event loop.
+
+The writer's queue is bounded (``max_queue`` jobs): a write that finds it full fails at once
+with ``OverloadedError`` (503 with Retry-After over HTTP) instead of waiting without end. The
+writer survives anything one batch throws: that batch's jobs fail with a ``BackendError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -19,32 +26,24 @@ from typing import Any
 import orjson
 
 from bicameral.consistency import Notifier
+from bicameral.drivers.resources import resource
 from bicameral.drivers.sqlite import connect
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, BicameralError, ConcurrencyError
+from bicameral.errors import (
+    BackendError,
+    BicameralError,
+    ConcurrencyError,
+    ConfigurationError,
+    OverloadedError,
+)
 from bicameral.ports import AppendResult, StreamAppend
 
 __all__ = ["SqliteEventStore"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    position INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    stream_id TEXT NOT NULL,
-    stream_version INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    time TEXT NOT NULL,
-    data BLOB NOT NULL,
-    metadata BLOB NOT NULL,
-    UNIQUE (stream_id, stream_version)
-);
-CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, position INTEGER NOT NULL,
-    versions BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
-"""
+log = logging.getLogger("bicameral.eventstore.sqlite")
+
+SCHEMA = resource("bicameral.eventstore", "sqlite.sql")
+"""The schema (``sqlite.sql``), created if missing at every start."""
 
 _COLUMNS = "id, type, stream_id, time, stream_version, position, data, metadata"
 _POLL = 0.05
@@ -53,14 +52,15 @@ _POLL = 0.05
 class _Writer(threading.Thread):
     """Runs queued write jobs on one connection, many jobs to a transaction."""
 
-    def __init__(self, conn: sqlite3.Connection, max_batch: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, max_batch: int, max_queue: int) -> None:
         super().__init__(daemon=True, name="bicameral-sqlite-writer")
         self.conn = conn
         self.max_batch = max_batch
-        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.jobs: queue.Queue[Any] = queue.Queue(max_queue)
 
     def run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             first = self.jobs.get()
             if first is None:
                 return
@@ -71,10 +71,20 @@ class _Writer(threading.Thread):
                 except queue.Empty:
                     break
                 if job is None:
-                    self.jobs.put(None)
+                    stopping = True
                     break
                 batch.append(job)
+            self._guarded(batch)
+
+    def _guarded(self, batch: list[Any]) -> None:
+        """Commits ``batch``; whatever it raises fails this batch only, and the writer goes on."""
+        try:
             self._commit(batch)
+        except Exception as exc:
+            log.exception("sqlite write batch of %d failed", len(batch))
+            failure = BackendError(f"sqlite write failed: {type(exc).__name__}: {exc}")
+            for _, loop, future in batch:
+                _reply(loop, future, False, failure)
 
     def _commit(self, batch: list[Any]) -> None:
         outcomes: list[tuple[bool, Any]] = []
@@ -90,13 +100,22 @@ class _Writer(threading.Thread):
                     self.conn.execute("RELEASE job")
                     outcomes.append((False, exc))
             self.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            if not isinstance(exc, sqlite3.Error):
+                raise
             failure = BackendError(f"sqlite write failed: {exc}")
             outcomes = [(False, failure)] * len(batch)
         for (_, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, ok, value)
+            _reply(loop, future, ok, value)
+
+
+def _reply(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
+) -> None:
+    with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(_settle, future, ok, value)
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -111,10 +130,21 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 class SqliteEventStore:
     """The event store of one service in one SQLite file."""
 
-    def __init__(self, service: str, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        service: str,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        create: bool = True,
+        max_queue: int = 10_000,
+    ) -> None:
         self.service = service
         self.path = path
         self.synchronous = synchronous
+        self.create = create
+        """Whether ``start`` may create a missing file; otherwise it is a ConfigurationError."""
+        self.max_queue = max_queue
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._notifier: Notifier | None = None
@@ -123,6 +153,11 @@ class SqliteEventStore:
         """Opens the file, creates the schema and starts the writer thread (idempotent)."""
         if self._writer is not None:
             return
+        if not self.create and not await asyncio.to_thread(os.path.exists, self.path):
+            raise ConfigurationError(
+                f"event store {self.path} does not exist: add ?create_database=true to its "
+                "URL to let bicameral create it"
+            )
         try:
             writer = connect(self.path, self.synchronous)
             writer.executescript(SCHEMA)
@@ -130,14 +165,14 @@ class SqliteEventStore:
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open event store {self.path}: {exc}") from exc
         self._notifier = Notifier()
-        self._writer = _Writer(writer, max_batch=512)
+        self._writer = _Writer(writer, max_batch=512, max_queue=self.max_queue)
         self._writer.start()
 
     async def close(self) -> None:
         """Stops the writer after its queued jobs and closes both connections."""
         if self._writer is None:
             return
-        self._writer.jobs.put(None)
+        await asyncio.to_thread(self._writer.jobs.put, None)
         await asyncio.to_thread(self._writer.join)
         self._writer.conn.close()
         if self._reader is not None:
@@ -145,12 +180,29 @@ class SqliteEventStore:
         self._writer = None
         self._reader = None
 
+    async def ping(self) -> None:
+        """Returns once the file answers a read and the writer thread runs."""
+        if self._writer is None or not self._writer.is_alive():
+            raise BackendError(f"event store {self.service}: its writer is not running")
+        try:
+            self._read().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendError(f"event store {self.path}: {exc}") from exc
+
     async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._writer is None:
             raise BackendError("event store is not started")
+        if not self._writer.is_alive():
+            raise BackendError(f"event store {self.service}: its writer stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._writer.jobs.put((fn, loop, future))
+        try:
+            self._writer.jobs.put_nowait((fn, loop, future))
+        except queue.Full:
+            raise OverloadedError(
+                f"event store {self.service}: {self.max_queue} writes wait already; "
+                "try again shortly"
+            ) from None
         return await future
 
     def _read(self) -> sqlite3.Connection:
@@ -233,17 +285,27 @@ class SqliteEventStore:
         )
         return int(row[0]) if row else 0
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Writes a command-side checkpoint."""
+    async def save_checkpoint(
+        self, name: str, position: int, *, expected: int | None = None
+    ) -> bool:
+        """Writes a command-side checkpoint (only while at ``expected``, if given)."""
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: sqlite3.Connection) -> bool:
+            if expected is not None:
+                row = conn.execute(
+                    "SELECT position FROM checkpoints WHERE name = ?", (name,)
+                ).fetchone()
+                if (int(row[0]) if row else 0) != expected:
+                    return False
             conn.execute(
                 "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (name, position),
             )
+            return True
 
-        await self._write(job)
+        written: bool = await self._write(job)
+        return written
 
     async def checkpoints(self) -> dict[str, int]:
         """Returns every command-side checkpoint by name."""

@@ -12,7 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from bicameral.errors import AuthenticationError, BicameralError, InvalidMessageError
+from bicameral.errors import (
+    AuthenticationError,
+    BicameralError,
+    InvalidMessageError,
+    MessageError,
+    OverloadedError,
+    PayloadTooLargeError,
+)
 
 __all__ = ["install_problem_handlers", "problem"]
 
@@ -57,12 +64,14 @@ def from_error(exc: BicameralError, instance: str | None = None) -> JSONResponse
     """Returns the problem response of a bicameral error."""
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
-    if isinstance(exc, InvalidMessageError):
+    if isinstance(exc, InvalidMessageError) or (isinstance(exc, MessageError) and exc.errors):
         extra["errors"] = _field_errors(exc.errors)
     if isinstance(exc, AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, PayloadTooLargeError):
+        headers["Connection"] = "close"  # the rest of the body is never read
     if exc.status == 503:
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = str(exc.retry_after if isinstance(exc, OverloadedError) else 1)
     return problem(
         exc.status,
         exc.title,

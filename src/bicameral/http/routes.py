@@ -1,54 +1,46 @@
 """Routes for one service: ``POST /{service}/commands/{Name}``, ``GET /{service}/queries/{Name}``.
 
 The endpoints read the request themselves (FastAPI's per-request parameter solving cost more
-than half of a query's time) and declare their parameters and bodies to OpenAPI explicitly.
+than half of a query's time); ``bicameral.http.openapi`` documents them from the same
+declarations. The routes are left out of FastAPI's own document.
 """
 
+import re
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, get_origin
+from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import (
-    validation_error_definition,
-    validation_error_response_definition,
-)
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from bicameral.consistency import ConsistencyToken
 from bicameral.context import MessageContext, Principal
-from bicameral.errors import InvalidMessageError, UnknownMessageError
-from bicameral.messages import validate_message
+from bicameral.errors import InvalidMessageError, UnknownMessageError, UnsupportedMediaTypeError
+from bicameral.http.edge import MAX_KEY_CHARS, MAX_QUERY_PARAMS
+from bicameral.messages import validate_json
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
 from bicameral.security.authn import Authenticator
 from bicameral.security.authorizer import refuse
 from bicameral.service import CommandHandler, QueryHandler
 
-__all__ = ["Authenticator", "CommandResponse", "message_schemas", "service_router"]
+__all__ = ["SECONDS_PATTERN", "Authenticator", "service_router"]
 
+SECONDS_PATTERN = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"
+"""How ``X-Consistency-Timeout`` is written: seconds, as ``5`` or ``0.25``."""
+SECONDS = re.compile(SECONDS_PATTERN[1:-1])
 
-class CommandResponse(BaseModel):
-    """What an applied command answers."""
-
-    consistency_token: str
-    position: int
-    streams: dict[str, int]
-    stream_id: str | None = None
-    version: int | None = None
+_TRACEPARENT = re.compile(rf"[\x20-\x7e]{{1,{MAX_KEY_CHARS}}}")
 
 
 def _timeout(raw: str | None, settings: Settings) -> float:
     if raw is None:
         return settings.consistency_timeout
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
+    if SECONDS.fullmatch(raw) is None:
         raise InvalidMessageError(
             "X-Consistency-Timeout must be a number of seconds",
             [
@@ -59,86 +51,35 @@ def _timeout(raw: str | None, settings: Settings) -> float:
                 }
             ],
         )
-    return min(value, settings.max_consistency_timeout)
+    return min(float(raw), settings.max_consistency_timeout)
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise InvalidMessageError(
-            "the request body is not valid JSON",
-            [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-        ) from None
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _require_json(request: Request) -> None:
+    """Raises UnsupportedMediaTypeError (415) unless the body is sent as JSON."""
+    content_type = request.headers.get("content-type")
+    if content_type is None or not _is_json(content_type):
+        raise UnsupportedMediaTypeError(
+            f"send the command as application/json, not {content_type or 'no Content-Type'}",
+            [
+                {
+                    "loc": ["header", "Content-Type"],
+                    "msg": "not application/json",
+                    "type": "media_type",
+                }
+            ],
+        )
 
 
 def _scoped(principal: Principal, key: str) -> str:
     """Returns the key as stored: one caller's keys never replay another caller's result."""
     return f"{principal.subject}\x1f{key}" if principal.subject else key
-
-
-def message_schemas(runtime: ServiceRuntime) -> dict[str, Any]:
-    """Returns the JSON schemas of a service's HTTP commands and queries, for OpenAPI."""
-    schemas: dict[str, Any] = {}
-    messages: list[type[BaseModel]] = [
-        h.command for h in runtime.service.commands.values() if not h.internal
-    ]
-    messages += [h.query for h in runtime.service.queries.values()]
-    for message in messages:
-        schema = message.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[message.__name__] = schema
-    return schemas
-
-
-def _header_param(name: str) -> dict[str, Any]:
-    return {
-        "in": "header",
-        "name": name,
-        "required": False,
-        "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": name.title()},
-    }
-
-
-_INVALID = {
-    "description": "Validation Error",
-    "content": {
-        "application/json": {
-            "schema": {
-                **validation_error_response_definition,
-                "properties": {
-                    "detail": {
-                        "title": "Detail",
-                        "type": "array",
-                        "items": validation_error_definition,
-                    }
-                },
-            }
-        }
-    },
-}
-_CONTEXT_HEADERS = [_header_param("traceparent"), _header_param("x-correlation-id")]
-
-
-def _openapi(parameters: list[dict[str, Any]]) -> dict[str, Any]:
-    """Returns the route's OpenAPI parameters and 422 response, which FastAPI cannot infer
-    because the endpoints read the request themselves."""
-    return {"parameters": parameters, "responses": {"422": _INVALID}}
-
-
-def _query_params(cls: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = cls.model_json_schema(ref_template="#/components/schemas/{model}")
-    props = schema.get("properties", {})
-    return [
-        {
-            "in": "query",
-            "name": field.alias or name,
-            "required": field.is_required(),
-            "schema": props.get(field.alias or name, {}),
-        }
-        for name, field in cls.model_fields.items()
-    ]
 
 
 def _sequence_fields(cls: type[BaseModel]) -> frozenset[str]:
@@ -151,18 +92,17 @@ def _sequence_fields(cls: type[BaseModel]) -> frozenset[str]:
 
 
 def _query_values(request: Request, sequences: frozenset[str]) -> dict[str, Any]:
-    """Returns the query string as FastAPI passes it to a parameter model."""
-    params = request.query_params
-    values: dict[str, Any] = {}
-    for key in params:
-        if key in values:
-            continue
-        if key in sequences:
-            values[key] = params.getlist(key)
-        else:
-            many = params.getlist(key)
-            values[key] = many[0] if len(many) == 1 else many
-    return values
+    """Returns the query string as a parameter model takes it, read in one linear pass.
+
+    The edge (``bicameral.http.edge``) has already refused more than ``MAX_QUERY_PARAMS``."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    found: defaultdict[str, list[str]] = defaultdict(list)
+    for key, value in parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_PARAMS):
+        found[key].append(value)
+    return {
+        key: values if key in sequences or len(values) > 1 else values[0]
+        for key, values in found.items()
+    }
 
 
 def service_router(
@@ -180,6 +120,8 @@ def service_router(
         principal = await authenticate(request)
         headers = request.headers
         traceparent = headers.get("traceparent")
+        if traceparent is not None and _TRACEPARENT.fullmatch(traceparent) is None:
+            traceparent = None  # W3C: an invalid traceparent is ignored, never refused
         correlation = headers.get("x-correlation-id")
         if correlation:
             return MessageContext(
@@ -220,7 +162,8 @@ def _command_route(
         if handler.internal:
             raise refuse(ctx.principal, f"{name} (internal to {runtime.name})")
         runtime.commands.screen(ctx.principal, handler)
-        body = validate_message(cls, await _json_body(request), "body")
+        _require_json(request)
+        body = validate_json(cls, await request.body(), "body")
         idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None:
             ctx = MessageContext(
@@ -239,14 +182,9 @@ def _command_route(
         f"/commands/{name}",
         endpoint,
         methods=["POST"],
-        include_in_schema=not handler.internal,
+        include_in_schema=False,
         name=f"{runtime.name}.{name}",
-        summary=f"{name} ({runtime.name} command)",
-        description=handler.fn.__doc__ or "",
-        response_model=CommandResponse,
         response_class=JSONResponse,
-        tags=[runtime.name],
-        openapi_extra=_openapi([_header_param("Idempotency-Key"), *_CONTEXT_HEADERS]),
     )
 
 
@@ -267,7 +205,7 @@ def _query_route(
         ctx = await context(request)
         runtime.queries.screen(ctx.principal, handler)  # before the parameters are validated
         try:
-            params = cls.model_validate(_query_values(request, sequences))
+            params = cls.model_validate_strings(_query_values(request, sequences), strict=True)
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             for err in errors:
@@ -281,20 +219,11 @@ def _query_route(
             answer = jsonable_encoder(answer)
         return JSONResponse(answer)
 
-    parameters = [
-        *_query_params(cls),
-        _header_param("x-consistency-token"),
-        _header_param("x-consistency-timeout"),
-        *_CONTEXT_HEADERS,
-    ]
     router.add_api_route(
         f"/queries/{name}",
         endpoint,
         methods=["GET"],
+        include_in_schema=False,
         name=f"{runtime.name}.{name}",
-        summary=f"{name} ({runtime.name} query)",
-        description=handler.fn.__doc__ or "",
-        response_model=response_model,
-        tags=[runtime.name],
-        openapi_extra=_openapi(parameters),
+        response_class=JSONResponse,
     )

@@ -5,8 +5,11 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from bicameral.envelope import Envelope
+from bicameral.parking import Failure, Park, ParkedSequence, Skipped
 from bicameral.ports import Changes
 
 __all__ = ["MemoryReadStore"]
@@ -23,12 +26,19 @@ class MemoryReadStore:
         self._collections: dict[str, dict[str, dict[str, Any]]] = {}
         self._checkpoints: dict[str, int] = {}
         self._leases: dict[str, tuple[str, float]] = {}
+        self._headers: dict[str, dict[str, Any]] = {}
+        self._parked: dict[str, list[Envelope]] = {}
+        self._open: dict[tuple[str, str], str] = {}
+        self._skipped: list[Skipped] = []
 
     async def start(self) -> None:
         """Does nothing: memory needs no schema."""
 
     async def close(self) -> None:
         """Does nothing: memory holds no connections."""
+
+    async def ping(self) -> None:
+        """Returns at once: memory is always there."""
 
     async def declare(self, collection: str, indexes: Sequence[str] = ()) -> None:
         """Creates a collection if missing (fields are matched by scanning)."""
@@ -60,18 +70,47 @@ class MemoryReadStore:
         docs = self._collections.get(collection, {})
         return [(key, copy.deepcopy(doc)) for key, doc in sorted(docs.items())]
 
-    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
-        """Applies ``changes`` and moves the checkpoint, only if it is at ``expected``."""
-        if self._checkpoints.get(checkpoint, 0) != expected:
+    async def commit(
+        self,
+        checkpoint: str,
+        expected: int,
+        position: int,
+        changes: Changes,
+        parked: Sequence[Park] = (),
+    ) -> bool:
+        """Applies ``changes`` and ``parked`` and moves the checkpoint, if at ``expected``."""
+        if self._checkpoints.get(checkpoint, 0) != expected or not self._parkable(parked):
             return False
-        for (collection, key), doc in changes.items():
+        self._write(changes)
+        for park in parked:
+            where = (park.consumer, park.key)
+            if park.failure is not None:
+                self._open[where] = park.sequence
+                self._headers[park.sequence] = park.header()
+                self._parked[park.sequence] = []
+            self._parked[self._open[where]].append(park.envelope)
+        self._checkpoints[checkpoint] = position
+        return True
+
+    def _parkable(self, parked: Sequence[Park]) -> bool:
+        opened = set(self._open)
+        for park in parked:
+            where = (park.consumer, park.key)
+            if (park.failure is not None) == (where in opened):
+                return False
+            opened.add(where)
+        return True
+
+    def _write(self, changes: Changes) -> None:
+        # Copies every document before writing any, so a value that cannot be copied
+        # leaves the store as it was.
+        copies = {where: copy.deepcopy(doc) for where, doc in changes.items()}
+        for (collection, key), doc in copies.items():
             docs = self._collections.setdefault(collection, {})
             if doc is None:
                 docs.pop(key, None)
             else:
-                docs[key] = copy.deepcopy(doc)
-        self._checkpoints[checkpoint] = position
-        return True
+                docs[key] = doc
 
     async def checkpoint(self, checkpoint: str) -> int:
         """Returns a checkpoint's position (0 if never committed)."""
@@ -87,6 +126,67 @@ class MemoryReadStore:
             self._collections.pop(name, None)
         for name in checkpoints:
             self._checkpoints.pop(name, None)
+
+    async def parked_keys(self, consumer: str) -> set[str]:
+        """Returns the keys of ``consumer`` with an open parked sequence."""
+        return {key for (c, key) in self._open if c == consumer}
+
+    def _sequence(self, sequence: str) -> ParkedSequence | None:
+        header = self._headers.get(sequence)
+        if header is None:
+            return None
+        return ParkedSequence.of(header, self._parked[sequence])
+
+    async def parked(self) -> list[ParkedSequence]:
+        """Returns every parked sequence, by first failure time."""
+        found = [self._sequence(s) for s in self._headers]
+        return sorted((s for s in found if s), key=lambda s: (s.first_failed, s.id))
+
+    async def parked_sequence(self, sequence: str) -> ParkedSequence | None:
+        """Returns one parked sequence, or None."""
+        return self._sequence(sequence)
+
+    async def unpark(
+        self, sequence: str, event_id: str, changes: Changes, failure: Failure | None = None
+    ) -> bool:
+        """Settles the first event of a sequence, if it is ``event_id``."""
+        events = self._parked.get(sequence)
+        if not events or events[0].id != event_id:
+            return False
+        header = self._headers[sequence]
+        if failure is not None:
+            header["attempts"] += failure.attempts
+            header.update(
+                error=failure.error,
+                message=failure.message,
+                traceback=failure.traceback,
+                last_failed=failure.at.isoformat(),
+            )
+            return True
+        self._write(changes)
+        events.pop(0)
+        if not events:
+            self._forget(sequence)
+        return True
+
+    def _forget(self, sequence: str) -> None:
+        header = self._headers.pop(sequence)
+        del self._parked[sequence]
+        del self._open[(header["consumer"], header["key"])]
+
+    async def skip(self, sequence: str, reason: str, by: str) -> Skipped | None:
+        """Removes a parked sequence and records the skip."""
+        found = self._sequence(sequence)
+        if found is None:
+            return None
+        record = Skipped.of(found, reason, by, datetime.now(UTC))
+        self._forget(sequence)
+        self._skipped.append(record)
+        return record
+
+    async def skipped(self) -> list[Skipped]:
+        """Returns the skip records, oldest first."""
+        return list(self._skipped)
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         """Takes or renews a lease unless another owner holds it unexpired."""

@@ -8,10 +8,13 @@ touches, each guarded by that compare-and-set, so either all of it happens or no
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 
 from bicameral.drivers.postgres import (
@@ -23,25 +26,36 @@ from bicameral.drivers.postgres import (
     migrate,
     quoted,
 )
-from bicameral.errors import BackendError
+from bicameral.drivers.resources import schema_steps
+from bicameral.errors import BackendError, DocumentError
+from bicameral.parking import Failure, Park, ParkedSequence, Skipped, event_of, event_text
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
 
 __all__ = ["SCHEMA", "PostgresReadStore"]
 
-SCHEMA = [
-    """
-    CREATE TABLE IF NOT EXISTS projection_checkpoints (
-        name text PRIMARY KEY, position bigint NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS leases (
-        name text COLLATE "C" PRIMARY KEY, owner text NOT NULL, until timestamptz NOT NULL
-    );
-    """,
-]
-"""The read store's own tables, one entry per version; collections are made by ``declare``."""
+SCHEMA = schema_steps("bicameral.readstore", "postgres.sql")
+"""The read store's own tables (``postgres.sql``), one step per version; collections are made
+by ``declare``."""
 
 _MAX_IDENT = 63
+_HEADER = (
+    "id, service, consumer, key, error, message, traceback, attempts, first_failed, last_failed"
+)
+_FIELDS = _HEADER.split(", ")
+
+
+class _Refused(Exception):
+    """Rolls a transaction back: a park or settle did not match what is stored."""
+
+
+@contextlib.contextmanager
+def _documents() -> Iterator[None]:
+    """Translates the server refusing a value (a data exception) into DocumentError."""
+    try:
+        yield
+    except asyncpg.DataError as exc:
+        raise DocumentError(f"the read store refused a document: {exc}") from exc
 
 
 def _ident(prefix: str, name: str) -> str:
@@ -57,19 +71,23 @@ def _table(collection: str) -> str:
     return _ident("rm_", checked_name(collection))
 
 
-def _commit_statement(upserts: Sequence[str], deletes: Sequence[str]) -> str:
+def _commit_statement(upserts: Sequence[str], deletes: Sequence[str], guard: bool = True) -> str:
     """Returns the one statement that moves the checkpoint and writes the given collections.
 
     Parameters: $1 name, $2 expected, $3 position, then per upsert collection keys and
-    bodies (text[], text[]), then per delete collection keys (text[]).
+    bodies (text[], text[]), then per delete collection keys (text[]). Without ``guard``
+    the checkpoint is left alone ($1 to $3 are unused) and the writes always happen.
     """
-    parts = [
-        "WITH cp AS (INSERT INTO projection_checkpoints AS c (name, position) "
-        "SELECT $1, $3 WHERE $2 = 0 OR EXISTS "
-        "(SELECT 1 FROM projection_checkpoints WHERE name = $1 AND position = $2) "
-        "ON CONFLICT (name) DO UPDATE SET position = excluded.position "
-        "WHERE c.position = $2 RETURNING 1)"
-    ]
+    if guard:
+        parts = [
+            "WITH cp AS (INSERT INTO projection_checkpoints AS c (name, position) "
+            "SELECT $1, $3 WHERE $2 = 0 OR EXISTS "
+            "(SELECT 1 FROM projection_checkpoints WHERE name = $1 AND position = $2) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position "
+            "WHERE c.position = $2 RETURNING 1)"
+        ]
+    else:
+        parts = ["WITH cp AS (SELECT $1::text, $2::bigint, $3::bigint)"]
     n = 4
     for i, collection in enumerate(upserts):
         table = _table(collection)
@@ -124,6 +142,11 @@ class PostgresReadStore:
         if self._pool is None:
             raise BackendError("read store is not started")
         return self._pool
+
+    async def ping(self) -> None:
+        """Returns once the server answered a query."""
+        with backend_errors("read store unreachable"):
+            await self.pool.fetchval("SELECT 1")
 
     async def _ensure(self, collection: str) -> str:
         table = _table(collection)
@@ -187,8 +210,34 @@ class PostgresReadStore:
         rows = await self._rows(f"SELECT key, body::text FROM {table} ORDER BY key")
         return [(key, orjson.loads(body)) for key, body in rows]
 
-    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
-        """Writes ``changes`` and moves the checkpoint in one statement, if at ``expected``."""
+    async def commit(
+        self,
+        checkpoint: str,
+        expected: int,
+        position: int,
+        changes: Changes,
+        parked: Sequence[Park] = (),
+    ) -> bool:
+        """Writes ``changes`` and moves the checkpoint in one statement, if at ``expected``;
+        with ``parked``, in one transaction with the parks."""
+        statement, args = await self._changes_statement(changes)
+        args[:0] = [checkpoint, expected, position]
+        with backend_errors("read store commit failed"), _documents():
+            if not parked:
+                return bool(await self.pool.fetchval(statement, *args))
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    if not await conn.fetchval(statement, *args):
+                        raise _Refused
+                    await self._park(conn, parked)
+            except _Refused:
+                return False
+        return True
+
+    async def _changes_statement(
+        self, changes: Changes, guard: bool = True
+    ) -> tuple[str, list[Any]]:
+        """Returns the statement writing ``changes`` and its arguments after the first three."""
         puts: dict[str, tuple[list[str], list[str]]] = {}
         dels: dict[str, list[str]] = {}
         dumps = orjson.dumps
@@ -201,13 +250,40 @@ class PostgresReadStore:
                 bodies.append(dumps(doc).decode())
         for collection in {*puts, *dels}:
             await self._ensure(collection)
-        args: list[Any] = [checkpoint, expected, position]
+        args: list[Any] = []
         for keys, bodies in puts.values():
             args += [keys, bodies]
         args += list(dels.values())
-        with backend_errors("read store commit failed"):
-            done = await self.pool.fetchval(_commit_statement(list(puts), list(dels)), *args)
-        return bool(done)
+        return _commit_statement(list(puts), list(dels), guard), args
+
+    async def _park(self, conn: Any, parked: Sequence[Park]) -> None:
+        for park in parked:
+            if park.failure is not None:
+                header = park.header()
+                sequence = await conn.fetchval(
+                    f"INSERT INTO parked_sequences ({_HEADER}) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                    "ON CONFLICT (consumer, key) DO NOTHING RETURNING id",
+                    *[header[f] for f in _FIELDS[:8]],
+                    park.failure.at,
+                    park.failure.at,
+                )
+            else:
+                sequence = await conn.fetchval(
+                    "SELECT id FROM parked_sequences WHERE consumer = $1 AND key = $2 FOR UPDATE",
+                    park.consumer,
+                    park.key,
+                )
+            if sequence is None:
+                raise _Refused
+            await conn.execute(
+                "INSERT INTO parked_events (sequence, position, event_id, body) "
+                "VALUES ($1, $2, $3, $4)",
+                sequence,
+                park.envelope.position,
+                park.envelope.id,
+                event_text(park.envelope),
+            )
 
     async def checkpoint(self, checkpoint: str) -> int:
         """Returns a checkpoint's position (0 if never committed)."""
@@ -233,6 +309,123 @@ class PostgresReadStore:
                     list(checkpoints),
                 )
         self._declared.difference_update(collections)
+
+    async def parked_keys(self, consumer: str) -> set[str]:
+        """Returns the keys of ``consumer`` with an open parked sequence."""
+        rows = await self._rows("SELECT key FROM parked_sequences WHERE consumer = $1", consumer)
+        return {str(key) for (key,) in rows}
+
+    async def _sequences(self, where: str = "", *args: Any) -> list[ParkedSequence]:
+        with backend_errors("read store query failed"):
+            async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+                headers = await conn.fetch(f"SELECT {_HEADER} FROM parked_sequences {where}", *args)
+                rows = await conn.fetch(
+                    "SELECT sequence, body FROM parked_events "
+                    "WHERE sequence = ANY($1::text[]) ORDER BY sequence, position",
+                    [h["id"] for h in headers],
+                )
+        events: dict[str, list[Any]] = {}
+        for row in rows:
+            events.setdefault(row["sequence"], []).append(event_of(row["body"]))
+        found = [ParkedSequence.of(dict(h), events.get(h["id"], [])) for h in headers]
+        return sorted(found, key=lambda s: (s.first_failed, s.id))
+
+    async def parked(self) -> list[ParkedSequence]:
+        """Returns every parked sequence, by first failure time."""
+        return await self._sequences()
+
+    async def parked_sequence(self, sequence: str) -> ParkedSequence | None:
+        """Returns one parked sequence, or None."""
+        found = await self._sequences("WHERE id = $1", sequence)
+        return found[0] if found else None
+
+    async def unpark(
+        self, sequence: str, event_id: str, changes: Changes, failure: Failure | None = None
+    ) -> bool:
+        """Settles the first event of a sequence, if it is ``event_id``, in one transaction."""
+        statement, args = await self._changes_statement(changes, guard=False)
+        try:
+            with backend_errors("read store unpark failed"), _documents():
+                async with self.pool.acquire() as conn, conn.transaction():
+                    position = await self._head(conn, sequence, event_id)
+                    if failure is not None:
+                        await conn.execute(
+                            "UPDATE parked_sequences SET attempts = attempts + $2, error = $3, "
+                            "message = $4, traceback = $5, last_failed = $6 WHERE id = $1",
+                            sequence,
+                            failure.attempts,
+                            failure.error,
+                            failure.message,
+                            failure.traceback,
+                            failure.at,
+                        )
+                        return True
+                    if changes:
+                        await conn.fetchval(statement, "", 0, 0, *args)
+                    await self._remove(conn, sequence, position)
+        except _Refused:
+            return False
+        return True
+
+    async def _head(self, conn: Any, sequence: str, event_id: str) -> int:
+        """Locks a sequence and returns the position of its first event, if it is ``event_id``."""
+        locked = await conn.fetchval(
+            "SELECT 1 FROM parked_sequences WHERE id = $1 FOR UPDATE", sequence
+        )
+        head = await conn.fetchrow(
+            "SELECT event_id, position FROM parked_events WHERE sequence = $1 "
+            "ORDER BY position LIMIT 1",
+            sequence,
+        )
+        if locked is None or head is None or head["event_id"] != event_id:
+            raise _Refused
+        return int(head["position"])
+
+    async def _remove(self, conn: Any, sequence: str, position: int | None) -> None:
+        """Removes one parked event (all when ``position`` is None) and an emptied sequence."""
+        if position is None:
+            await conn.execute("DELETE FROM parked_events WHERE sequence = $1", sequence)
+        else:
+            await conn.execute(
+                "DELETE FROM parked_events WHERE sequence = $1 AND position = $2",
+                sequence,
+                position,
+            )
+        await conn.execute(
+            "DELETE FROM parked_sequences WHERE id = $1 AND NOT EXISTS "
+            "(SELECT 1 FROM parked_events WHERE sequence = $1)",
+            sequence,
+        )
+
+    async def skip(self, sequence: str, reason: str, by: str) -> Skipped | None:
+        """Removes a parked sequence and records the skip, in one transaction."""
+        with backend_errors("read store skip failed"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                locked = await conn.fetchval(
+                    "SELECT 1 FROM parked_sequences WHERE id = $1 FOR UPDATE", sequence
+                )
+                if locked is None:
+                    return None
+                header = await conn.fetchrow(
+                    f"SELECT {_HEADER} FROM parked_sequences WHERE id = $1", sequence
+                )
+                rows = await conn.fetch(
+                    "SELECT body FROM parked_events WHERE sequence = $1 ORDER BY position",
+                    sequence,
+                )
+                found = ParkedSequence.of(dict(header), [event_of(r["body"]) for r in rows])
+                record = Skipped.of(found, reason, by, datetime.now(UTC))
+                await self._remove(conn, sequence, None)
+                await conn.execute(
+                    "INSERT INTO parked_skips (body) VALUES ($1)",
+                    orjson.dumps(record.to_dict()).decode(),
+                )
+        return record
+
+    async def skipped(self) -> list[Skipped]:
+        """Returns the skip records, oldest first."""
+        rows = await self._rows("SELECT body FROM parked_skips ORDER BY n")
+        return [Skipped.from_dict(orjson.loads(body)) for (body,) in rows]
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         """Takes or renews a lease unless another owner holds it unexpired (server clock)."""

@@ -1,5 +1,8 @@
 """RedisReadStore: the read store port on Redis, every commit one Lua script.
 
+The scripts ship beside this module as ``redis_<name>.lua`` (commit, find, acquire, release,
+leases).
+
 Keys, under a prefix chosen in the URL (``redis://host:6379/0?prefix=shop_orders``)::
 
     {p}:checkpoints          hash  checkpoint name -> position
@@ -8,11 +11,16 @@ Keys, under a prefix chosen in the URL (``redis://host:6379/0?prefix=shop_orders
                              \\x02, then the document JSON
     {p}:i:{collection}/{f}   sorted set (lexicographic) of ``value \\x00 key`` for field f
     {p}:lease:{name}         lease owner, expiring with the lease; {p}:leases names them
+    {p}:dlq:seq:{id}         hash  a parked sequence's consumer, key and last failure
+    {p}:dlq:ev:{id}          list  its events in order, each ``event id \x00 CloudEvents JSON``
+    {p}:dlq:open:{consumer}  hash  key -> id of the consumer's open sequence for that key
+    {p}:dlq:ids              set   every sequence id; {p}:dlq:skipped  list of skip records
 
-A commit checks the checkpoint and every collection's indexed fields, then writes documents,
-index entries and the new checkpoint, all in one script, so a redelivered or raced batch
-changes nothing. Index values are canonical JSON made here, so ``find`` compares them exactly;
-keeping a document's old values beside it lets the script move its index entries on update.
+A commit checks the checkpoint, every collection's indexed fields and the parks, then writes
+documents, index entries, parked events and the new checkpoint, all in one script, so a
+redelivered or raced batch changes nothing. Index values are canonical JSON made here, so
+``find`` compares them exactly; keeping a document's old values beside it lets the script move
+its index entries on update.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -27,7 +36,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from bicameral.drivers.resources import resource
+from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, ConfigurationError
+from bicameral.parking import Failure, Park, ParkedSequence, Skipped, event_of, event_text
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
 
@@ -39,182 +51,15 @@ T = TypeVar("T")
 _CHUNK = 500
 _STALE_FIELDS = -1
 
-_COMMIT = """
-local function split(s, n)
-  local out, start = {}, 1
-  for f = 1, n do
-    local e = string.find(s, '\\1', start, true)
-    if e then
-      out[f] = string.sub(s, start, e - 1)
-      start = e + 1
-    else
-      out[f] = string.sub(s, start)
-      start = #s + 2
-    end
-  end
-  return out
-end
 
-local function fieldlists(nf)
-  local out = {}
-  for f = 1, nf do out[f] = {} end
-  return out
-end
+def _script(name: str) -> str:
+    """Returns the Lua script ``redis_<name>.lua`` shipped beside this module."""
+    return resource("bicameral.readstore", f"redis_{name}.lua")
 
-local function apply(k, nf, adds, rems)
-  for f = 1, nf do
-    if #rems[f] > 0 then redis.call('ZREM', KEYS[k + 1 + f], unpack(rems[f])) end
-    if #adds[f] > 0 then redis.call('ZADD', KEYS[k + 1 + f], unpack(adds[f])) end
-  end
-end
 
-local function packed_of(stored)
-  return string.sub(stored, 1, string.find(stored, '\\2', 1, true) - 1)
-end
-
--- Writes np documents (key, stored value, nf index values each) from items[a..], indexed.
-local function put_indexed(items, k, nf, a, np)
-  local docs, stride = KEYS[k + 1], 2 + nf
-  for i = 0, np - 1, 200 do
-    local n = math.min(np - i, 200)
-    local base = a + stride * i
-    local keys = {}
-    for j = 0, n - 1 do keys[j + 1] = items[base + stride * j] end
-    local olds = redis.call('HMGET', docs, unpack(keys))
-    local bodies, adds, rems = {}, fieldlists(nf), fieldlists(nf)
-    for j = 0, n - 1 do
-      local at = base + stride * j
-      local key = keys[j + 1]
-      bodies[#bodies + 1] = key
-      bodies[#bodies + 1] = items[at + 1]
-      local packed = table.concat(items, '\\1', at + 2, at + 1 + nf)
-      local old = olds[j + 1]
-      if old then old = packed_of(old) end
-      if old ~= packed then
-        local was = {}
-        if old then was = split(old, nf) end
-        for f = 1, nf do
-          local new, w = items[at + 1 + f], was[f] or ''
-          if w ~= new then
-            if w ~= '' then table.insert(rems[f], w .. '\\0' .. key) end
-            if new ~= '' then
-              local t = adds[f]
-              t[#t + 1] = 0
-              t[#t + 1] = new .. '\\0' .. key
-            end
-          end
-        end
-      end
-    end
-    apply(k, nf, adds, rems)
-    redis.call('HSET', docs, unpack(bodies))
-  end
-end
-
--- Deletes nd documents named at items[a..] with their index entries.
-local function delete_indexed(items, k, nf, a, nd)
-  local docs = KEYS[k + 1]
-  for i = 0, nd - 1, 200 do
-    local n = math.min(nd - i, 200)
-    local keys = {unpack(items, a + i, a + i + n - 1)}
-    local olds = redis.call('HMGET', docs, unpack(keys))
-    local adds, rems = fieldlists(nf), fieldlists(nf)
-    for j = 1, n do
-      if olds[j] then
-        local was = split(packed_of(olds[j]), nf)
-        for f = 1, nf do
-          if was[f] ~= '' then table.insert(rems[f], was[f] .. '\\0' .. keys[j]) end
-        end
-      end
-    end
-    apply(k, nf, adds, rems)
-    redis.call('HDEL', docs, unpack(keys))
-  end
-end
-
--- Writes np documents (key, body each) from items[1..], then deletes nd keys after them.
-local function put_plain(items, k, np, nd)
-  local docs = KEYS[k + 1]
-  for i = 0, np - 1, 500 do
-    local n = math.min(np - i, 500)
-    redis.call('HSET', docs, unpack(items, 1 + 2 * i, 2 * (i + n)))
-  end
-  local d = 2 * np + 1
-  for i = 0, nd - 1, 500 do
-    local n = math.min(nd - i, 500)
-    redis.call('HDEL', docs, unpack(items, d + i, d + i + n - 1))
-  end
-end
-
-local cp = redis.call('HGET', KEYS[1], ARGV[1])
-if (tonumber(cp) or 0) ~= tonumber(ARGV[2]) then return 0 end
-local groups = tonumber(ARGV[4])
-local a, k = 5, 2
-for g = 1, groups do
-  if (redis.call('GET', KEYS[k]) or '[]') ~= ARGV[a] then return -1 end
-  k = k + 2 + tonumber(ARGV[a + 1])
-  a = a + 5
-end
-a, k = 5, 2
-for g = 1, groups do
-  local nf, np, nd = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local items = cmsgpack.unpack(ARGV[a + 4])
-  if nf == 0 then
-    put_plain(items, k, np, nd)
-  else
-    put_indexed(items, k, nf, 1, np)
-    delete_indexed(items, k, nf, 1 + np * (2 + nf), nd)
-  end
-  k = k + 2 + nf
-  a = a + 5
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
-
-_FIND = """
-local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
-local keys, docs = {}, {}
-local skip = tonumber(ARGV[3])
-for i, m in ipairs(members) do keys[i] = string.sub(m, skip + 1) end
-local i = 0
-while i < #keys do
-  local n = math.min(#keys - i, 500)
-  local got = redis.call('HMGET', KEYS[2], unpack(keys, i + 1, i + n))
-  for j = 1, n do docs[i + j] = got[j] end
-  i = i + n
-end
-return {keys, docs}
-"""
-
-_ACQUIRE = """
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-return 1
-"""
-
-_LEASES = """
-local found = {}
-for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if string.sub(name, 1, #ARGV[2]) == ARGV[2] then
-    local owner = redis.call('GET', ARGV[1] .. name)
-    if owner then
-      table.insert(found, name)
-      table.insert(found, owner)
-    else
-      redis.call('SREM', KEYS[1], name)
-    end
-  end
-end
-return found
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-"""
+def _with_lib(name: str) -> str:
+    """Returns ``redis_<name>.lua`` after the shared functions of ``redis_lib.lua``."""
+    return _script("lib") + _script(name)
 
 
 def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -249,6 +94,15 @@ def _document(stored: bytes | str) -> dict[str, Any]:
 
 def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _item(park: Park) -> bytes:
+    """Returns a parked event as a list item: its id, NUL, its CloudEvents JSON."""
+    return park.envelope.id.encode() + b"\0" + event_text(park.envelope).encode()
+
+
+def _event(item: bytes) -> Envelope:
+    return event_of(item[item.index(b"\0") + 1 :])
 
 
 def _index_bytes(value: Any) -> bytes:
@@ -294,11 +148,14 @@ class RedisReadStore:
             await client.aclose()
             raise BackendError(f"cannot reach redis at {self.url}: {exc}") from exc
         self._redis = client
-        self._commit = client.register_script(_COMMIT)
-        self._find = client.register_script(_FIND)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
-        self._leases = client.register_script(_LEASES)
+        self._commit = client.register_script(_with_lib("commit"))
+        self._find = client.register_script(_script("find"))
+        self._acquire = client.register_script(_script("acquire"))
+        self._release = client.register_script(_script("release"))
+        self._leases = client.register_script(_script("leases"))
+        self._unpark = client.register_script(_with_lib("unpark"))
+        self._fail = client.register_script(_with_lib("fail"))
+        self._skip = client.register_script(_with_lib("skip"))
 
     async def close(self) -> None:
         """Closes the connections."""
@@ -312,6 +169,13 @@ class RedisReadStore:
         if self._redis is None:
             raise BackendError("read store is not started")
         return self._redis
+
+    async def ping(self) -> None:
+        """Returns once the server answered PING."""
+        try:
+            await self.redis.ping()
+        except RedisError as exc:
+            raise BackendError(f"read store unreachable: {exc}") from exc
 
     def _key(self, kind: str, collection: str) -> str:
         return f"{self.prefix}:{kind}:{checked_name(collection)}"
@@ -422,8 +286,28 @@ class RedisReadStore:
         return sorted((_text(k), _document(v)) for k, v in raw.items())
 
     @_translated
-    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
-        """Writes ``changes`` and moves the checkpoint in one script, if at ``expected``."""
+    async def commit(
+        self,
+        checkpoint: str,
+        expected: int,
+        position: int,
+        changes: Changes,
+        parked: Sequence[Park] = (),
+    ) -> bool:
+        """Writes ``changes`` and ``parked`` and moves the checkpoint in one script, if at
+        ``expected``."""
+        parks: list[Any] = [self.prefix, len(parked)]
+        for park in parked:
+            header = orjson.dumps(park.header()).decode() if park.failure is not None else ""
+            parks += [park.consumer, park.key, park.sequence, header, _item(park)]
+        done = await self._documents(self._commit, [checkpoint, expected, position], changes, parks)
+        return bool(done)
+
+    async def _documents(
+        self, script: Any, head: list[Any], changes: Changes, tail: Sequence[Any] = ()
+    ) -> int:
+        """Runs ``script`` with ``head``, the groups of ``changes``, then ``tail`` as arguments;
+        re-reads the indexed fields when they changed meanwhile."""
         by_collection: dict[str, tuple[list[tuple[str, dict[str, Any]]], list[str]]] = {}
         for (collection, key), doc in changes.items():
             puts, dels = by_collection.setdefault(collection, ([], []))
@@ -434,15 +318,15 @@ class RedisReadStore:
         fresh = False
         for _ in range(3):
             keys: list[str] = [f"{self.prefix}:checkpoints"]
-            args: list[Any] = [checkpoint, expected, position, len(by_collection)]
+            args: list[Any] = [*head, len(by_collection)]
             for collection, (puts, dels) in by_collection.items():
                 fields = await self._fields_of(collection, fresh=fresh)
                 self._group(collection, fields, puts, dels, keys, args)
-            done = await self._commit(keys=keys, args=args)
+            done = int(await script(keys=keys, args=[*args, *tail]))
             if done != _STALE_FIELDS:
-                return bool(done)
+                return done
             fresh = True
-        raise BackendError(f"indexed fields keep changing under commit of {checkpoint}")
+        raise BackendError(f"indexed fields keep changing under a write of {head[0]}")
 
     def _group(
         self,
@@ -497,6 +381,89 @@ class RedisReadStore:
             if checkpoints:
                 pipe.hdel(f"{self.prefix}:checkpoints", *checkpoints)
             await pipe.execute()
+
+    def _dlq(self, kind: str, name: str = "") -> str:
+        return f"{self.prefix}:dlq:{kind}:{name}" if name else f"{self.prefix}:dlq:{kind}"
+
+    @_translated
+    async def parked_keys(self, consumer: str) -> set[str]:
+        """Returns the keys of ``consumer`` with an open parked sequence."""
+        return {_text(k) for k in await self.redis.hkeys(self._dlq("open", consumer))}
+
+    async def _sequences(self, ids: Sequence[str]) -> list[ParkedSequence]:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for sequence in ids:
+                pipe.hgetall(self._dlq("seq", sequence))
+                pipe.lrange(self._dlq("ev", sequence), 0, -1)
+            got = await pipe.execute()
+        found = []
+        for raw, items in zip(got[::2], got[1::2], strict=True):
+            if raw:
+                header = {_text(k): _text(v) for k, v in raw.items()}
+                found.append(ParkedSequence.of(header, [_event(i) for i in items]))
+        return sorted(found, key=lambda s: (s.first_failed, s.id))
+
+    @_translated
+    async def parked(self) -> list[ParkedSequence]:
+        """Returns every parked sequence, by first failure time."""
+        ids = sorted(_text(i) for i in await self.redis.smembers(self._dlq("ids")))
+        return await self._sequences(ids) if ids else []
+
+    @_translated
+    async def parked_sequence(self, sequence: str) -> ParkedSequence | None:
+        """Returns one parked sequence, or None."""
+        found = await self._sequences([sequence])
+        return found[0] if found else None
+
+    @_translated
+    async def unpark(
+        self, sequence: str, event_id: str, changes: Changes, failure: Failure | None = None
+    ) -> bool:
+        """Settles the first event of a sequence, if it is ``event_id``, in one script."""
+        if failure is not None:
+            done = await self._fail(
+                keys=[self._dlq("seq", sequence)],
+                args=[
+                    self.prefix,
+                    sequence,
+                    event_id,
+                    failure.attempts,
+                    failure.error,
+                    failure.message,
+                    failure.traceback,
+                    failure.at.isoformat(),
+                ],
+            )
+            return bool(done)
+        return bool(await self._documents(self._unpark, [self.prefix, sequence, event_id], changes))
+
+    @_translated
+    async def skip(self, sequence: str, reason: str, by: str) -> Skipped | None:
+        """Removes a parked sequence and records the skip, in one script."""
+        for _ in range(100):
+            found = await self.parked_sequence(sequence)
+            if found is None:
+                return None
+            record = Skipped.of(found, reason, by, datetime.now(UTC))
+            done = await self._skip(
+                keys=[self._dlq("seq", sequence)],
+                args=[
+                    self.prefix,
+                    sequence,
+                    len(found.events),
+                    found.events[0].id,
+                    orjson.dumps(record.to_dict()),
+                ],
+            )
+            if done:
+                return record
+        raise BackendError(f"parked sequence {sequence} keeps growing; skip it again")
+
+    @_translated
+    async def skipped(self) -> list[Skipped]:
+        """Returns the skip records, oldest first."""
+        raws = await self.redis.lrange(self._dlq("skipped"), 0, -1)
+        return [Skipped.from_dict(orjson.loads(raw)) for raw in raws]
 
     @_translated
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:

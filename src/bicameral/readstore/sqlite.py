@@ -11,16 +11,41 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from bicameral.drivers.sqlite import connect
 from bicameral.errors import BackendError
+from bicameral.parking import Failure, Park, ParkedSequence, Skipped, event_of, event_text
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
 
 __all__ = ["SqliteReadStore"]
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS parked_sequences (
+    id TEXT PRIMARY KEY, service TEXT NOT NULL, consumer TEXT NOT NULL, key TEXT NOT NULL,
+    error TEXT NOT NULL, message TEXT NOT NULL, traceback TEXT NOT NULL,
+    attempts INTEGER NOT NULL, first_failed TEXT NOT NULL, last_failed TEXT NOT NULL,
+    UNIQUE (consumer, key)
+);
+CREATE TABLE IF NOT EXISTS parked_events (
+    sequence TEXT NOT NULL, position INTEGER NOT NULL, event_id TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (sequence, position)
+);
+CREATE TABLE IF NOT EXISTS parked_skips (n INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+"""
+_HEADER = (
+    "id, service, consumer, key, error, message, traceback, attempts, first_failed, last_failed"
+)
+
+
+class _Refused(Exception):
+    """Rolls a transaction back: a park or settle did not match what is stored."""
 
 
 def _table(collection: str) -> str:
@@ -42,12 +67,7 @@ class SqliteReadStore:
             return
         try:
             self._conn = connect(self.path, self.synchronous)
-            self._conn.executescript(
-                "CREATE TABLE IF NOT EXISTS checkpoints "
-                "(name TEXT PRIMARY KEY, position INTEGER NOT NULL);"
-                "CREATE TABLE IF NOT EXISTS leases "
-                "(name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);"
-            )
+            self._conn.executescript(_TABLES)
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open read store {self.path}: {exc}") from exc
 
@@ -63,6 +83,13 @@ class SqliteReadStore:
         if self._conn is None:
             raise BackendError("read store is not started")
         return self._conn
+
+    async def ping(self) -> None:
+        """Returns once the file answers a read."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendError(f"read store {self.path}: {exc}") from exc
 
     def _ensure(self, collection: str) -> str:
         table = _table(collection)
@@ -118,8 +145,16 @@ class SqliteReadStore:
         rows = self.conn.execute(f"SELECT key, body FROM {self._ensure(collection)} ORDER BY key")
         return [(key, orjson.loads(body)) for key, body in rows]
 
-    async def commit(self, checkpoint: str, expected: int, position: int, changes: Changes) -> bool:
-        """Writes ``changes`` and moves the checkpoint in one transaction, if at ``expected``."""
+    async def commit(
+        self,
+        checkpoint: str,
+        expected: int,
+        position: int,
+        changes: Changes,
+        parked: Sequence[Park] = (),
+    ) -> bool:
+        """Writes ``changes`` and ``parked`` and moves the checkpoint in one transaction, if at
+        ``expected``."""
         conn = self.conn
         tables = {c: self._ensure(c) for c, _ in changes}
         try:
@@ -130,25 +165,59 @@ class SqliteReadStore:
             if (int(row[0]) if row else 0) != expected:
                 conn.execute("ROLLBACK")
                 return False
-            for (collection, key), doc in changes.items():
-                if doc is None:
-                    conn.execute(f"DELETE FROM {tables[collection]} WHERE key = ?", (key,))
-                else:
-                    conn.execute(
-                        f"INSERT OR REPLACE INTO {tables[collection]} (key, body) VALUES (?, ?)",
-                        (key, orjson.dumps(doc).decode()),
-                    )
+            self._write(tables, changes)
+            self._park(parked)
             conn.execute(
                 "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (checkpoint, position),
             )
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _Refused:
+            conn.execute("ROLLBACK")
+            return False
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise BackendError(f"read store commit failed: {exc}") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise BackendError(f"read store commit failed: {exc}") from exc
+            raise
         return True
+
+    def _write(self, tables: dict[str, str], changes: Changes) -> None:
+        conn = self.conn
+        for (collection, key), doc in changes.items():
+            if doc is None:
+                conn.execute(f"DELETE FROM {tables[collection]} WHERE key = ?", (key,))
+            else:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {tables[collection]} (key, body) VALUES (?, ?)",
+                    (key, orjson.dumps(doc).decode()),
+                )
+
+    def _park(self, parked: Sequence[Park]) -> None:
+        conn = self.conn
+        for park in parked:
+            row = conn.execute(
+                "SELECT id FROM parked_sequences WHERE consumer = ? AND key = ?",
+                (park.consumer, park.key),
+            ).fetchone()
+            if (park.failure is not None) == (row is not None):
+                raise _Refused
+            if park.failure is not None:
+                header = park.header()
+                conn.execute(
+                    f"INSERT INTO parked_sequences ({_HEADER}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    [header[f] for f in _HEADER.split(", ")],
+                )
+                sequence = park.sequence
+            else:
+                sequence = row[0]
+            conn.execute(
+                "INSERT INTO parked_events (sequence, position, event_id, body) "
+                "VALUES (?, ?, ?, ?)",
+                (sequence, park.envelope.position, park.envelope.id, event_text(park.envelope)),
+            )
 
     async def checkpoint(self, checkpoint: str) -> int:
         """Returns a checkpoint's position (0 if never committed)."""
@@ -171,6 +240,123 @@ class SqliteReadStore:
         self.conn.executemany(
             "DELETE FROM checkpoints WHERE name = ?", [(name,) for name in checkpoints]
         )
+
+    async def parked_keys(self, consumer: str) -> set[str]:
+        """Returns the keys of ``consumer`` with an open parked sequence."""
+        rows = self.conn.execute("SELECT key FROM parked_sequences WHERE consumer = ?", (consumer,))
+        return {str(key) for (key,) in rows}
+
+    def _sequences(self, where: str = "", args: Sequence[Any] = ()) -> list[ParkedSequence]:
+        conn = self.conn
+        headers = conn.execute(f"SELECT {_HEADER} FROM parked_sequences {where}", args).fetchall()
+        found = []
+        for values in headers:
+            header = dict(zip(_HEADER.split(", "), values, strict=True))
+            rows = conn.execute(
+                "SELECT body FROM parked_events WHERE sequence = ? ORDER BY position",
+                (header["id"],),
+            )
+            found.append(ParkedSequence.of(header, [event_of(body) for (body,) in rows]))
+        return sorted(found, key=lambda s: (s.first_failed, s.id))
+
+    async def parked(self) -> list[ParkedSequence]:
+        """Returns every parked sequence, by first failure time."""
+        return self._sequences()
+
+    async def parked_sequence(self, sequence: str) -> ParkedSequence | None:
+        """Returns one parked sequence, or None."""
+        found = self._sequences("WHERE id = ?", (sequence,))
+        return found[0] if found else None
+
+    async def unpark(
+        self, sequence: str, event_id: str, changes: Changes, failure: Failure | None = None
+    ) -> bool:
+        """Settles the first event of a sequence, if it is ``event_id``, in one transaction."""
+        conn = self.conn
+        tables = {c: self._ensure(c) for c, _ in changes}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            head = conn.execute(
+                "SELECT event_id, position FROM parked_events WHERE sequence = ? "
+                "ORDER BY position LIMIT 1",
+                (sequence,),
+            ).fetchone()
+            if head is None or head[0] != event_id:
+                raise _Refused
+            if failure is not None:
+                conn.execute(
+                    "UPDATE parked_sequences SET attempts = attempts + ?, error = ?, "
+                    "message = ?, traceback = ?, last_failed = ? WHERE id = ?",
+                    (
+                        failure.attempts,
+                        failure.error,
+                        failure.message,
+                        failure.traceback,
+                        failure.at.isoformat(),
+                        sequence,
+                    ),
+                )
+            else:
+                self._write(tables, changes)
+                self._remove(sequence, head[1])
+            conn.execute("COMMIT")
+        except _Refused:
+            conn.execute("ROLLBACK")
+            return False
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise BackendError(f"read store unpark failed: {exc}") from exc
+            raise
+        return True
+
+    def _remove(self, sequence: str, position: int | None) -> None:
+        """Removes one parked event (all when ``position`` is None) and an emptied sequence."""
+        conn = self.conn
+        if position is None:
+            conn.execute("DELETE FROM parked_events WHERE sequence = ?", (sequence,))
+        else:
+            conn.execute(
+                "DELETE FROM parked_events WHERE sequence = ? AND position = ?",
+                (sequence, position),
+            )
+        left = conn.execute(
+            "SELECT 1 FROM parked_events WHERE sequence = ? LIMIT 1", (sequence,)
+        ).fetchone()
+        if left is None:
+            conn.execute("DELETE FROM parked_sequences WHERE id = ?", (sequence,))
+
+    async def skip(self, sequence: str, reason: str, by: str) -> Skipped | None:
+        """Removes a parked sequence and records the skip, in one transaction."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            found = self._sequences("WHERE id = ?", (sequence,))
+            if not found:
+                raise _Refused
+            record = Skipped.of(found[0], reason, by, datetime.now(UTC))
+            self._remove(sequence, None)
+            conn.execute(
+                "INSERT INTO parked_skips (body) VALUES (?)",
+                (orjson.dumps(record.to_dict()).decode(),),
+            )
+            conn.execute("COMMIT")
+        except _Refused:
+            conn.execute("ROLLBACK")
+            return None
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise BackendError(f"read store skip failed: {exc}") from exc
+            raise
+        return record
+
+    async def skipped(self) -> list[Skipped]:
+        """Returns the skip records, oldest first."""
+        rows = self.conn.execute("SELECT body FROM parked_skips ORDER BY n")
+        return [Skipped.from_dict(orjson.loads(body)) for (body,) in rows]
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         """Takes or renews a lease unless another owner holds it unexpired."""

@@ -23,7 +23,13 @@ from bicameral.errors import ConfigurationError
 from bicameral.runtime.settings import Settings
 from bicameral.security.authn import Authenticator, BearerAuthenticator
 from bicameral.security.authorizer import PolicyAuthorizer
-from bicameral.security.keys import EmbeddedKeySet, JwksFileKeySet, KeySet, embedded_secret
+from bicameral.security.keys import (
+    EmbeddedKeySet,
+    JwksFileKeySet,
+    KeySet,
+    embedded_secret,
+    existing_secret,
+)
 from bicameral.security.tokens import TokenVerifier
 
 __all__ = ["AuthSettings", "authenticator_for", "authorizer_for", "embedded_key", "verifier_for"]
@@ -65,8 +71,11 @@ class AuthSettings:
             raise ConfigurationError(f"bad [auth] setting: {exc}") from None
 
 
-def embedded_key(settings: Settings) -> bytes:
-    """Returns the embedded HS256 signing key of the data dir, made on first use."""
+def embedded_key(settings: Settings, *, create: bool = True) -> bytes:
+    """Returns the embedded HS256 signing key of the data dir, made on first use unless
+    ``create`` is False (then a missing key is a ConfigurationError saying where it looked)."""
+    if not create:
+        return existing_secret(settings.data_dir)
     return embedded_secret(settings.data_dir)
 
 

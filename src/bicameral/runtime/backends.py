@@ -1,18 +1,23 @@
 """Backends chosen by URL: ``memory://``, ``sqlite:///path``, ``postgresql://``, ``redis://``,
 ``nats://``. Adapter modules are imported only when their scheme is used, so a process never
 loads a driver it does not need.
+
+An event store's database (a SQLite file, a PostgreSQL database) is created only when its URL
+says ``?create_database=true``: without it a missing one stops the start with a
+ConfigurationError naming it, so a mistyped production URL never starts an empty store. The
+embedded defaults (``bicameral up`` without settings) say it.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from bicameral.errors import ConfigurationError
 from bicameral.ports import EventStore, ReadStore, Transport
 
-__all__ = ["BackendFactory", "sqlite_path"]
+__all__ = ["BackendFactory", "creates_database", "sqlite_path"]
 
 _EVENT_STORES = {
     "memory": "bicameral.eventstore.memory:MemoryEventStore",
@@ -40,6 +45,15 @@ def sqlite_path(url: str) -> str:
     if not path or path == "/":
         raise ConfigurationError(f"{url!r} names no file")
     return path[1:]
+
+
+def creates_database(url: str) -> bool:
+    """Returns True when ``url`` says ``create_database=true`` (ConfigurationError for a value
+    other than true or false)."""
+    value = dict(parse_qsl(urlsplit(url).query)).get("create_database", "false").lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigurationError(f"create_database must be true or false in {url!r}")
+    return value in ("true", "1", "yes")
 
 
 def _load(table: dict[str, str], url: str, kind: str) -> tuple[str, Any]:
@@ -76,7 +90,10 @@ class BackendFactory:
         if scheme == "memory":
             return self._once("events", f"{url}#{service}", lambda: cls(service))  # type: ignore[no-any-return]
         if scheme == "sqlite":
-            return self._once("events", url, lambda: cls(service, sqlite_path(url)))  # type: ignore[no-any-return]
+            create = creates_database(url)
+            return self._once(  # type: ignore[no-any-return]
+                "events", url, lambda: cls(service, sqlite_path(url), create=create)
+            )
         return self._once("events", url, lambda: cls(service, url))  # type: ignore[no-any-return]
 
     def read_store(self, url: str) -> ReadStore:

@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bicameral.bus import Authorizer, CommandBus, QueryBus
 from bicameral.consistency import Notifier
-from bicameral.errors import ConfigurationError
+from bicameral.errors import BicameralError, ConfigurationError
+from bicameral.files import warn_if_shared
+from bicameral.parking import ParkedSequence
 from bicameral.ports import EventStore, ReadStore, Transport
 from bicameral.runtime.auth import authorizer_for
 from bicameral.runtime.backends import BackendFactory
@@ -25,12 +27,13 @@ from bicameral.runtime.settings import Settings
 from bicameral.service import Service
 from bicameral.workers.exclusive import Exclusive
 from bicameral.workers.feeds import Feed, LogFeed, TransportFeed
-from bicameral.workers.meters import CONSUMERS, Head, Meter
-from bicameral.workers.partitions import ProjectorGroup, worker_id
+from bicameral.workers.meters import CONSUMERS, Head, Meter, Parked
+from bicameral.workers.partitions import ProjectorGroup, partition_of, worker_id
 from bicameral.workers.projector import Projector
 from bicameral.workers.reactions import ReactionRunner
 from bicameral.workers.relay import CHECKPOINT as RELAY_CHECKPOINT
 from bicameral.workers.relay import Relay
+from bicameral.workers.retry import supervise
 
 __all__ = ["OLD_ROLE_NAMES", "ROLES", "Node", "ServiceRuntime", "canonical_roles"]
 
@@ -38,6 +41,16 @@ ROLES = ("command-api", "query-api", "projector", "relay", "reactions")
 OLD_ROLE_NAMES = {"saga": "reactions"}
 """Role names of earlier releases, read as their new names."""
 log = logging.getLogger("bicameral.node")
+
+
+def _parked_in(consumer: str, partitions: int, index: int) -> Callable[[ParkedSequence], bool]:
+    """Returns whether a parked sequence is ``consumer``'s, in partition ``index``."""
+    return lambda s: s.consumer == consumer and partition_of(s.key, partitions) == index
+
+
+def _parked_by(reactions: frozenset[str]) -> Callable[[ParkedSequence], bool]:
+    """Returns whether a parked sequence is one of ``reactions``'."""
+    return lambda s: s.consumer in reactions
 
 
 @dataclass
@@ -55,6 +68,7 @@ class ServiceRuntime:
     lease_ttl: float = 10.0
     worker: str | None = None
     _heads: dict[str, Head] = field(default_factory=dict, init=False, repr=False)
+    _parked: Parked | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.commands = CommandBus(
@@ -93,9 +107,31 @@ class ServiceRuntime:
             self._heads[source] = head
         return self._heads[source]
 
-    def meter(self, consumer: str, source: str, partition: str = "") -> Meter:
-        """Returns the meter of one of this service's consumers, exported at ``/metrics``."""
-        return CONSUMERS.meter(self.name, consumer, partition, head=self.head_of(source))
+    def parked_of(self) -> Parked:
+        """Returns how to read this service's parked sequences (one function for all of its
+        consumers, so a scrape reads them once)."""
+        if self._parked is None:
+            reads, service = self.reads, self.name
+
+            async def parked() -> list[ParkedSequence]:
+                return [s for s in await reads.parked() if s.service == service]
+
+            self._parked = parked
+        return self._parked
+
+    def meter(
+        self,
+        consumer: str,
+        source: str,
+        partition: str = "",
+        parks: Callable[[ParkedSequence], bool] | None = None,
+    ) -> Meter:
+        """Returns the meter of one of this service's consumers, exported at ``/metrics``;
+        ``parks`` picks the parked sequences it counts as its own."""
+        parked = None if parks is None else (self.parked_of(), parks)
+        return CONSUMERS.meter(
+            self.name, consumer, partition, head=self.head_of(source), parked=parked
+        )
 
     def projector_group(self) -> ProjectorGroup:
         """Returns this process's member of the group folding the service's projections."""
@@ -112,11 +148,14 @@ class ServiceRuntime:
             ttl=self.lease_ttl,
             worker=self.worker,
             notifier=self.notifier,
+            service=self.name,
         )
         for base, lane in group.lanes.items():
             for slot in lane:
-                source = slot.projector.feed.source
-                slot.projector.meter = self.meter(base, source, str(slot.index))
+                projector = slot.projector
+                parks = _parked_in(projector.consumer, len(lane), slot.index)
+                source = projector.feed.source
+                projector.meter = self.meter(base, source, str(slot.index), parks)
         return group
 
     def projectors(self) -> list[Projector]:
@@ -130,8 +169,10 @@ class ServiceRuntime:
             by_source.setdefault(reaction.source, []).append(reaction)
         runners = []
         for source, reactions in sorted(by_source.items()):
-            runner = ReactionRunner(self.commands, reactions, self.feed(source, "reactions"))
-            runner.meter = self.meter(runner.checkpoint_name, source)
+            feed = self.feed(source, "reactions")
+            runner = ReactionRunner(self.commands, reactions, feed, store=self.reads)
+            parks = _parked_by(frozenset(r.name for r in reactions))
+            runner.meter = self.meter(runner.name, source, parks=parks)
             runners.append(runner)
         return runners
 
@@ -159,6 +200,31 @@ class ServiceRuntime:
                 lease = self.reactions_lease(runner.feed.source)
                 found.append(Exclusive(runner, self.reads, lease, owner, self.lease_ttl))
         return found
+
+
+async def _probe(backend: Any, timeout: float) -> str | None:
+    """Returns why ``backend`` is not ready, or None when it answered a ping in time.
+
+    A ping still running at the deadline is cancelled but not waited for: a driver may take
+    long to give up a round trip into a silent network, and the answer is due now.
+    """
+    ping = asyncio.ensure_future(backend.ping())
+    done, _ = await asyncio.wait({ping}, timeout=timeout)
+    if not done:
+        ping.cancel()
+        ping.add_done_callback(_forget)
+        return f"no answer within {timeout:g}s"
+    error = ping.exception()
+    if error is None:
+        return None
+    if isinstance(error, BicameralError):
+        return error.detail
+    return f"{type(error).__name__}: {error}"
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 def canonical_roles(roles: Iterable[str]) -> frozenset[str]:
@@ -192,6 +258,7 @@ class Node:
         if unknown:
             raise ConfigurationError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         self.settings = settings
+        warn_if_shared(settings.data_dir)
         self.authorizer = authorizer or authorizer_for(settings)
         self.factory = factory or BackendFactory()
         transport = self.factory.transport(settings.transport)
@@ -221,25 +288,48 @@ class Node:
         """Returns the runtime of service ``name``."""
         return self.runtimes[name]
 
-    def backends(self) -> list[Any]:
-        """Returns the backends this process's roles use (all of them for a node with none).
+    def used(self) -> dict[str, Any]:
+        """Returns the backends this process's roles use, by name (``<service>.events``,
+        ``<service>.reads``, ``transport``); every backend for a node with no roles.
 
         A query-api process, say, never connects to the event store or the transport. Relays
         and reaction runners use the read store for their leases.
         """
-        used: list[Any] = []
+        used: dict[str, Any] = {}
         for rt in self.runtimes.values():
             roles = rt.roles or frozenset(ROLES)
             if roles & {"command-api", "projector", "relay", "reactions"}:
-                used.append(rt.events)
+                used[f"{rt.name}.events"] = rt.events
             if roles & {"query-api", "projector", "relay", "reactions"}:
-                used.append(rt.reads)
+                used[f"{rt.name}.reads"] = rt.reads
             if roles & {"projector", "relay", "reactions"}:
-                used.append(rt.transport)
+                used["transport"] = rt.transport
+        return used
+
+    def backends(self) -> list[Any]:
+        """Returns the distinct backends this process's roles use, in the order they were made."""
+        used = self.used().values()
         return [b for b in self.factory.started() if any(b is u for u in used)]
 
+    async def unready(self, timeout: float = 1.0) -> dict[str, str]:
+        """Returns what keeps this process from serving now: backend name -> reason.
+
+        Every backend in use is pinged at once; one that fails or does not answer within
+        ``timeout`` seconds is down. Empty when the node is started and all answered.
+        """
+        if not self.started:
+            return {"node": "starting"}
+        used = self.used()
+        distinct = {id(b): b for b in used.values()}
+        reasons = await asyncio.gather(*(_probe(b, timeout) for b in distinct.values()))
+        down = dict(zip(distinct, reasons, strict=True))
+        return {name: why for name, b in used.items() if (why := down[id(b)]) is not None}
+
     async def start(self) -> None:
-        """Starts the backends in use, prepares read models, then runs the workers in tasks."""
+        """Starts the backends in use, prepares read models, then runs the workers in tasks
+        (once: a started node stays as it is)."""
+        if self.started:
+            return
         for backend in self.backends():
             await backend.start()
         self._stop = asyncio.Event()
@@ -251,15 +341,7 @@ class Node:
         self.started = True
 
     async def _guard(self, worker: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                await worker.run(self._stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("worker %r failed; restarting in 1s", worker)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+        await supervise(worker.run, self._stop, name=f"worker {worker!r}", logger=log)
 
     async def stop(self) -> None:
         """Stops the workers, then closes every backend."""

@@ -1,7 +1,11 @@
 """Settings: read once at start from an optional TOML file and the environment, then frozen.
 
-Precedence, highest first: values passed in (CLI flags, tests), environment variables, the
-TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` placeholders::
+Precedence, highest first: CLI flags (and values passed to ``Settings.load``), environment
+variables, the TOML file, defaults. Tables (``[auth]``, ``[defaults]``, ``[services.NAME]``)
+merge key by key across these sources. A service's own setting (``[services.NAME]`` or
+``BICAMERAL_<SERVICE>_...``) wins over every service's (``[defaults]``, the top level or
+``BICAMERAL_...``), whatever the source of each. Backend URLs may use ``{data_dir}`` and
+``{service}`` placeholders::
 
     app = "shop.app:services"
     data_dir = ".bicameral"
@@ -9,12 +13,19 @@ TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` place
     partitions = 8          # of each projection, shared by its projector processes
     lease_ttl = 10.0        # seconds before a silent projector's partitions move to others
 
-    [defaults]
-    events_url = "postgresql://127.0.0.1:5432/shop_{service}"
+    [defaults]              # every service's, unless its own table says otherwise
+    events_url = "postgresql://127.0.0.1:5432/shop_{service}?create_database=true"
     reads_url = "redis://127.0.0.1:6379/0"
 
     [services.orders]
     reads_url = "postgresql://127.0.0.1:5432/shop_orders_reads"
+
+The keys of ``[defaults]`` may also stand at the top level of the file (``events_url = ...``),
+but not in both places: a key given twice is an error naming it, as is any unknown key.
+
+    [http]
+    max_body_bytes = 1048576    # a larger request body is answered 413 unread
+    max_header_bytes = 65536    # request line and headers; more is answered 431
 
     [metrics]               # the /metrics, /health port of worker-only processes
     port = 9100             # any worker role (no port: an ephemeral one, printed at start)
@@ -22,10 +33,17 @@ TOML file, defaults. Backend URLs may use ``{data_dir}`` and ``{service}`` place
 
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
-``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL``, ``BICAMERAL_METRICS_PORT`` and per service
+``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
 ``BICAMERAL_<SERVICE>_EVENTS_URL`` / ``BICAMERAL_<SERVICE>_READS_URL``; the ``[auth]`` table
 (see ``bicameral.runtime.auth``) from ``BICAMERAL_AUTH_ISSUER``, ``_AUDIENCE``,
-``_JWKS_FILE``, ``_ALGORITHMS`` (comma-separated) and ``_LEEWAY``.
+``_JWKS_FILE``, ``_ALGORITHMS`` (comma-separated) and ``_LEEWAY``. In general every top-level
+setting is ``BICAMERAL_<KEY>``, every key of a table ``BICAMERAL_<TABLE>_<KEY>``; an empty
+variable counts as not set.
+
+A new setting is one line: a field of ``Settings`` (a top-level key), of a ``Table`` subclass
+that is a field of ``Settings`` (a ``[table]``), or of ``ServiceSettings`` (a per-service key).
+The ``[http]`` table: ``BICAMERAL_HTTP_MAX_BODY_BYTES`` and ``BICAMERAL_HTTP_MAX_HEADER_BYTES``;
+``[metrics]``: ``BICAMERAL_METRICS_PORT`` (its ``roles`` only from the file).
 """
 
 from __future__ import annotations
@@ -33,78 +51,164 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from bicameral.errors import ConfigurationError
 
-__all__ = ["WORKER_ROLES", "ServiceSettings", "Settings"]
+__all__ = [
+    "WORKER_ROLES",
+    "HttpSettings",
+    "MetricsSettings",
+    "ServiceSettings",
+    "Settings",
+    "Table",
+]
 
 WORKER_ROLES = ("projector", "relay", "reactions")
 """The roles that serve no API: a process of only these serves /metrics on its metrics port."""
-DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db"
+PREFIX = "BICAMERAL_"
+DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db?create_database=true"
 DEFAULT_READS_URL = "sqlite:///{data_dir}/{service}/reads.db"
 DEFAULT_TRANSPORT_URL = "sqlite:///{data_dir}/transport.db"
+AUTH_KEYS = ("issuer", "audience", "jwks_file", "algorithms", "leeway")
+"""The keys of ``[auth]`` read from the environment (checked by ``bicameral.runtime.auth``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceSettings:
-    """Where one service keeps its events and its read models."""
-
-    events_url: str
-    reads_url: str
+def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
 
 
-@dataclass(frozen=True)
-class Settings:
+class Table(BaseModel):
+    """A ``[table]`` of settings: typed keys, an unknown key is an error, frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceSettings(Table):
+    """Where one service keeps its events and its read models (``[defaults]``,
+    ``[services.NAME]``)."""
+
+    events_url: str = DEFAULT_EVENTS_URL
+    reads_url: str = DEFAULT_READS_URL
+
+
+Seconds = Annotated[float, Field(ge=0)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+Limit = Annotated[int, Field(strict=False, ge=1024, description="bytes, at least 1024")]
+
+
+class HttpSettings(Table):
+    """Limits of the HTTP edge (``[http]``), enforced before a request does any work."""
+
+    max_body_bytes: Limit = 1 << 20
+    max_header_bytes: Limit = 64 << 10
+
+
+Port = Annotated[int, Field(strict=False, ge=0, le=65535, description="a TCP port (0-65535)")]
+
+
+def _worker_roles(roles: Mapping[str, int]) -> Mapping[str, int]:
+    stray = set(roles) - set(WORKER_ROLES)
+    if stray:
+        raise ValueError(
+            f"{sorted(stray)} are not worker roles ({', '.join(WORKER_ROLES)}); "
+            "API processes serve /metrics on their own port"
+        )
+    return _frozen(roles)
+
+
+class MetricsSettings(Table):
+    """The port of worker-only processes' ``/metrics`` and ``/health`` (``[metrics]``): one
+    per worker role (``roles``), else ``port`` for all, else an ephemeral one."""
+
+    port: Port | None = None
+    roles: Annotated[Mapping[str, Port], AfterValidator(_worker_roles)] = Field(
+        default_factory=dict
+    )
+
+
+class Settings(BaseSettings):
     """Everything a process needs to know, fixed at start."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
     app: str = ""
     data_dir: Path = Path(".bicameral")
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Annotated[int, Field(ge=0, le=65535, description="a TCP port (0-65535)")] = 8000
     transport_url: str = DEFAULT_TRANSPORT_URL
-    events_url: str = DEFAULT_EVENTS_URL
-    reads_url: str = DEFAULT_READS_URL
-    services: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    consistency_timeout: float = 5.0
-    max_consistency_timeout: float = 30.0
-    partitions: int = 8
-    lease_ttl: float = 10.0
-    auth: Mapping[str, Any] = field(default_factory=dict)
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    consistency_timeout: Seconds = 5.0
+    max_consistency_timeout: PositiveSeconds = 30.0
+    partitions: Annotated[int, Field(ge=1, description="of each projection")] = 8
+    lease_ttl: PositiveSeconds = 10.0
+    defaults: ServiceSettings = ServiceSettings()
+    http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    services: Annotated[Mapping[str, ServiceSettings], AfterValidator(_frozen)] = Field(
+        default_factory=dict
+    )
+    auth: Annotated[Mapping[str, Any], AfterValidator(_frozen)] = Field(default_factory=dict)
+    extra: Annotated[Mapping[str, Any], AfterValidator(_frozen)] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.partitions < 1 or self.lease_ttl <= 0:
-            raise ConfigurationError("partitions must be at least 1 and lease_ttl positive")
-        object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
-        object.__setattr__(self, "auth", MappingProxyType(dict(self.auth)))
-        object.__setattr__(self, "metrics", MappingProxyType(_metrics(self.metrics)))
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings(...)`` reads what ``Settings.load(...)`` reads without a file: the values
+        passed, then the ``BICAMERAL_`` variables (never ``.env`` files or unprefixed ones)."""
+        return init_settings, _Environment(settings_cls, os.environ)
+
+    @property
+    def events_url(self) -> str:
+        """Returns every service's event store URL, unless its own settings name another."""
+        return self.defaults.events_url
+
+    @property
+    def reads_url(self) -> str:
+        """Returns every service's read store URL, unless its own settings name another."""
+        return self.defaults.reads_url
 
     def _expand(self, template: str, service: str = "") -> str:
         return template.replace("{data_dir}", str(self.data_dir)).replace("{service}", service)
 
     def service(self, name: str) -> ServiceSettings:
-        """Returns the backend URLs of service ``name``."""
-        own = self.services.get(name, {})
+        """Returns the settings of service ``name``: its own over ``[defaults]``, expanded."""
+        values = self.defaults.model_dump()
+        own = self.services.get(name)
+        if own is not None:
+            values.update(own.model_dump(exclude_unset=True))
         return ServiceSettings(
-            events_url=self._expand(own.get("events_url", self.events_url), name),
-            reads_url=self._expand(own.get("reads_url", self.reads_url), name),
+            **{k: self._expand(v, name) if isinstance(v, str) else v for k, v in values.items()}
         )
 
     def metrics_port(self, roles: Iterable[str]) -> int | None:
         """Returns the metrics port of a worker-only process of ``roles``: the first of its
         roles' own ports (in ``WORKER_ROLES`` order), else ``[metrics] port``, else None."""
-        own: Mapping[str, int] = self.metrics.get("roles", {})
+        own = self.metrics.roles
         chosen = set(roles)
         for role in WORKER_ROLES:
             if role in chosen and role in own:
                 return own[role]
-        port: int | None = self.metrics.get("port")
-        return port
+        return self.metrics.port
 
     @property
     def transport(self) -> str:
@@ -119,170 +223,114 @@ class Settings:
         environ: Mapping[str, str] | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Returns settings from ``config`` (TOML), ``environ`` and ``overrides``."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        services: dict[str, dict[str, str]] = {}
+        """Returns settings from ``overrides`` (None means not given), ``environ`` (by default
+        the process's) and ``config`` (TOML), in that order of precedence."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        for key in ServiceSettings.model_fields:
+            if key in given:
+                given.setdefault("defaults", {})[key] = given.pop(key)
+        sources: list[PydanticBaseSettingsSource] = [
+            InitSettingsSource(cls, init_kwargs=given),
+            _Environment(cls, os.environ if environ is None else environ),
+        ]
         if config is not None:
-            values, services = _from_toml(Path(config))
-        for key, var in (
-            ("app", "BICAMERAL_APP"),
-            ("data_dir", "BICAMERAL_DATA_DIR"),
-            ("host", "BICAMERAL_HOST"),
-            ("port", "BICAMERAL_PORT"),
-            ("transport_url", "BICAMERAL_TRANSPORT_URL"),
-            ("events_url", "BICAMERAL_EVENTS_URL"),
-            ("reads_url", "BICAMERAL_READS_URL"),
-            ("partitions", "BICAMERAL_PARTITIONS"),
-            ("lease_ttl", "BICAMERAL_LEASE_TTL"),
-        ):
-            if env.get(var):
-                values[key] = env[var]
-        for var, value in env.items():
-            for suffix in ("_EVENTS_URL", "_READS_URL"):
-                if var.startswith("BICAMERAL_") and var.endswith(suffix) and value:
-                    name = var[len("BICAMERAL_") : -len(suffix)].lower()
-                    if name:
-                        services.setdefault(name, {})[suffix[1:].lower()] = value
-        auth = dict(values.get("auth") or {})
-        for key in ("issuer", "audience", "jwks_file", "algorithms", "leeway"):
-            if env.get(f"BICAMERAL_AUTH_{key.upper()}"):
-                auth[key] = env[f"BICAMERAL_AUTH_{key.upper()}"]
-        values["auth"] = auth
-        if env.get("BICAMERAL_METRICS_PORT"):
-            values["metrics"] = {
-                **(values.get("metrics") or {}),
-                "port": env["BICAMERAL_METRICS_PORT"],
-            }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        values["services"] = services
-        for key, value in list(values.items()):
-            if key in _CHECKS:
-                values[key] = _checked(key, value)
+            sources.append(_file(cls, Path(config)))
         try:
-            return cls(**values)
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"bad setting: {exc}") from None
+            return cls(_build_sources=(tuple(sources), {}))
+        except ValidationError as exc:
+            raise _problem(exc, config) from None
 
 
-def _port(value: Any) -> int:
-    port: int = _number(value, int)
-    if not 0 <= port <= 65535:
-        raise ValueError("not a TCP port (0-65535)")
-    return port
+def _table_keys(name: str, field: FieldInfo) -> tuple[str, ...] | None:
+    """Returns the keys of table ``name`` read from the environment, None for a plain key."""
+    if name == "auth":
+        return AUTH_KEYS
+    kind = field.annotation
+    if isinstance(kind, type) and issubclass(kind, Table):
+        return tuple(kind.model_fields)
+    return None
 
 
-def _partitions(value: Any) -> int:
-    count: int = _number(value, int)
-    if count < 1:
-        raise ValueError("a projection has at least 1 partition")
-    return count
+class _Environment(PydanticBaseSettingsSource):
+    """``BICAMERAL_<KEY>``, ``BICAMERAL_<TABLE>_<KEY>`` and ``BICAMERAL_<SERVICE>_<KEY>``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = {k: v for k, v in environ.items() if k.startswith(PREFIX) and v}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Returns the variable of a plain key (tables are read by ``__call__``)."""
+        return self.environ.get(PREFIX + field_name.upper()), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            if name in ("defaults", "services", "extra"):
+                continue
+            keys = _table_keys(name, field)
+            if keys is None:
+                value, _, _ = self.get_field_value(field, name)
+                if value is not None:
+                    values[name] = value
+                continue
+            table = {k: self.environ.get(f"{PREFIX}{name.upper()}_{k.upper()}") for k in keys}
+            if any(v is not None for v in table.values()):
+                values[name] = {k: v for k, v in table.items() if v is not None}
+        defaults: dict[str, str] = {}
+        services: dict[str, dict[str, str]] = {}
+        for key in ServiceSettings.model_fields:
+            suffix = "_" + key.upper()
+            for var, value in self.environ.items():
+                if var == PREFIX + key.upper():
+                    defaults[key] = value
+                elif var.endswith(suffix) and len(var) > len(PREFIX) + len(suffix):
+                    services.setdefault(var[len(PREFIX) : -len(suffix)].lower(), {})[key] = value
+        if defaults:
+            values["defaults"] = defaults
+        if services:
+            values["services"] = services
+        return values
 
 
-def _seconds(value: Any, *, positive: bool = False) -> float:
-    seconds = float(_number(value, float))
-    if seconds < 0 or (positive and seconds == 0):
-        raise ValueError("not a positive number of seconds" if positive else "negative")
-    return seconds
+class _File(TomlConfigSettingsSource):
+    """The TOML file, with the top-level keys of ``[defaults]`` folded into it."""
+
+    def _read_file(self, path: Any) -> dict[str, Any]:
+        try:
+            data = super()._read_file(path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
+        defaults = data.get("defaults", {})
+        if not isinstance(defaults, dict):
+            raise ConfigurationError(f"{path}: [defaults] must be a table")
+        for key in ServiceSettings.model_fields:
+            if key in data:
+                if key in defaults:
+                    raise ConfigurationError(
+                        f"{path}: {key} is set both at the top level and in [defaults]"
+                    )
+                defaults[key] = data.pop(key)
+        if defaults:
+            data["defaults"] = defaults
+        return data
 
 
-def _number(value: Any, kind: type[int] | type[float]) -> Any:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"not a {kind.__name__}")
-    if kind is int and isinstance(value, float):
-        raise ValueError("not a whole number")
-    return kind(value)
+def _file(cls: type[BaseSettings], path: Path) -> _File:
+    if not path.is_file():
+        raise ConfigurationError(f"config file not found: {path}")
+    return _File(cls, toml_file=path)
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("not a string")
-    return value
-
-
-_CHECKS: dict[str, Any] = {
-    "app": _text,
-    "data_dir": lambda v: Path(_text(v)) if not isinstance(v, Path) else v,
-    "host": _text,
-    "port": _port,
-    "transport_url": _text,
-    "events_url": _text,
-    "reads_url": _text,
-    "consistency_timeout": _seconds,
-    "max_consistency_timeout": lambda v: _seconds(v, positive=True),
-    "partitions": _partitions,
-    "lease_ttl": lambda v: _seconds(v, positive=True),
-}
-
-
-def _metrics(table: Any) -> dict[str, Any]:
-    """Returns the ``[metrics]`` table checked: ``port`` and ``roles`` (role = port)."""
-    if not isinstance(table, Mapping):
-        raise ConfigurationError("bad setting metrics: not a table")
-    unknown = set(table) - {"port", "roles"}
+def _problem(exc: ValidationError, config: Path | str | None) -> ConfigurationError:
+    """Returns one line naming every setting at fault in ``exc``."""
+    unknown, bad = [], []
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            unknown.append(key)
+        else:
+            bad.append(f"bad setting {key} = {error['input']!r}: {error['msg']}")
     if unknown:
-        raise ConfigurationError(f"unknown [metrics] settings {sorted(unknown)}")
-    checked: dict[str, Any] = {}
-    if "port" in table:
-        checked["port"] = _port_setting("metrics.port", table["port"])
-    roles = table.get("roles", {})
-    if not isinstance(roles, Mapping):
-        raise ConfigurationError("bad setting metrics.roles: not a table of role = port")
-    stray = set(roles) - set(WORKER_ROLES)
-    if stray:
-        raise ConfigurationError(
-            f"bad setting metrics.roles: {sorted(stray)} are not worker roles "
-            f"({', '.join(WORKER_ROLES)}); API processes serve /metrics on their own port"
-        )
-    checked["roles"] = MappingProxyType(
-        {role: _port_setting(f"metrics.roles.{role}", port) for role, port in roles.items()}
-    )
-    return checked
-
-
-def _port_setting(name: str, value: Any) -> int:
-    try:
-        return _port(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"bad setting {name} = {value!r}: {exc}") from None
-
-
-def _checked(key: str, value: Any) -> Any:
-    """Returns ``value`` converted for setting ``key``; ConfigurationError naming it otherwise."""
-    try:
-        return _CHECKS[key](value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"bad setting {key} = {value!r}: {exc}") from None
-
-
-def _services(path: Path, raw: Any) -> dict[str, dict[str, str]]:
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{path}: [services] must be a table of service tables")
-    services: dict[str, dict[str, str]] = {}
-    for name, table in raw.items():
-        if not isinstance(table, dict):
-            raise ConfigurationError(f"{path}: services.{name} must be a table")
-        unknown = set(table) - set(ServiceSettings.__dataclass_fields__)
-        if unknown:
-            raise ConfigurationError(
-                f"{path}: unknown settings of services.{name}: {sorted(unknown)}"
-            )
-        services[str(name)] = {k: _checked(k, v) for k, v in table.items()}
-    return services
-
-
-def _from_toml(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
-    services = _services(path, data.pop("services", {}))
-    defaults = data.pop("defaults", {})
-    values = {**data, **defaults}
-    known = set(Settings.__dataclass_fields__) - {"services"}
-    unknown = set(values) - known
-    if unknown:
-        raise ConfigurationError(f"{path}: unknown settings {sorted(unknown)}")
-    return values, services
+        origin = f"{config}: " if config is not None else ""
+        bad.insert(0, f"{origin}unknown settings: {', '.join(unknown)}")
+    return ConfigurationError("; ".join(bad))

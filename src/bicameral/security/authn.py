@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from bicameral.context import ANONYMOUS, Principal
 from bicameral.errors import AuthenticationError
-from bicameral.security.tokens import TokenVerifier
+from bicameral.security.tokens import MAX_TOKEN_BYTES, TokenVerifier, too_long
 
 __all__ = ["Authenticator", "BearerAuthenticator", "anonymous"]
 
@@ -22,7 +22,8 @@ async def anonymous(request: Request) -> Principal:
 
 
 class BearerAuthenticator:
-    """Reads ``Authorization: Bearer <jwt>``: no header is anonymous, a bad token is refused."""
+    """Reads ``Authorization: Bearer <jwt>``: no header is anonymous, a bad token is refused,
+    and a token longer than ``MAX_TOKEN_BYTES`` is refused unread."""
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self.verifier = verifier
@@ -32,8 +33,12 @@ class BearerAuthenticator:
         header = request.headers.get("authorization")
         if header is None:
             return ANONYMOUS
+        if len(header) > MAX_TOKEN_BYTES + 16:  # room for the scheme and spaces
+            raise too_long()
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthenticationError("send credentials as 'Authorization: Bearer <token>'")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise too_long()
         return self.verifier.verify(token)

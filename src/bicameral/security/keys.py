@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import stat
 import threading
 from pathlib import Path
@@ -21,6 +22,7 @@ import jwt
 from jwt import PyJWK
 
 from bicameral.errors import AuthenticationError, ConfigurationError
+from bicameral.files import FILE_MODE, private_dir
 
 __all__ = [
     "EMBEDDED_KEY_FILE",
@@ -30,6 +32,7 @@ __all__ = [
     "KeySet",
     "VerificationKey",
     "embedded_secret",
+    "existing_secret",
 ]
 
 log = logging.getLogger("bicameral.security")
@@ -66,10 +69,11 @@ def embedded_secret(data_dir: Path) -> bytes:
     """
     path = Path(data_dir) / EMBEDDED_KEY_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
+            os.fchmod(fd, FILE_MODE)  # the umask may have taken bits from it
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_urlsafe(48) + "\n")
                 out.flush()
@@ -78,6 +82,22 @@ def embedded_secret(data_dir: Path) -> bytes:
                 os.link(tmp, path)
         finally:
             tmp.unlink()
+    return _read_secret(path)
+
+
+def existing_secret(data_dir: Path) -> bytes:
+    """Returns the embedded HS256 secret of ``data_dir``; never makes one.
+
+    Raises ConfigurationError, in one line naming the file looked for and how to make it,
+    when the server never started on that data dir.
+    """
+    path = Path(data_dir) / EMBEDDED_KEY_FILE
+    if not path.exists():
+        raise ConfigurationError(
+            f"no signing key at {path.absolute()}: start the server first "
+            f"(bicameral up --data-dir {shlex.quote(str(data_dir))} makes it), "
+            "or name the data dir it runs on with --data-dir"
+        )
     return _read_secret(path)
 
 

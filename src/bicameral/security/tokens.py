@@ -21,9 +21,11 @@ from bicameral.context import Principal
 from bicameral.errors import AuthenticationError, ConfigurationError
 from bicameral.security.keys import EMBEDDED_KID, KeySet
 
-__all__ = ["MAX_LEEWAY", "TokenVerifier", "issue_token", "parse_ttl"]
+__all__ = ["MAX_LEEWAY", "MAX_TOKEN_BYTES", "TokenVerifier", "issue_token", "parse_ttl", "too_long"]
 
 MAX_LEEWAY = 30.0
+MAX_TOKEN_BYTES = 8192
+"""The longest token read (8 KiB); a longer one is refused before any decoding."""
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -75,6 +77,11 @@ _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
 )
 
 
+def too_long() -> AuthenticationError:
+    """Returns the refusal of a token longer than ``MAX_TOKEN_BYTES``."""
+    return AuthenticationError(f"the bearer token is longer than {MAX_TOKEN_BYTES} bytes (8 KiB)")
+
+
 def _reason(exc: jwt.PyJWTError) -> str:
     for cls, text in _REASONS:
         if isinstance(exc, cls):
@@ -102,6 +109,8 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Returns the principal a valid token names; raises AuthenticationError otherwise."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise too_long()
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

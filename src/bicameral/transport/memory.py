@@ -30,6 +30,9 @@ class MemoryTransport:
     async def close(self) -> None:
         """Does nothing."""
 
+    async def ping(self) -> None:
+        """Returns at once: memory is always there."""
+
     async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:
         """Appends events not seen before, in order."""
         log = self._logs.setdefault(source, [])

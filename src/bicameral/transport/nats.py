@@ -150,6 +150,13 @@ class NatsTransport:
             raise BackendError("transport is not started")
         return self._js
 
+    async def ping(self) -> None:
+        """Returns once JetStream answered a request (its account information)."""
+        try:
+            await self.js.account_info()
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BackendError(f"nats unreachable at {self.url}: {exc or 'timeout'}") from exc
+
     def stream(self, source: str) -> str:
         """Returns the stream name of ``source``."""
         return f"{self.prefix.upper()}_{nats_name(source)}"

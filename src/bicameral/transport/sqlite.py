@@ -12,22 +12,15 @@ import sqlite3
 from collections.abc import Sequence
 
 from bicameral.consistency import Notifier
+from bicameral.drivers.resources import resource
 from bicameral.drivers.sqlite import connect
 from bicameral.envelope import Envelope, decode, encode
 from bicameral.errors import BackendError
 
 __all__ = ["SqliteSubscription", "SqliteTransport"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    source TEXT NOT NULL, position INTEGER NOT NULL, id TEXT NOT NULL UNIQUE,
-    body BLOB NOT NULL, PRIMARY KEY (source, position)
-);
-CREATE TABLE IF NOT EXISTS consumers (
-    name TEXT NOT NULL, source TEXT NOT NULL, position INTEGER NOT NULL,
-    PRIMARY KEY (name, source)
-);
-"""
+SCHEMA = resource("bicameral.transport", "sqlite.sql")
+"""The schema (``sqlite.sql``), created if missing at every start."""
 _POLL = 0.05
 
 
@@ -61,6 +54,13 @@ class SqliteTransport:
         if self._conn is None:
             raise BackendError("transport is not started")
         return self._conn
+
+    async def ping(self) -> None:
+        """Returns once the file answers a read."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendError(f"transport {self.path}: {exc}") from exc
 
     async def publish(self, source: str, envelopes: Sequence[Envelope]) -> None:
         """Writes events in one transaction; ids already held are dropped."""

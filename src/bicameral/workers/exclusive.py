@@ -4,7 +4,9 @@ The copy holding the worker's lease runs its steps and renews the lease with eac
 stand by and take over once it expires (a killed copy) or is released (a stopped one). The
 lease saves work only: a copy that overruns its lease while another takes over still changes
 nothing twice, because the transport drops republished events by id and reactions carry
-idempotency keys.
+idempotency keys, and it cannot move the worker's checkpoint back, because checkpoints move
+by compare-and-set. Transient failures (of the lease or of the worker) are retried with
+backoff; any other leaves ``run``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import contextlib
 import logging
 from typing import Protocol
 
-from bicameral.errors import BicameralError
 from bicameral.ports import ReadStore
+from bicameral.workers.retry import pause, retrying
 
 __all__ = ["Exclusive", "Steppable"]
 
@@ -53,31 +55,35 @@ class Exclusive:
         copy holds it, or ``stop``), not after a failed step: a worker whose backend is away
         still reports its growing lag.
         """
-        holding = False  # this copy held the lease at its last try
+        holding = acquired = False  # held at the last try; held at all
         working = False  # the worker stepped since it was last reset
-        try:
-            while not stop.is_set():
-                try:
-                    if await self.leases.acquire_lease(self.name, self.owner, self.ttl):
-                        if not holding:
-                            self.worker.reset()
-                            holding = True
-                        working = True
-                        await self.worker.step(timeout=min(0.5, self.ttl / 3))
-                        continue
-                    holding = False
-                    if working:
+
+        async def turn() -> None:
+            nonlocal holding, acquired, working
+            try:
+                if await self.leases.acquire_lease(self.name, self.owner, self.ttl):
+                    acquired = True
+                    if not holding:
                         self.worker.reset()
-                        working = False
-                except BicameralError as exc:
-                    holding = False  # unsure: the worker is reset when the lease is next tried
-                    log.warning("%s: %s; retrying", self.name, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(1.0, self.ttl / 3))
+                        holding = True
+                    working = True
+                    await self.worker.step(timeout=min(0.5, self.ttl / 3))
+                    return
+            except BaseException:
+                holding = False  # unsure: the worker is reset when the lease is next held
+                raise
+            holding = False
+            if working:
+                self.worker.reset()
+                working = False
+            await pause(min(1.0, self.ttl / 3), stop)
+
+        try:
+            await retrying(turn, stop, name=self.name, logger=log)
         finally:
             if working:
                 self.worker.reset()
-            if holding:
+            if acquired:
                 with contextlib.suppress(Exception):
                     await self.leases.release_lease(self.name, self.owner)
 

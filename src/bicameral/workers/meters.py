@@ -34,25 +34,26 @@ from dataclasses import dataclass, field
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 
 from bicameral.envelope import Envelope
-from bicameral.errors import BackendError, ConcurrencyError
+from bicameral.parking import ParkedSequence
+from bicameral.workers.retry import TRANSIENT
 
-__all__ = ["CONSUMERS", "ConsumerMeters", "Head", "Meter", "error_kind"]
+__all__ = ["CONSUMERS", "ConsumerMeters", "Head", "Meter", "Parked", "error_kind"]
 
 log = logging.getLogger("bicameral.workers.meters")
 
 Head = Callable[[], Awaitable[int]]
 """Returns the head (last position) of a consumer's source."""
+Parked = Callable[[], Awaitable[Sequence[ParkedSequence]]]
+"""Returns the parked sequences of a read store (of every consumer it keeps)."""
 
 KINDS = ("transient", "poison")
 LABELS = ("service", "consumer", "partition")
 
 
-TRANSIENT = (BackendError, ConcurrencyError, TimeoutError, ConnectionError)
-
-
 def error_kind(exc: BaseException) -> str:
-    """Returns ``transient`` for failures that may pass by themselves (a backend away, a lost
-    connection, a conflict), ``poison`` for the others (a handler or the decoding raised)."""
+    """Returns ``transient`` for failures that may pass by themselves
+    (``bicameral.workers.retry.TRANSIENT``: a backend away, a lost connection, a conflict),
+    ``poison`` for the others (a handler, the decoding or the read store raised)."""
     return "transient" if isinstance(exc, TRANSIENT) else "poison"
 
 
@@ -64,6 +65,9 @@ class Meter:
     consumer: str
     partition: str = ""
     head_of: Head | None = None
+    parked_of: Parked | None = None
+    """Reads the parked sequences where this consumer parks; ``parks`` picks its own."""
+    parks: Callable[[ParkedSequence], bool] | None = None
     position: int = 0
     head: int = 0
     pending_since: float | None = None
@@ -113,7 +117,7 @@ class Meter:
         return kind
 
     def parked(self, count: int) -> None:
-        """Writes how many events of this consumer are parked now (set by parking)."""
+        """Writes how many events of this consumer are parked now (read at each scrape)."""
         self.parked_events = count
 
     def release(self) -> None:
@@ -135,15 +139,23 @@ class ConsumerMeters:
         self._meters: dict[tuple[str, str, str], Meter] = {}
 
     def meter(
-        self, service: str, consumer: str, partition: str = "", head: Head | None = None
+        self,
+        service: str,
+        consumer: str,
+        partition: str = "",
+        head: Head | None = None,
+        parked: tuple[Parked, Callable[[ParkedSequence], bool]] | None = None,
     ) -> Meter:
-        """Returns the meter of one consumer, made on first use; ``head`` reads its source's."""
+        """Returns the meter of one consumer, made on first use; ``head`` reads its source's,
+        ``parked`` the parked sequences of its read store and which of them are its own."""
         key = (service, consumer, partition)
         found = self._meters.get(key)
         if found is None:
             found = self._meters[key] = Meter(service, consumer, partition)
         if head is not None:
             found.head_of = head
+        if parked is not None:
+            found.parked_of, found.parks = parked
         return found
 
     def meters(self) -> list[Meter]:
@@ -155,24 +167,35 @@ class ConsumerMeters:
         self._meters.clear()
 
     async def refresh(self, timeout: float = 2.0) -> None:
-        """Reads the source heads of the active consumers (each source once), each within
-        ``timeout`` seconds.
+        """Reads the source heads and the parked events of the active consumers (each source
+        and each read store once), each within ``timeout`` seconds.
 
-        A head that cannot be read (a backend away) keeps its last value: the lag in seconds
-        still grows while the position stands.
+        A head or a count that cannot be read (a backend away) keeps its last value: the lag in
+        seconds still grows while the position stands.
         """
-        active = [(m, m.head_of) for m in self._meters.values() if m.active and m.head_of]
-        readers = list(dict.fromkeys(read for _, read in active))
+        active = [m for m in self._meters.values() if m.active]
+        heads = [(m, m.head_of) for m in active if m.head_of]
+        parked = [(m, m.parked_of, m.parks) for m in active if m.parked_of and m.parks]
+        readers: list[Callable[[], Awaitable[object]]] = list(
+            dict.fromkeys([*(read for _, read in heads), *(read for _, read, _ in parked)])
+        )
         results = await asyncio.gather(
             *(asyncio.wait_for(read(), timeout) for read in readers), return_exceptions=True
         )
-        heads = dict(zip(readers, results, strict=True))
-        for meter, read in active:
-            head = heads[read]
-            if isinstance(head, BaseException):
-                log.debug("head of %s unread: %s", meter.labels, head)
-            else:
+        found = dict(zip(readers, results, strict=True))
+        for meter, read in heads:
+            head = found[read]
+            if isinstance(head, int):
                 meter.saw_head(head)
+            else:
+                log.debug("head of %s unread: %s", meter.labels, head)
+        for meter, reader, mine in parked:
+            sequences = found[reader]
+            if isinstance(sequences, BaseException):
+                log.debug("parked events of %s unread: %s", meter.labels, sequences)
+                continue
+            assert isinstance(sequences, Sequence)
+            meter.parked(sum(len(s.events) for s in sequences if mine(s)))
 
     def describe(self) -> Iterable[Metric]:
         """Returns the metric families, empty, for the registry to check their names."""

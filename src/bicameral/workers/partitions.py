@@ -37,6 +37,7 @@ from bicameral.ports import ReadStore
 from bicameral.projection import Projection, partition_checkpoints, projection_position
 from bicameral.workers.feeds import Feed, LogFeed
 from bicameral.workers.projector import Projector
+from bicameral.workers.retry import TRANSIENT, Backoff, pause, retrying
 
 __all__ = [
     "FeedFactory",
@@ -140,6 +141,8 @@ class ProjectorGroup:
         worker: str | None = None,
         notifier: Notifier | None = None,
         batch_size: int = 500,
+        service: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("partitions must be at least 1")
@@ -166,8 +169,11 @@ class ProjectorGroup:
                     notifier=notifier,
                     checkpoint=name,
                     accepts=None if partitions == 1 else _accepts(projection, index, partitions),
+                    service=service,
+                    consumer=base,
                 )
                 lane.append(_Slot(index, f"partitions/{group}/{name}", projector))
+        self._clock = clock
         self._renewed = -float("inf")
 
     @property
@@ -224,6 +230,7 @@ class ProjectorGroup:
         Partitions no longer assigned, or whose lease another worker took, are marked to be
         given up by their lane.
         """
+        renewed = self._clock()  # before the round trips: a lease may run from the request on
         await self.store.acquire_lease(self.member_lease, self.worker, self.ttl)
         mine = assigned(self.worker, await self.members(), self.partitions)
         before = set(self.owned)
@@ -232,7 +239,7 @@ class ProjectorGroup:
                 slot.lease, self.worker, self.ttl
             )
             slot.leased = slot.leased or slot.owned
-        self._renewed = time.monotonic()
+        self._renewed = renewed
         after = set(self.owned)
         if after != before:
             log.info(
@@ -244,9 +251,14 @@ class ProjectorGroup:
                 sorted(before - after),
             )
 
+    @property
+    def lease_deadline(self) -> float:
+        """Returns when (by ``clock``) the leases may run out unless renewed before."""
+        return self._renewed + self.ttl
+
     def _expire(self) -> None:
         """Stops folding every partition once the leases may have run out unrenewed."""
-        if time.monotonic() - self._renewed > self.ttl:
+        if self._clock() > self.lease_deadline:
             for slot in self.slots:
                 slot.owned = False
 
@@ -258,6 +270,8 @@ class ProjectorGroup:
                 slot.projector.meter.release()
                 await slot.projector.feed.close()
                 await self.store.release_lease(slot.lease, self.worker)
+            if slot.owned and not slot.active:
+                slot.projector.forget_parked()  # another worker may have parked meanwhile
             slot.active = slot.owned
         return [slot for slot in lane if slot.active]
 
@@ -288,30 +302,28 @@ class ProjectorGroup:
         await self.store.release_lease(self.member_lease, self.worker)
 
     async def _beat(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(cap=self.ttl / 3)
         wait = self.ttl / 3
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+            await pause(wait, stop)
             if stop.is_set():
                 return
             wait = self.ttl / 3
             try:
                 await self.heartbeat()
-            except BicameralError as exc:
-                log.warning("%s: heartbeat failed: %s", self.group, exc)
+                backoff.reset()
+            except TRANSIENT as exc:
                 self._expire()
-                wait = min(wait, 1.0)
+                wait = backoff.delay()
+                log.warning("%s: heartbeat failed: %s; retrying in %.1fs", self.group, exc, wait)
 
     async def _run_lane(self, lane: Sequence[_Slot], stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                self._expire()
-                if not await self._step_lane(lane, 0.5) and not any(s.active for s in lane):
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 0.5)
-            except BicameralError as exc:
-                log.warning("%s: %s; retrying", lane[0].projector.checkpoint_name, exc)
-                await asyncio.sleep(1.0)
+        async def turn() -> None:
+            self._expire()
+            if not await self._step_lane(lane, 0.5) and not any(s.active for s in lane):
+                await pause(0.5, stop)
+
+        await retrying(turn, stop, name=lane[0].projector.checkpoint_name, logger=log)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Heartbeats and folds until ``stop`` is set, then leaves the group."""

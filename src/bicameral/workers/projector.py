@@ -8,22 +8,29 @@ checkpoint cannot both commit a batch.
 A projector given ``accepts`` (one partition of a shared projection, see
 ``bicameral.workers.partitions``) folds only the events it accepts but moves its own checkpoint over
 every event it reads, so a partition with no events of its own still keeps up.
+
+Failures: a transient one (``workers.retry.TRANSIENT``) fails the step, to be retried whole. Any
+other exception, from a handler, from decoding an event or from storing a document, is poison:
+the batch is folded again event by event, the failing event is tried ``projection.retries``
+more times, then parked, and every later event of its partition key parks behind it, in the
+same commit that moves the checkpoint (see ``bicameral.parking``); other keys go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bicameral import metrics
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
-from bicameral.errors import BicameralError
+from bicameral.parking import Failure, Park
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection, View
 from bicameral.workers.feeds import Feed
 from bicameral.workers.meters import Meter
+from bicameral.workers.retry import TRANSIENT, retrying
 
 __all__ = ["Projector"]
 
@@ -31,7 +38,11 @@ log = logging.getLogger("bicameral.workers.projector")
 
 
 class Projector:
-    """Folds ``feed`` into ``store`` through ``projection``."""
+    """Folds ``feed`` into ``store`` through ``projection``.
+
+    ``consumer`` names it among parked events (by default its checkpoint's name; the partitions
+    of one projection share their projection's), ``service`` the service it serves.
+    """
 
     def __init__(
         self,
@@ -43,6 +54,9 @@ class Projector:
         notifier: Notifier | None = None,
         checkpoint: str | None = None,
         accepts: Callable[[Envelope], bool] | None = None,
+        service: str = "",
+        consumer: str | None = None,
+        retry_delay: float = 0.1,
     ) -> None:
         self.projection = projection
         self.feed = feed
@@ -53,21 +67,38 @@ class Projector:
         self.accepts = accepts
         self.meter = Meter("", self.checkpoint_name)
         """Where this projector stands, for ``/metrics`` (the runtime names and registers it)."""
+        self.service = service
+        self.consumer = consumer or projection.checkpoint(feed.source)
+        self.retry_delay = retry_delay
+        self._parked: set[str] | None = None
 
     async def prepare(self) -> None:
         """Declares the projection's collections and indexes in the read store."""
         for collection, indexes in self.projection.collections.items():
             await self.store.declare(self.projection.table(collection), indexes)
 
+    def forget_parked(self) -> None:
+        """Reads the parked keys again before the next batch (another copy may have parked)."""
+        self._parked = None
+
     async def step(self, timeout: float = 1.0) -> int:
-        """Folds the next batch, if any; returns how many events its checkpoint moved over."""
+        """Folds the next batch, if any; returns how many events its checkpoint moved over.
+
+        A commit refused because the checkpoint or the parked sequences moved meanwhile (another
+        copy, a retry, a skip) is made again from what the store holds now, a few times.
+        """
         try:
-            return await self._step(timeout)
+            for _ in range(3):
+                moved = await self._step(timeout)
+                if moved is not None:
+                    return moved
+                timeout = 0.0
         except Exception as exc:
             self.meter.failed(exc)
             raise
+        return 0
 
-    async def _step(self, timeout: float) -> int:
+    async def _step(self, timeout: float) -> int | None:
         name = self.checkpoint_name
         after = await self.store.checkpoint(name)
         self.meter.at(after)
@@ -77,12 +108,24 @@ class Projector:
         self.meter.fetched(batch)
         if not batch:
             return 0
-        mine = batch if self.accepts is None else [e for e in batch if self.accepts(e)]
-        view = View(self.projection, self.store)
-        await self.projection.fold(mine, view)
-        if not await self.store.commit(name, after, batch[-1].position, view.changes):
-            log.info("%s: checkpoint moved by another projector; re-reading", name)
-            return 0
+        mine = [
+            e
+            for e in batch
+            if self.projection.handles(e) and (self.accepts is None or self.accepts(e))
+        ]
+        if self._parked is None:
+            self._parked = await self.store.parked_keys(self.consumer)
+        parked = self._parked
+        key = self.projection.partition_key
+        committed: bool | None = None
+        if not parked or not any(key(e) in parked for e in mine):
+            committed = await self._whole(after, batch, mine)
+        if committed is None:
+            committed = await self._careful(after, batch, mine, parked)
+        if not committed:
+            self._parked = None
+            log.info("%s: checkpoint or parked events moved meanwhile; re-reading", name)
+            return None
         self.meter.handled(batch[-1].position)
         await self.feed.ack(batch)
         metrics.PROJECTED_EVENTS.labels(self.projection.name).inc(len(mine))
@@ -90,15 +133,143 @@ class Projector:
             self.notifier.notify()
         return len(batch)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Folds batches until ``stop`` is set; backs off and retries on backend errors."""
-        await self.prepare()
-        while not stop.is_set():
+    async def _whole(self, after: int, batch: list[Envelope], mine: list[Envelope]) -> bool | None:
+        """Folds and commits the batch at once; None when something in it is poison."""
+        view = View(self.projection, self.store)
+        try:
+            await self.projection.fold(mine, view)
+            return await self.store.commit(
+                self.checkpoint_name, after, batch[-1].position, view.changes
+            )
+        except Exception as exc:
+            if isinstance(exc, TRANSIENT):
+                raise
+            return None
+
+    async def _careful(
+        self, after: int, batch: list[Envelope], mine: list[Envelope], parked: set[str]
+    ) -> bool:
+        """Folds the batch event by event, parking what fails and what follows it; commits once.
+
+        If the commit itself is refused as poison (a document the store cannot hold), commits
+        event by event instead, so only the event whose document fails is parked.
+        """
+        blocked = set(parked)
+        view = View(self.projection, self.store)
+        try:
+            await self.projection.prefetch([e for e in mine if self._key(e) not in blocked], view)
+        except Exception as exc:
+            if isinstance(exc, TRANSIENT):
+                raise
+        parks: list[Park] = []
+        for env in mine:
+            key = self._key(env)
+            if key in blocked:
+                parks.append(Park(self.service, self.consumer, key, env))
+                continue
+            failure = await self._attempt(env, view)
+            if failure is not None:
+                parks.append(self._open(key, env, failure))
+                blocked.add(key)
+        try:
+            done = await self.store.commit(
+                self.checkpoint_name, after, batch[-1].position, view.changes, parks
+            )
+        except Exception as exc:
+            if isinstance(exc, TRANSIENT):
+                raise
+            return await self._one_by_one(after, batch, mine, set(parked))
+        self._note(parks, done)
+        return done
+
+    async def _one_by_one(
+        self, after: int, batch: list[Envelope], mine: list[Envelope], blocked: set[str]
+    ) -> bool:
+        """Commits each event of the batch on its own, parking what fails, handler or store."""
+        name, prev = self.checkpoint_name, after
+        for env in mine:
+            key = self._key(env)
+            if key in blocked:
+                parks = [Park(self.service, self.consumer, key, env)]
+                done = await self.store.commit(name, prev, env.position, {}, parks)
+            else:
+                failure = None
+                for attempt in range(self.projection.retries + 1):
+                    view = View(self.projection, self.store)
+                    try:
+                        await self.projection.apply(env, view)
+                        done = await self.store.commit(name, prev, env.position, view.changes)
+                        break
+                    except Exception as exc:
+                        if isinstance(exc, TRANSIENT):
+                            raise
+                        self.meter.failed(exc)
+                        failure = Failure.of(exc, attempt + 1)
+                        await self._pause(attempt)
+                else:
+                    assert failure is not None
+                    parks = [self._open(key, env, failure)]
+                    done = await self.store.commit(name, prev, env.position, {}, parks)
+                    blocked.add(key)
+                    self._note(parks, done)
+            if not done:
+                return False
+            prev = env.position
+        if prev != batch[-1].position:
+            return await self.store.commit(name, prev, batch[-1].position, {})
+        return True
+
+    async def _attempt(self, env: Envelope, view: View) -> Failure | None:
+        """Applies ``env`` to ``view``, tried up to 1 + retries times; returns the last failure."""
+        failure = None
+        for attempt in range(self.projection.retries + 1):
+            mark = view.savepoint()
             try:
-                await self.step(timeout=0.5)
-            except BicameralError as exc:
-                log.warning("%s: %s; retrying", self.checkpoint_name, exc)
-                await asyncio.sleep(1.0)
+                await self.projection.apply(env, view)
+                return None
+            except Exception as exc:
+                if isinstance(exc, TRANSIENT):
+                    raise
+                view.rollback(mark)
+                self.meter.failed(exc)
+                failure = Failure.of(exc, attempt + 1)
+                await self._pause(attempt)
+        return failure
+
+    async def _pause(self, attempt: int) -> None:
+        if attempt < self.projection.retries and self.retry_delay > 0:
+            await asyncio.sleep(self.retry_delay * 2**attempt)
+
+    def _key(self, env: Envelope) -> str:
+        return self.projection.partition_key(env)
+
+    def _open(self, key: str, env: Envelope, failure: Failure) -> Park:
+        log.error(
+            "%s: parked event %s (%s, position %d) of %r after %d attempts: %s: %s; later events "
+            "of %r park behind it until `bicameral dlq retry` or `skip`\n%s",
+            self.consumer,
+            env.id,
+            env.type,
+            env.position,
+            key,
+            failure.attempts,
+            failure.error,
+            failure.message,
+            key,
+            failure.traceback,
+        )
+        return Park(self.service, self.consumer, key, env, failure)
+
+    def _note(self, parks: Sequence[Park], done: bool) -> None:
+        if done and parks:
+            metrics.PARKED_EVENTS.labels(self.consumer).inc(len(parks))
+            if self._parked is not None:
+                self._parked.update(p.key for p in parks)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Folds batches until ``stop`` is set; backs off and retries on transient failures."""
+        await self.prepare()
+        await retrying(lambda: self.step(timeout=0.5), stop, name=self.checkpoint_name, logger=log)
 
     async def catch_up(self) -> int:
         """Folds until the feed has nothing more right now; returns the events committed."""

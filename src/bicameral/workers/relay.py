@@ -4,6 +4,10 @@ It saves its checkpoint after each published batch. When it starts, and after an
 error, it resumes from the lower of its checkpoint and the transport's head, so events a broker
 lost after acknowledging them (a killed NATS server) are published again; the transport drops
 the overlap by event id, so subscribers see each once.
+
+The checkpoint only moves forward, and only from the value this relay last read or wrote
+(compare-and-set): a relay that lost its lease to another copy finds the checkpoint moved,
+writes nothing and starts over from the checkpoint at its next step.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bicameral.errors import BicameralError
 from bicameral.ports import EventStore, Transport
 from bicameral.workers.meters import Meter
+from bicameral.workers.retry import retrying
 
 __all__ = ["Relay"]
 
@@ -32,6 +36,7 @@ class Relay:
         self._after: int | None = None
         self.meter = Meter(store.service, CHECKPOINT)
         """Where this relay stands, for ``/metrics`` (the runtime registers it)."""
+        self._saved = 0
 
     def reset(self) -> None:
         """Resumes from the checkpoint and the transport's head at the next step; stops
@@ -51,8 +56,8 @@ class Relay:
 
     async def _step(self, timeout: float) -> int:
         if self._after is None:
-            saved = await self.store.load_checkpoint(CHECKPOINT)
-            self._after = min(saved, await self.transport.head(self.store.service))
+            self._saved = await self.store.load_checkpoint(CHECKPOINT)
+            self._after = min(self._saved, await self.transport.head(self.store.service))
         after = self._after
         self.meter.at(after)
         batch = await self.store.read_all(after, self.batch_size)
@@ -62,16 +67,18 @@ class Relay:
             batch = await self.store.read_all(after, self.batch_size)
         self.meter.fetched(batch)
         await self.transport.publish(self.store.service, batch)
-        self._after = batch[-1].position
-        await self.store.save_checkpoint(CHECKPOINT, batch[-1].position)
-        self.meter.handled(batch[-1].position)
+        self._after = end = batch[-1].position
+        if end > self._saved:
+            if not await self.store.save_checkpoint(CHECKPOINT, end, expected=self._saved):
+                log.info("relay %s: checkpoint moved by another relay", self.store.service)
+                self._after = None
+                return 0
+            self._saved = end
+        self.meter.handled(end)
         return len(batch)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publishes until ``stop`` is set; backs off and retries on backend errors."""
-        while not stop.is_set():
-            try:
-                await self.step(timeout=0.5)
-            except BicameralError as exc:
-                log.warning("relay %s: %s; retrying", self.store.service, exc)
-                await asyncio.sleep(1.0)
+        """Publishes until ``stop`` is set; backs off and retries on transient failures."""
+        await retrying(
+            lambda: self.step(timeout=0.5), stop, name=f"relay {self.store.service}", logger=log
+        )

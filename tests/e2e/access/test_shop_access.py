@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.e2e.access.conftest import CREDENTIALS, Api, Credentials
@@ -41,16 +42,17 @@ class Call:
 
 
 ORDER = {"order_id": "o-alice"}
+ALICES = {**ORDER, "customer_id": "alice"}
 LINES = [{"sku": "mug", "quantity": 1}]
 CALLS = [
     Call(
         "inventory", "RegisterProduct", {"sku": "cup", "name": "Cup", "price_cents": 900}, "staff"
     ),
     Call("inventory", "ReceiveStock", {"sku": "mug", "quantity": 3}, "staff"),
-    Call("inventory", "ReserveStock", {**ORDER, "lines": LINES}, "internal"),
-    Call("inventory", "ReleaseStock", ORDER, "internal"),
-    Call("inventory", "SellStock", ORDER, "internal"),
-    Call("inventory", "ReturnStock", ORDER, "internal"),
+    Call("inventory", "ReserveStock", {**ALICES, "lines": LINES}, "internal"),
+    Call("inventory", "ReleaseStock", ALICES, "internal"),
+    Call("inventory", "SellStock", ALICES, "internal"),
+    Call("inventory", "ReturnStock", ALICES, "internal"),
     Call("inventory", "GetProduct", {"sku": "mug"}, "public"),
     Call("inventory", "ListProducts", {}, "public"),
     Call("payments", "DepositFunds", {"customer_id": "alice", "amount_cents": 500}, "own name"),
@@ -72,11 +74,12 @@ CALLS = [
     Call(
         "orders",
         "RecordReservation",
-        {**ORDER, "lines": [{**LINES[0], "name": "Mug", "unit_price_cents": 1}], "total_cents": 1},
+        {**ALICES, "lines": [{**LINES[0], "name": "Mug", "unit_price_cents": 1}], "total_cents": 1},
         "internal",
     ),
-    Call("orders", "ConfirmOrder", ORDER, "internal"),
-    Call("orders", "RejectOrder", {**ORDER, "reason": "out_of_stock"}, "internal"),
+    Call("orders", "ConfirmOrder", ALICES, "internal"),
+    Call("orders", "RejectOrder", {**ALICES, "reason": "out_of_stock"}, "internal"),
+    Call("orders", "IndexOrderId", ALICES, "internal"),
     Call("orders", "GetOrder", ORDER, "own order"),
     Call("orders", "ListCustomerOrders", {"customer_id": "alice"}, "own name"),
 ]
@@ -186,6 +189,86 @@ async def test_another_customers_order_looks_like_one_that_does_not_exist(
     assert strip(theirs.json()) | {"detail": ""} == strip(missing.json()) | {"detail": ""}
     assert theirs.json()["detail"] == "no order 'o-alice'"
     assert missing.json()["detail"] == "no order 'o-nobody'"
+
+
+def _answer(response: httpx.Response, order_id: str) -> tuple[int, Any]:
+    """Returns a response as a customer sees it, with the order id they chose taken out."""
+    body = response.json()
+    body.pop("consistency_token", None)
+    body.pop("position", None)  # the log's position moves with every customer's commands
+    body.pop("instance", None)
+    return response.status_code, orjson.loads(orjson.dumps(body).replace(order_id.encode(), b"ID"))
+
+
+CAROL = ("carol", ("customer",))
+
+
+@pytest.mark.parametrize("customer_id", ["alice", None])
+async def test_placing_another_customers_order_id_answers_as_a_new_id_would(
+    api: Api, credentials: Credentials, customer_id: str | None
+) -> None:
+    """Order ids are per customer: whether alice and carol have an o-alice changes nothing bob
+    is told, by CancelOrder and GetOrder before and after he places his own, or by PlaceOrder."""
+    await shop_with_a_confirmed_order(api, credentials)
+    bob, alice = credentials("right", *BOB), credentials("right", *ALICE)
+    carols = {**ORDER, "customer_id": "carol", "lines": LINES}
+    placed = await api.client.post(
+        "/orders/commands/PlaceOrder", json=carols, headers=credentials("right", *CAROL)
+    )
+    assert placed.status_code == 200
+    await settle(api.node)
+    answers: dict[str, list[tuple[int, Any]]] = {}
+    for order_id in ("o-alice", "o-fresh"):  # an id two others used, and one nobody used
+        place = {"order_id": order_id, "customer_id": "bob", "lines": LINES}
+        about = {"order_id": order_id} | ({"customer_id": customer_id} if customer_id else {})
+        got = [
+            await api.client.post("/orders/commands/CancelOrder", json=about, headers=bob),
+            await api.client.get("/orders/queries/GetOrder", params=about, headers=bob),
+            await api.client.post("/orders/commands/PlaceOrder", json=place, headers=bob),
+            await api.client.post("/orders/commands/PlaceOrder", json=place, headers=bob),
+        ]
+        await settle(api.node)
+        got += [
+            await api.client.get("/orders/queries/GetOrder", params=about, headers=bob),
+            await api.client.post("/orders/commands/CancelOrder", json=about, headers=bob),
+        ]
+        answers[order_id] = [_answer(r, order_id) for r in got]
+    assert answers["o-alice"] == answers["o-fresh"]
+    assert [status for status, _ in answers["o-alice"]] == (
+        [404, 404, 200, 409, 404, 404] if customer_id else [404, 404, 200, 409, 200, 409]
+    )
+    listed = await api.client.get(
+        "/orders/queries/ListCustomerOrders", params={"customer_id": "bob"}, headers=bob
+    )
+    assert sorted(o["order_id"] for o in listed.json()["items"]) == ["o-alice", "o-fresh"]
+    theirs = await api.client.get("/orders/queries/GetOrder", params=ORDER, headers=alice)
+    assert theirs.json()["customer_id"] == "alice"
+    assert theirs.json()["status"] == "CONFIRMED"
+
+
+async def test_an_admin_names_the_customer_of_an_order_id_several_customers_use(
+    api: Api, credentials: Credentials
+) -> None:
+    await shop_with_a_confirmed_order(api, credentials)
+    root, bob = credentials("right", *ROOT), credentials("right", *BOB)
+    alone = await api.client.post("/orders/commands/CancelOrder", json=ORDER, headers=root)
+    assert alone.status_code == 200  # one customer used o-alice: the admin needs no customer_id
+    place = {**ORDER, "customer_id": "bob", "lines": LINES}
+    assert (
+        await api.client.post("/orders/commands/PlaceOrder", json=place, headers=bob)
+    ).is_success
+    await settle(api.node)
+    both = await api.client.get("/orders/queries/GetOrder", params=ORDER, headers=root)
+    assert both.status_code == 422
+    assert both.json()["errors"][0]["loc"] == ["query", "customer_id"]
+    again = await api.client.post("/orders/commands/CancelOrder", json=ORDER, headers=root)
+    assert again.status_code == 422
+    assert again.json()["errors"][0]["loc"] == ["body", "customer_id"]
+    for customer, status in (("alice", "CANCELLED"), ("bob", "REJECTED")):
+        one = await api.client.get(
+            "/orders/queries/GetOrder", params={**ORDER, "customer_id": customer}, headers=root
+        )
+        assert (one.json()["customer_id"], one.json()["status"]) == (customer, status)
 
 
 async def test_a_customer_lists_only_their_own_orders(api: Api, credentials: Credentials) -> None:

@@ -20,13 +20,14 @@ from bicameral.runtime.apps import load_services
 from bicameral.runtime.auth import verifier_for
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
-from bicameral.security.keys import EMBEDDED_KEY_FILE
+from bicameral.security.keys import EMBEDDED_KEY_FILE, embedded_secret
 from tests.e2e.order_flow.settling import settle
 
 runner = CliRunner()
 
 
 def issue(data_dir: Path, *args: str) -> str:
+    embedded_secret(data_dir)  # made by the server's first start
     result = runner.invoke(app, ["token", "issue", "--data-dir", str(data_dir), *args])
     assert result.exit_code == 0, result.output
     return result.stdout.strip()
@@ -38,6 +39,18 @@ def test_token_issue_prints_a_token_the_api_accepts(tmp_path: Path) -> None:
     assert principal.subject == "alice"
     assert principal.roles == {"staff", "admin"}
     assert stat.S_IMODE((tmp_path / EMBEDDED_KEY_FILE).stat().st_mode) == 0o600
+
+
+def test_token_issue_without_a_key_says_where_it_looked_and_makes_none(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    args = ["token", "issue", "--subject", "a", "--data-dir", str(data_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert str((data_dir / EMBEDDED_KEY_FILE).absolute()) in result.stderr
+    assert f"bicameral up --data-dir {data_dir}" in result.stderr
+    assert not data_dir.exists()
 
 
 def test_token_issue_refuses_a_bad_ttl_in_one_line(tmp_path: Path) -> None:

@@ -61,3 +61,9 @@ async def order(
     return await ok(
         http, "orders", "PlaceOrder", order_id=order_id, customer_id=customer, lines=items
     )
+
+
+def customer_of(order_id: str) -> str:
+    """Returns the customer of an order id made as ``<customer>-<k>`` (order ids are per
+    customer, so an admin names the customer to cancel one)."""
+    return order_id.split("-")[0]

@@ -27,7 +27,7 @@ from bicameral.runtime.settings import Settings
 from tests.e2e.cluster import Cluster, free_port
 from tests.e2e.conftest import admin_headers, child_env
 from tests.e2e.layouts import LAYOUTS, Layout, create_stores, make_layout, observer, write_settings
-from tests.e2e.order_flow.api import FINAL, answer, command, ok, order, product
+from tests.e2e.order_flow.api import FINAL, answer, command, customer_of, ok, order, product
 from tests.e2e.order_flow.folds import check_shop
 from tests.e2e.order_flow.processes import Router
 from tests.e2e.order_flow.settling import settle
@@ -176,8 +176,12 @@ async def test_the_order_flow_survives_its_saga_processes_being_killed(
     confirmed = [doc["order_id"] for doc in got if doc["status"] == "CONFIRMED"]
     assert len(confirmed) >= 2
     for order_id in confirmed[::2]:
-        await ok(http, "orders", "CancelOrder", order_id=order_id)
-    refused = await command(http, "orders", "CancelOrder", order_id=confirmed[0])
+        await ok(
+            http, "orders", "CancelOrder", order_id=order_id, customer_id=customer_of(order_id)
+        )
+    refused = await command(
+        http, "orders", "CancelOrder", order_id=confirmed[0], customer_id=customer_of(confirmed[0])
+    )
     assert refused.status_code == 409
     await settle(node)
     outcomes = await check_shop(http, node, order_ids)

@@ -86,7 +86,8 @@ async def test_the_order_flow_survives_sigkill_without_double_effects(
             await asyncio.sleep(0.1)
         confirmed = [o for o, s in zip(order_ids, statuses, strict=True) if s == "CONFIRMED"]
         for order_id in confirmed[:3]:
-            await ok(http, "orders", "CancelOrder", order_id=order_id)
+            customer = order_id.split("-")[0]
+            await ok(http, "orders", "CancelOrder", order_id=order_id, customer_id=customer)
         await observer.start()
         await settle(observer)
         outcomes = await check_shop(http, observer, order_ids)

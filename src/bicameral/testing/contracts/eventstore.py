@@ -49,6 +49,9 @@ class EventStoreContract:
         finally:
             await made.close()
 
+    async def test_a_started_store_answers_a_ping(self, store: EventStore) -> None:
+        await asyncio.wait_for(store.ping(), 5.0)
+
     async def test_an_empty_store_has_nothing(self, store: EventStore) -> None:
         assert await store.head() == 0
         assert await store.read_all() == []
@@ -222,6 +225,29 @@ class EventStoreContract:
         await store.save_checkpoint("other", 1)
         assert await store.load_checkpoint("relay") == 7
         assert await store.checkpoints() == {"relay": 7, "other": 1}
+
+    async def test_a_checkpoint_moves_only_from_the_expected_position(
+        self, store: EventStore
+    ) -> None:
+        assert not await store.save_checkpoint("relay", 5, expected=3)
+        assert await store.checkpoints() == {}
+        assert await store.save_checkpoint("relay", 5, expected=0)
+        assert not await store.save_checkpoint("relay", 9, expected=0)
+        assert not await store.save_checkpoint("relay", 2, expected=4)
+        assert await store.save_checkpoint("relay", 8, expected=5)
+        assert await store.load_checkpoint("relay") == 8
+        assert await store.save_checkpoint("relay", 1)  # no expectation: always written
+        assert await store.load_checkpoint("relay") == 1
+
+    async def test_racing_checkpoint_movers_from_one_position_move_it_once(
+        self, store: EventStore
+    ) -> None:
+        await store.save_checkpoint("relay", 4)
+        moved = await asyncio.gather(
+            *(store.save_checkpoint("relay", 10 + i, expected=4) for i in range(10))
+        )
+        assert moved.count(True) == 1
+        assert await store.load_checkpoint("relay") == 10 + moved.index(True)
 
     async def test_a_reopened_store_keeps_everything(self, store: EventStore) -> None:
         if not self.durable:

@@ -56,6 +56,9 @@ class TransportContract:
         """Returns a source service name unique to the test."""
         return f"src{uuid.uuid4().hex[:10]}"
 
+    async def test_a_started_transport_answers_a_ping(self, transport: Transport) -> None:
+        await asyncio.wait_for(transport.ping(), 5.0)
+
     async def test_subscribers_get_every_event_in_order(
         self, transport: Transport, source: str
     ) -> None:
