@@ -152,6 +152,11 @@ def dlq_router(node: Node, admin: Callable[[Request], Awaitable[Principal]]) -> 
     ) -> JSONResponse:
         """One entry per parked sequence, oldest failure first; with ``skipped=true``, the
         audit records of skipped sequences instead."""
+        if service is not None and service not in node.runtimes:
+            raise InvalidMessageError(
+                f"no service {service!r}",
+                [{"loc": ["query", "service"], "msg": "no such service", "type": "value_error"}],
+            )
         if skipped:
             records = await letters.skipped(service, consumer)
             return JSONResponse([r.to_dict() for r in records])
