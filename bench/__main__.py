@@ -10,6 +10,7 @@ import argparse
 import datetime
 import json
 from pathlib import Path
+from typing import Any
 
 from bench.machine import describe, load_average
 from bench.report import compare, machine_lines, markdown_table, replace_section
@@ -17,6 +18,17 @@ from bench.runner import run_cases
 from bench.suite import cases, rows
 
 HERE = Path(__file__).resolve().parent
+
+
+def draw_chart(compared: list[dict[str, Any]], out: Path, title: str) -> Path | None:
+    """Returns the SVG chart written beside the results, or None without matplotlib."""
+    try:
+        from bench.chart import draw
+
+        return draw(compared, out, title)
+    except ImportError as exc:
+        print(f"no chart: {exc} (install the bench extra)")
+        return None
 
 
 def main() -> None:
@@ -54,12 +66,19 @@ def main() -> None:
     table = markdown_table(compared)
     print(table)
     print(f"wrote {out}")
+    chart = draw_chart(compared, out.with_suffix(".svg"), f"bicameral bench, {name} of {stamp}")
     if not args.no_readme:
         section = (
             f"Run `{name}` of {stamp} ({'full' if args.full else 'quick'} suite, {runs} runs per "
             f"figure; median (min..max)); raw data: `bench/results/{out.name}`.\n\n"
             f"Machine:\n\n{machine_lines(machine)}\n\n{table}"
         )
+        if chart is not None:
+            section += (
+                f"\n\nThe same figures as a chart (`bench/results/{chart.name}`; bars at the "
+                f"median, whiskers from min to max, the target dashed):\n\n"
+                f"![bench chart](results/{chart.name})"
+            )
         readme = HERE / "README.md"
         text = readme.read_text() if readme.exists() else "# Benchmarks\n"
         readme.write_text(replace_section(text, section))

@@ -13,12 +13,15 @@ import asyncio
 import cProfile
 import io
 import json
+import os
 import pstats
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.resources import RunResources
 
 
 async def sqlite_commands(args: argparse.Namespace, prof: cProfile.Profile) -> None:
@@ -48,7 +51,7 @@ async def sqlite_commands(args: argparse.Namespace, prof: cProfile.Profile) -> N
 async def http(args: argparse.Namespace, prof: cProfile.Profile, kind: str) -> None:
     import uvicorn
 
-    from bench.cases.http import child_env, register_products
+    from bench.cases.http import bearer_token, child_env, register_products, server_backends
     from bench.resources import free_port
     from bicameral.http.app import create_app
     from bicameral.http.server import server_config
@@ -57,13 +60,18 @@ async def http(args: argparse.Namespace, prof: cProfile.Profile, kind: str) -> N
     from bicameral.runtime.settings import Settings
 
     port = free_port()
-    settings = Settings.load(data_dir=args.tmp, port=port)
+    env = dict(os.environ)
+    if args.pg is not None:  # PostgreSQL events, Redis reads, NATS, named after the run
+        env = server_backends({**args.pg.params(), "backends": "pg"}, env)
+    token = bearer_token(args.tmp, env)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    settings = Settings.load(environ=env, data_dir=args.tmp, port=port)
     node = Node(settings, load_services(settings.app), ROLES)
     server = uvicorn.Server(server_config(create_app(node), settings))
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
-    await register_products(port, {}, 1000)
+    await register_products(port, headers, 1000)
     if kind == "commands":
         requests: list[Any] = [
             ["POST", "/inventory/commands/ReceiveStock", f'{{"sku":"p{n}","quantity":1}}']
@@ -71,7 +79,13 @@ async def http(args: argparse.Namespace, prof: cProfile.Profile, kind: str) -> N
         ]
     else:
         requests = [["GET", f"/inventory/queries/GetProduct?sku=p{n}", None] for n in range(1000)]
-    spec = {"port": port, "requests": requests, "connections": 32, "seconds": args.seconds}
+    spec = {
+        "port": port,
+        "requests": requests,
+        "connections": 32,
+        "seconds": args.seconds,
+        "headers": headers,
+    }
     prof.enable()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -96,6 +110,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--sort", default="tottime")
     parser.add_argument(
+        "--pg",
+        action="store_true",
+        help="HTTP targets on PostgreSQL events, Redis reads and NATS (default: embedded)",
+    )
+    parser.add_argument(
         "--wall", action="store_true", help="wall-clock timer (default: this thread's CPU time)"
     )
     args = parser.parse_args()
@@ -110,10 +129,16 @@ def main() -> None:
             run: Any = uvloop.run
         except ImportError:
             run = asyncio.run
-        if args.target == "sqlite-commands":
-            run(sqlite_commands(args, prof))
-        else:
-            run(http(args, prof, args.target.removeprefix("http-")))
+        needs = ("pg", "redis", "nats")
+        args.pg = asyncio.run(RunResources.acquire(needs)) if args.pg else None
+        try:
+            if args.target == "sqlite-commands":
+                run(sqlite_commands(args, prof))
+            else:
+                run(http(args, prof, args.target.removeprefix("http-")))
+        finally:
+            if args.pg is not None:
+                asyncio.run(args.pg.release(needs))
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(args.sort)
     stats.print_stats(args.top)

@@ -70,8 +70,13 @@ def compare(row: Row, results: Mapping[str, CaseResult]) -> dict[str, Any]:
     ours = _lookup(results, row.ours)
     ceiling = _lookup(results, row.ceiling)
     peer = _lookup(results, row.peer)
+    crud = _lookup(results, row.crud)
     x_ceiling = ratio(ours, ceiling)
-    met = row.target.met(ours.median if ours else None, x_ceiling) if row.target else None
+    x_crud = ratio(ours, crud)
+    ratios = {"ceiling": x_ceiling, "crud": x_crud}
+    met = row.target.met(ours.median if ours else None, ratios) if row.target else None
+    refs = {"ceiling": ceiling, "crud": crud}
+    target_value = row.target.value(refs) if row.target else None
     return {
         "label": row.label,
         "unit": row.unit,
@@ -83,7 +88,11 @@ def compare(row: Row, results: Mapping[str, CaseResult]) -> dict[str, Any]:
         "peer_missing": "" if peer else _why(results, row.peer),
         "x_ceiling": x_ceiling,
         "x_peer": ratio(ours, peer),
+        "crud": crud.to_json() if crud else None,
+        "crud_missing": "" if crud else _why(results, row.crud),
+        "x_crud": x_crud,
         "target": row.target.text() if row.target else "",
+        "target_value": target_value,
         "met": met,
         "note": row.note,
     }
@@ -116,9 +125,9 @@ def _verdict(met: bool | None) -> str:
 def markdown_table(compared: Sequence[Mapping[str, Any]]) -> str:
     """Returns the results table in Markdown, one line per row."""
     lines = [
-        "| Figure | Unit | bicameral | Ceiling | x ceiling | Peer (eventsourcing) | x peer "
-        "| Target | Met |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Figure | Unit | bicameral | Ceiling | x ceiling | CRUD app | x CRUD "
+        "| Peer (eventsourcing) | x peer | Target | Met |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in compared:
         cells = [
@@ -127,6 +136,8 @@ def markdown_table(compared: Sequence[Mapping[str, Any]]) -> str:
             format_summary(row["ours"], row["ours_missing"]),
             format_summary(row["ceiling"], row["ceiling_missing"]),
             _ratio(row["x_ceiling"]),
+            format_summary(row.get("crud"), row.get("crud_missing", "-")),
+            _ratio(row.get("x_crud")),
             format_summary(row["peer"], row["peer_missing"]),
             _ratio(row["x_peer"]),
             row["target"] or "-",

@@ -61,7 +61,7 @@ class RunResources:
         shutil.rmtree(self.tmp, ignore_errors=True)
         if self.pg_db is not None:
             with contextlib.suppress(Exception):
-                await _pg_admin(f'DROP DATABASE IF EXISTS "{self.pg_db}" WITH (FORCE)')
+                await _pg_drop_all(self.pg_db)
         if "redis" in needs:
             with contextlib.suppress(Exception):
                 await _redis_clean(self.uid)
@@ -76,6 +76,23 @@ async def _pg_admin(sql: str) -> None:
     conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
     try:
         await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _pg_drop_all(name: str) -> None:
+    """Drops database ``name`` and those a server made for the run (``<name>_<service>``)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        found = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2",
+            name,
+            name.replace("_", r"\_") + r"\_%",
+        )
+        for row in found:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
     finally:
         await conn.close()
 

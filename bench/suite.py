@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.stats import Summary
 
 __all__ = ["Case", "Row", "Target", "cases", "rows"]
 
@@ -21,21 +24,41 @@ class Case:
 
 @dataclass(frozen=True)
 class Target:
-    """A bar from issue 6: ``min_ratio`` of the ceiling, or an absolute ``max`` value."""
+    """A bar from issues 6 and 14: a ratio to the ceiling or the CRUD peer, or a bound.
+
+    ``min_ratio`` / ``max_ratio`` bound ours / the figure named by ``against`` (``ceiling``
+    or ``crud``); ``max`` bounds our own value.
+    """
 
     min_ratio: float | None = None
     max: float | None = None
+    against: str = "ceiling"
+    max_ratio: float | None = None
 
     def text(self) -> str:
         """Returns the target as the table shows it."""
+        name = "CRUD" if self.against == "crud" else self.against
         if self.min_ratio is not None:
-            return f"≥ {self.min_ratio:g}x ceiling"
+            return f"≥ {self.min_ratio:g}x {name}"
+        if self.max_ratio is not None:
+            return f"≤ {self.max_ratio:g}x {name}"
         return f"≤ {self.max:g}"
 
-    def met(self, value: float | None, x_ceiling: float | None) -> bool | None:
+    def value(self, refs: Mapping[str, Summary | None]) -> float | None:
+        """Returns the bar in the row's own unit (a ratio times the median it is against)."""
+        if self.max is not None:
+            return self.max
+        ref = refs.get(self.against)
+        bound = self.min_ratio if self.min_ratio is not None else self.max_ratio
+        return None if ref is None or bound is None else bound * ref.median
+
+    def met(self, value: float | None, ratios: dict[str, float | None]) -> bool | None:
         """Returns whether the figure clears the bar (None when it cannot be told)."""
+        ratio = ratios.get(self.against)
         if self.min_ratio is not None:
-            return None if x_ceiling is None else x_ceiling >= self.min_ratio
+            return None if ratio is None else ratio >= self.min_ratio
+        if self.max_ratio is not None:
+            return None if ratio is None else ratio <= self.max_ratio
         if self.max is not None and value is not None:
             return value <= self.max
         return None
@@ -56,6 +79,8 @@ class Row:
     peer: Ref | None = None
     target: Target | None = None
     note: str = ""
+    crud: Ref | None = None
+    """The CRUD app's figure (``bench/crud.py``), where it does the same thing."""
 
 
 def cases(full: bool) -> list[Case]:
@@ -144,6 +169,21 @@ def cases(full: bool) -> list[Case]:
             "http.commands",
             {**http, "roles": ["command-api", "query-api"]},
         ),
+    ]
+    out.append(
+        Case(
+            "ours.snapshots.sqlite",
+            "ours.snapshots",
+            {"seconds": s, "clients": 16, "short": 10, "long": 10_000, "store": "sqlite"},
+        )
+    )
+    pg_http = {**http, "backends": "pg"}
+    out += [
+        Case("ours.http.pg.commands", "http.commands", pg_http, ("pg", "redis", "nats")),
+        Case("ours.http.pg.queries", "http.queries", pg_http, ("pg", "redis", "nats")),
+        Case("crud.http.commands", "crud.commands", http, ("pg",)),
+        Case("crud.http.queries", "crud.queries", http, ("pg",)),
+        Case("ours.http.scaleout", "http.scaleout", http, ("pg", "redis", "nats")),
     ]
     return out
 
@@ -340,4 +380,93 @@ def rows() -> list[Row]:
             Target(max=20),
         ),
     ]
+    out += crud_rows()
+    out += [
+        Row(
+            "CPU per command on a 10,000-event stream over a 10-event one (cache off)",
+            "x",
+            ("ours.snapshots.sqlite", "cpu_ratio"),
+            None,
+            None,
+            Target(max=1.5),
+            "SQLite, 16 clients; Product takes a snapshot every 100 events",
+        ),
+        Row(
+            "Wall time per command, 10,000-event over 10-event stream (cache off)",
+            "x",
+            ("ours.snapshots.sqlite", "cost_ratio"),
+            None,
+            None,
+            Target(max=1.5),
+        ),
+        Row(
+            "Wall time per command, 10,000-event over 10-event stream, no snapshots",
+            "x",
+            ("ours.snapshots.sqlite", "cost_ratio_nosnap"),
+        ),
+    ]
+    out += [
+        Row(
+            "HTTP commands/s behind nginx, 1 command-api (PostgreSQL)",
+            "req/s",
+            ("ours.http.scaleout", "rate_1"),
+        ),
+        Row(
+            "HTTP commands/s behind nginx, 2 command-api (PostgreSQL)",
+            "req/s",
+            ("ours.http.scaleout", "rate_2"),
+        ),
+        Row(
+            "Scale-out: 2 / 1 command-api behind nginx",
+            "x",
+            ("ours.http.scaleout", "ratio"),
+            None,
+            None,
+            None,
+            "2 cores shared by nginx, both copies, PostgreSQL and the load generator",
+        ),
+    ]
     return out
+
+
+def crud_rows() -> list[Row]:
+    """Returns the rows of issue 14: bicameral on PostgreSQL, Redis and NATS, beside CRUD."""
+    cmd, qry = "ours.http.pg.commands", "ours.http.pg.queries"
+    crud_cmd, crud_qry = "crud.http.commands", "crud.http.queries"
+    hello = "ceiling.http.hello"
+    return [
+        Row(
+            "HTTP commands/s, PostgreSQL events + Redis reads + NATS",
+            "req/s",
+            (cmd, "rate"),
+            (hello, "rate"),
+            target=Target(min_ratio=1.0, against="crud"),
+            note="one bicameral up process; CRUD: UPDATE ... RETURNING through asyncpg",
+            crud=(crud_cmd, "rate"),
+        ),
+        Row(
+            "HTTP queries/s, Redis reads",
+            "req/s",
+            (qry, "rate"),
+            (hello, "rate"),
+            target=Target(min_ratio=1.5, against="crud"),
+            note="CRUD: SELECT by key through asyncpg",
+            crud=(crud_qry, "rate"),
+        ),
+        Row(
+            "HTTP commands p99 at half max rate, PostgreSQL",
+            "ms",
+            (cmd, "half_p99_ms"),
+            (hello, "half_p99_ms"),
+            target=Target(max_ratio=1.0, against="crud"),
+            crud=(crud_cmd, "half_p99_ms"),
+        ),
+        Row(
+            "HTTP queries p99 at half max rate, Redis",
+            "ms",
+            (qry, "half_p99_ms"),
+            (hello, "half_p99_ms"),
+            target=Target(max_ratio=1.0, against="crud"),
+            crud=(crud_qry, "half_p99_ms"),
+        ),
+    ]

@@ -18,7 +18,7 @@ from bench.registry import BENCHES, Unavailable
 
 
 def _load_cases() -> None:
-    from bench.cases import ceilings, http, ours, peer  # noqa: F401
+    from bench.cases import ceilings, http, ours, peer, scaleout  # noqa: F401
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from bench.registry import Unavailable, bench
-from bench.resources import free_port
+from bench.resources import NATS_URL, REDIS_URL, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ["-c", "from bicameral.cli.main import main; main()"]
@@ -39,10 +39,12 @@ def child_env() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def serving(args: list[str], port: int, env: dict[str, str]) -> AsyncIterator[None]:
+async def serving(
+    args: list[str], port: int, env: dict[str, str], program: str = sys.executable
+) -> AsyncIterator[None]:
     """Runs a server process until the block ends; waits for its /health first."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *args, env=env, stdout=asyncio.subprocess.DEVNULL
+        program, *args, env=env, stdout=asyncio.subprocess.DEVNULL
     )
     try:
         async with httpx.AsyncClient() as client:
@@ -143,10 +145,56 @@ async def register_products(port: int, headers: dict[str, str], products: int) -
                 raise Unavailable(f"cannot register products: {bad[0].status_code} {bad[0].text}")
 
 
+async def wait_readable(port: int, headers: dict[str, str], products: int) -> None:
+    """Waits until GetProduct answers 200 for every product (the read model caught up)."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as c:
+        missing = list(range(products))
+        for _ in range(300):
+            left: list[int] = []
+            for start in range(0, len(missing), 32):
+                some = missing[start : start + 32]
+                replies = await asyncio.gather(
+                    *(c.get("/inventory/queries/GetProduct", params={"sku": f"p{n}"}) for n in some)
+                )
+                left += [n for n, r in zip(some, replies, strict=True) if r.status_code != 200]
+            missing = left
+            if not missing:
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{len(missing)} products never became readable")
+
+
+def message_requests(kind: str, products: int) -> list[list[Any]]:
+    """Returns the load generator's requests: ReceiveStock or GetProduct over every product."""
+    if kind == "commands":
+        return [
+            ["POST", "/inventory/commands/ReceiveStock", f'{{"sku":"p{n}","quantity":1}}']
+            for n in range(products)
+        ]
+    return [["GET", f"/inventory/queries/GetProduct?sku=p{n}", None] for n in range(products)]
+
+
+def server_backends(p: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    """Returns ``env`` with the backends ``p["backends"]`` names: embedded (default) or pg.
+
+    ``pg``: each service's events in PostgreSQL database ``<run db>_<service>``, read models
+    in Redis and the transport on NATS JetStream, every name carrying the run's uid.
+    """
+    if p.get("backends", "embedded") == "embedded":
+        return env
+    base = p["pg_url"]
+    return {
+        **env,
+        "BICAMERAL_EVENTS_URL": base + "_{service}",
+        "BICAMERAL_READS_URL": f"{REDIS_URL}?prefix=bench{p['uid']}_{{service}}",
+        "BICAMERAL_TRANSPORT_URL": f"{NATS_URL}?prefix=bench{p['uid']}",
+    }
+
+
 async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
     port = free_port()
     data_dir = os.path.join(p["tmp"], "data")
-    env = child_env()
+    env = server_backends(p, child_env())
     token = bearer_token(data_dir, env)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if p.get("roles"):
@@ -158,19 +206,11 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
     products = int(p["products"])
     async with serving(args, port, env):
         await register_products(port, headers, products)
-        if kind == "commands":
-            requests = [
-                ["POST", "/inventory/commands/ReceiveStock", f'{{"sku":"p{n}","quantity":1}}']
-                for n in range(products)
-            ]
-        else:
-            requests = [
-                ["GET", f"/inventory/queries/GetProduct?sku=p{n}", None]  # type: ignore[list-item]
-                for n in range(products)
-            ]
+        if kind == "queries":
+            await wait_readable(port, headers, products)
         spec = {
             "port": port,
-            "requests": requests,
+            "requests": message_requests(kind, products),
             "connections": p["connections"],
             "seconds": p["seconds"],
             "headers": headers,
@@ -182,11 +222,37 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
 
 @bench("http.commands")
 async def commands(p: dict[str, Any]) -> dict[str, float]:
-    """POST /inventory/commands/ReceiveStock against ``bicameral up`` (SQLite)."""
+    """POST /inventory/commands/ReceiveStock against ``bicameral up``."""
     return await bicameral_http(p, "commands")
 
 
 @bench("http.queries")
 async def queries(p: dict[str, Any]) -> dict[str, float]:
-    """GET /inventory/queries/GetProduct against ``bicameral up`` (SQLite)."""
+    """GET /inventory/queries/GetProduct against ``bicameral up``."""
     return await bicameral_http(p, "queries")
+
+
+async def crud_http(p: dict[str, Any], kind: str) -> dict[str, float]:
+    port = free_port()
+    products = int(p["products"])
+    async with serving(["-m", "bench.crud", str(port), p["pg_url"]], port, child_env()):
+        await register_products(port, {}, products)
+        spec = {
+            "port": port,
+            "requests": message_requests(kind, products),
+            "connections": p["connections"],
+            "seconds": p["seconds"],
+        }
+        return await max_and_half(spec)
+
+
+@bench("crud.commands")
+async def crud_commands(p: dict[str, Any]) -> dict[str, float]:
+    """The CRUD peer: POST ReceiveStock, one UPDATE ... RETURNING through an asyncpg pool."""
+    return await crud_http(p, "commands")
+
+
+@bench("crud.queries")
+async def crud_queries(p: dict[str, Any]) -> dict[str, float]:
+    """The CRUD peer: GET GetProduct, one SELECT by key through an asyncpg pool."""
+    return await crud_http(p, "queries")

@@ -40,7 +40,14 @@ from bicameral.errors import (
     UnsupportedMediaTypeError,
 )
 from bicameral.messages import Command, Event, Message, MessageRegistry, Query
-from bicameral.ports import EventStore, ReadStore, StreamAppend, Transport
+from bicameral.ports import (
+    EventStore,
+    ReadStore,
+    Snapshot,
+    SnapshotStore,
+    StreamAppend,
+    Transport,
+)
 from bicameral.projection import Projection, View
 from bicameral.security.policy import PUBLIC, Policy, allow
 from bicameral.service import ReadModel, Service
@@ -96,6 +103,8 @@ __all__ = [
     "Repository",
     "RuleViolation",
     "Service",
+    "Snapshot",
+    "SnapshotStore",
     "StreamAppend",
     "Transport",
     "UnknownMessageError",

@@ -21,6 +21,8 @@ __all__ = [
     "EventSource",
     "EventStore",
     "ReadStore",
+    "Snapshot",
+    "SnapshotStore",
     "StreamAppend",
     "Subscription",
     "Transport",
@@ -55,6 +57,38 @@ class AppendResult:
     request_hash: str = ""
     replayed: bool = False
     envelopes: list[Envelope] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An aggregate's state after ``version`` events of its stream, in the shape ``schema`` names.
+
+    ``state`` is a JSON document; ``schema`` names the aggregate class and the shape of its
+    state (``Aggregate.snapshot_key()``), so a changed class never restores an old snapshot.
+    """
+
+    stream_id: str
+    schema: str
+    version: int
+    state: dict[str, Any]
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """Aggregate snapshots kept beside a service's events, at most one per stream.
+
+    A snapshot is only a shortcut for loading: the events after it are still read, and the
+    append's expected-version check still guards every decision taken on it.
+    """
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Writes ``snapshot`` as its stream's one snapshot, unless the stream already has one
+        of the same schema at the same or a higher version (then writes nothing)."""
+        ...
+
+    async def load_snapshot(self, stream_id: str, schema: str) -> Snapshot | None:
+        """Returns the stream's snapshot if it was taken with ``schema``, else None."""
+        ...
 
 
 @runtime_checkable

@@ -8,10 +8,15 @@ import pytest
 
 from bicameral.eventstore.memory import MemoryEventStore
 from bicameral.eventstore.sqlite import SqliteEventStore
-from bicameral.ports import EventStore, ReadStore, Transport
+from bicameral.ports import EventStore, ReadStore, SnapshotStore, Transport
 from bicameral.readstore.memory import MemoryReadStore
 from bicameral.readstore.sqlite import SqliteReadStore
-from bicameral.testing import EventStoreContract, ReadStoreContract, TransportContract
+from bicameral.testing import (
+    EventStoreContract,
+    ReadStoreContract,
+    SnapshotStoreContract,
+    TransportContract,
+)
 from bicameral.transport.memory import MemoryTransport
 from bicameral.transport.sqlite import SqliteTransport
 
@@ -34,6 +39,22 @@ class TestSqliteEventStore(EventStoreContract):
         return SqliteEventStore("svc", str(self.tmp / "events.db"))
 
     async def reopen(self, store: EventStore) -> EventStore:
+        return SqliteEventStore("svc", str(self.tmp / "events.db"))
+
+
+class TestMemorySnapshots(SnapshotStoreContract):
+    async def make_store(self) -> SnapshotStore:
+        return MemoryEventStore("svc")
+
+
+class TestSqliteSnapshots(SnapshotStoreContract):
+    durable = True
+    tmp: Path
+
+    async def make_store(self) -> SnapshotStore:
+        return SqliteEventStore("svc", str(self.tmp / "events.db"))
+
+    async def reopen(self, store: SnapshotStore) -> SnapshotStore:
         return SqliteEventStore("svc", str(self.tmp / "events.db"))
 
 

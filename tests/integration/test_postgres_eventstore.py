@@ -11,9 +11,9 @@ import pytest
 from bicameral.envelope import NewEvent
 from bicameral.errors import BackendError, BicameralError, ConfigurationError, OverloadedError
 from bicameral.eventstore.postgres import PostgresEventStore
-from bicameral.ports import EventStore, ReadStore, StreamAppend
+from bicameral.ports import EventStore, ReadStore, SnapshotStore, StreamAppend
 from bicameral.readstore.postgres import PostgresReadStore
-from bicameral.testing import EventStoreContract, require_server
+from bicameral.testing import EventStoreContract, SnapshotStoreContract, require_server
 
 pytestmark = pytest.mark.postgres
 
@@ -38,6 +38,18 @@ class TestPostgresEventStore(EventStoreContract):
         return PostgresEventStore("svc", self.url)
 
     async def reopen(self, store: EventStore) -> EventStore:
+        return PostgresEventStore("svc", self.url)
+
+
+@pytest.mark.usefixtures("_database")
+class TestPostgresSnapshots(SnapshotStoreContract):
+    durable = True
+    url: str
+
+    async def make_store(self) -> SnapshotStore:
+        return PostgresEventStore("svc", self.url)
+
+    async def reopen(self, store: SnapshotStore) -> SnapshotStore:
         return PostgresEventStore("svc", self.url)
 
 

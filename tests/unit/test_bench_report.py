@@ -57,10 +57,40 @@ def test_a_missing_backend_is_reported_as_not_available_with_its_reason() -> Non
 
 def test_an_upper_bound_target_is_met_at_or_below_it() -> None:
     bound = Target(max=200)
-    assert bound.met(150.0, None) is True
-    assert bound.met(250.0, None) is False
-    assert bound.met(None, None) is None
+    assert bound.met(150.0, {}) is True
+    assert bound.met(250.0, {}) is False
+    assert bound.met(None, {}) is None
     assert bound.text() == "≤ 200"
+
+
+def test_a_row_compares_with_the_crud_peer_and_its_target_may_be_against_it() -> None:
+    row = Row(
+        "HTTP commands/s",
+        "req/s",
+        ("ours", "rate"),
+        ("ceiling", "rate"),
+        target=Target(min_ratio=1.0, against="crud"),
+        crud=("crud", "rate"),
+    )
+    results = {
+        "ours": _ok("ours", rate=[1200.0, 1200.0, 1200.0]),
+        "ceiling": _ok("ceiling", rate=[6000.0, 6000.0, 6000.0]),
+        "crud": _ok("crud", rate=[1000.0, 1000.0, 1000.0]),
+    }
+    out = compare(row, results)
+    assert out["x_crud"] == 1.2
+    assert out["x_ceiling"] == 0.2
+    assert out["met"] is True
+    assert out["target"] == "≥ 1x CRUD"
+    assert "| 1,000 (1,000..1,000) | 1.20x |" in markdown_table([out])
+
+
+def test_an_upper_bound_on_the_ratio_to_the_crud_peer() -> None:
+    bound = Target(max_ratio=1.0, against="crud")
+    assert bound.met(30.0, {"crud": 0.9}) is True
+    assert bound.met(30.0, {"crud": 1.1}) is False
+    assert bound.met(30.0, {"crud": None}) is None
+    assert bound.text() == "≤ 1x CRUD"
 
 
 def test_summary_cells_show_median_then_min_and_max() -> None:
@@ -81,6 +111,6 @@ def test_the_results_section_of_the_readme_is_replaced_in_place() -> None:
 def test_every_row_refers_to_cases_the_suite_runs() -> None:
     keys = {c.key for c in cases(full=False)}
     for row in rows():
-        for ref in (row.ours, row.ceiling, row.peer):
+        for ref in (row.ours, row.ceiling, row.peer, row.crud):
             assert ref is None or ref[0] in keys, (row.label, ref)
     assert {c.key for c in cases(full=True)} == keys

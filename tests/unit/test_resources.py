@@ -16,8 +16,9 @@ SHIPPED = sorted(
 )
 
 
-def test_the_postgres_event_store_schema_is_one_step_with_the_append_function() -> None:
-    (step,) = schema_steps("bicameral.eventstore", "postgres.sql")
+def test_the_postgres_event_store_schema_starts_with_the_log_and_the_append_function() -> None:
+    step, snapshots = schema_steps("bicameral.eventstore", "postgres.sql")
+    assert "CREATE TABLE IF NOT EXISTS snapshots" in snapshots
     assert "CREATE TABLE IF NOT EXISTS events" in step
     assert step.count("$fn$") == 2, "the function body is whole"
     assert step.rstrip().endswith("$fn$;")

@@ -7,16 +7,14 @@ times, after a ConcurrencyError.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 
 from bicameral import metrics
 from bicameral.aggregate import Aggregate, AggregateCache, Repository
-from bicameral.bus.calls import Authorizer, CommandCall, CommandResult, RecordFilter
-from bicameral.bus.chain import Bus, Middleware, Next
-from bicameral.consistency import Notifier
+from bicameral.bus.calls import CommandCall, CommandResult, RecordFilter
+from bicameral.bus.chain import Bus, BusOptions, Middleware, Next
 from bicameral.context import MessageContext
 from bicameral.errors import (
     BicameralError,
@@ -26,7 +24,7 @@ from bicameral.errors import (
     UnknownMessageError,
 )
 from bicameral.messages import Command
-from bicameral.ports import AppendResult, EventStore
+from bicameral.ports import AppendResult, EventStore, SnapshotStore
 from bicameral.service import Param, Service
 
 __all__ = ["CommandBus", "CommandMiddleware", "request_hash"]
@@ -50,11 +48,13 @@ class _UnitOfWork:
         store: EventStore,
         visible: RecordFilter | None = None,
         cache: AggregateCache | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self._service = service
         self._store = store
         self._visible = visible
         self._cache = cache
+        self._snapshots = snapshots
         self._repos: dict[type[Aggregate], Repository[Any]] = {}
         self.hidden: list[Aggregate] = []
 
@@ -62,7 +62,7 @@ class _UnitOfWork:
         repo = self._repos.get(cls)
         if repo is None:
             repo = self._repos[cls] = Repository(
-                cls, self._store, self._service.registry, self._cache
+                cls, self._store, self._service.registry, self._cache, self._snapshots
             )
         return repo
 
@@ -72,9 +72,20 @@ class _UnitOfWork:
         return any(repo.used_cache for repo in self._repos.values())
 
     @property
-    def cache_unchecked(self) -> bool:
-        """Returns True when a cached aggregate will not be version-checked by the append."""
-        return any(repo.cache_unchecked for repo in self._repos.values())
+    def used_snapshot(self) -> bool:
+        """Returns True when any aggregate was loaded from a snapshot."""
+        return any(repo.used_snapshot for repo in self._repos.values())
+
+    @property
+    def used_shortcut(self) -> bool:
+        """Returns True when any aggregate came from the cache or a snapshot."""
+        return self.used_cache or self.used_snapshot
+
+    @property
+    def shortcut_unchecked(self) -> bool:
+        """Returns True when a cached or snapshot-loaded aggregate appends nothing, so the
+        append will not check the state the decision was taken on."""
+        return any(repo.cache_unchecked or repo.snapshot_unchecked for repo in self._repos.values())
 
     def release(self) -> None:
         """Gives the loaded aggregates back to the cache: their events are committed."""
@@ -133,34 +144,29 @@ class CommandBus(Bus[CommandCall, CommandResult]):
     """Sends each command to its handler through the middleware chain.
 
     Aggregates stay cached between commands (``cache_size`` of them; 0 turns it off): a command
-    then appends without reading its stream first. Only a decision the append checks is taken
-    on a cached copy: a conflict, a refusal, or a copy that appends nothing makes the handler
-    run again on fresh loads (not counted against its ``retries``).
+    then appends without reading its stream first. Aggregates whose class takes snapshots
+    (``Aggregate.snapshot_every``) load from their latest snapshot plus the events after it, when
+    the store keeps snapshots (``snapshots=False`` turns that off). Only a decision the append
+    checks is taken on a cached copy or a snapshot: a conflict, a refusal, or a copy that appends
+    nothing makes the handler run again on full loads from the events (not counted against its
+    ``retries``).
     """
 
-    kind = "command"
-    counter = metrics.COMMANDS
-    timer = metrics.COMMAND_SECONDS
+    observed = ("command", metrics.COMMANDS, metrics.COMMAND_SECONDS)
 
     def __init__(
         self,
         service: Service,
         store: EventStore,
         *,
-        authorizer: Authorizer | None = None,
-        middleware: Sequence[CommandMiddleware] = (),
-        notifier: Notifier | None = None,
         cache_size: int = 10_000,
+        snapshots: bool = True,
+        **options: Unpack[BusOptions[CommandCall, CommandResult]],
     ) -> None:
-        super().__init__(
-            service,
-            authorizer=authorizer,
-            notifier=notifier,
-            middleware=middleware,
-            innermost=self._idempotent,
-        )
+        super().__init__(service, **options)
         self.store = store
         self.cache = AggregateCache(cache_size) if cache_size > 0 else None
+        self.snapshots = store if snapshots and isinstance(store, SnapshotStore) else None
         self._appended: Any = None
 
     async def dispatch(self, command: Command, context: MessageContext) -> CommandResult:
@@ -176,7 +182,8 @@ class CommandBus(Bus[CommandCall, CommandResult]):
         """Returns when the command may run; raises an AccessError when not."""
         await self._authorizer.authorize_command(call)
 
-    async def _idempotent(self, call: CommandCall, next: CommandNext) -> CommandResult:
+    async def _innermost(self, call: CommandCall, next: CommandNext) -> CommandResult:
+        """Answers a repeated Idempotency-Key with the first result, without running again."""
         key = call.context.idempotency_key
         if key is None:
             return await next(call)
@@ -199,21 +206,22 @@ class CommandBus(Bus[CommandCall, CommandResult]):
         digest = request_hash(call.command) if key is not None else ""
         visible = self._authorizer.record_filter(call)
         attempt = 0
-        cache = self.cache
+        cache, snapshots = self.cache, self.snapshots
         while True:
-            uow = _UnitOfWork(self.service, self.store, visible, cache)
+            uow = _UnitOfWork(self.service, self.store, visible, cache, snapshots)
             args = [await uow.argument(p, call) for p in handler.params]
             try:
                 outcome = handler.fn(call.command, *args)
                 if handler.is_async:
                     await outcome
             except BicameralError:
-                if not uow.used_cache:
+                if not uow.used_shortcut:
                     raise
-                cache = None  # refused on cached state, which may be stale: decide afresh
+                # refused on a cached copy (maybe stale) or a snapshot: decide on full loads
+                cache = snapshots = None
                 continue
-            if uow.cache_unchecked:
-                cache = None  # the append would not check a cached copy: decide afresh
+            if uow.shortcut_unchecked:
+                cache = snapshots = None  # the append would not check it: decide on full loads
                 continue
             if any(agg.pending for agg in uow.hidden):
                 raise NotFoundError(f"{handler.command.message_name}: no such entity")
@@ -222,7 +230,10 @@ class CommandBus(Bus[CommandCall, CommandResult]):
                 result = await self.store.append(appends, idempotency_key=key, request_hash=digest)
             except ConcurrencyError:
                 if uow.used_cache:
-                    cache = None  # a cached aggregate was stale: run again on fresh loads
+                    cache = None  # a cached copy was stale: run again on fresh loads
+                    continue
+                if uow.used_snapshot:
+                    snapshots = None  # raced, or a snapshot ahead of its stream: full loads
                     continue
                 attempt += 1
                 if attempt > handler.retries:

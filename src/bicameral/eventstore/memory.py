@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import orjson
+
 from bicameral.envelope import Envelope
 from bicameral.errors import ConcurrencyError
-from bicameral.ports import AppendResult, StreamAppend
+from bicameral.ports import AppendResult, Snapshot, StreamAppend
 
 __all__ = ["MemoryEventStore"]
 
@@ -22,6 +24,7 @@ class MemoryEventStore:
         self._streams: dict[str, list[Envelope]] = {}
         self._keys: dict[str, AppendResult] = {}
         self._checkpoints: dict[str, int] = {}
+        self._snapshots: dict[str, tuple[str, int, bytes]] = {}
         self._changed = asyncio.Condition()
 
     async def start(self) -> None:
@@ -126,3 +129,18 @@ class MemoryEventStore:
     async def checkpoints(self) -> dict[str, int]:
         """Returns every command-side checkpoint by name."""
         return dict(self._checkpoints)
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keeps ``snapshot`` (as JSON) unless one of its schema at its version or above is kept."""
+        held = self._snapshots.get(snapshot.stream_id)
+        if held is not None and held[0] == snapshot.schema and held[1] >= snapshot.version:
+            return
+        state = orjson.dumps(snapshot.state)
+        self._snapshots[snapshot.stream_id] = (snapshot.schema, snapshot.version, state)
+
+    async def load_snapshot(self, stream_id: str, schema: str) -> Snapshot | None:
+        """Returns the stream's snapshot if it was taken with ``schema``, else None."""
+        held = self._snapshots.get(stream_id)
+        if held is None or held[0] != schema:
+            return None
+        return Snapshot(stream_id, schema, held[1], orjson.loads(held[2]))

@@ -47,7 +47,7 @@ from bicameral.drivers.postgres import (
 from bicameral.drivers.resources import schema_steps
 from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, BicameralError, ConcurrencyError, OverloadedError
-from bicameral.ports import AppendResult, StreamAppend
+from bicameral.ports import AppendResult, Snapshot, StreamAppend
 
 __all__ = ["CHANNEL", "SCHEMA", "AppendJob", "PostgresEventStore", "append_batch"]
 
@@ -560,6 +560,34 @@ class PostgresEventStore:
         """Returns every command-side checkpoint by name."""
         rows = await self._fetch("SELECT name, position FROM command_checkpoints")
         return {str(name): int(pos) for name, pos in rows}
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Writes ``snapshot`` unless the stream has one of its schema at its version or above."""
+        if self._pool is None:
+            raise BackendError("event store is not started")
+        with backend_errors("cannot save snapshot"):
+            await self._pool.execute(
+                "INSERT INTO snapshots (stream_id, schema, version, state) "
+                "VALUES ($1, $2, $3, $4::jsonb) "
+                "ON CONFLICT (stream_id) DO UPDATE SET schema = excluded.schema, "
+                "version = excluded.version, state = excluded.state "
+                "WHERE snapshots.schema <> excluded.schema OR snapshots.version < excluded.version",
+                snapshot.stream_id,
+                snapshot.schema,
+                snapshot.version,
+                orjson.dumps(snapshot.state).decode(),
+            )
+
+    async def load_snapshot(self, stream_id: str, schema: str) -> Snapshot | None:
+        """Returns the stream's snapshot if it was taken with ``schema``, else None."""
+        rows = await self._fetch(
+            "SELECT version, state::text FROM snapshots WHERE stream_id = $1 AND schema = $2",
+            stream_id,
+            schema,
+        )
+        if not rows:
+            return None
+        return Snapshot(stream_id, schema, int(rows[0][0]), orjson.loads(rows[0][1]))
 
     def _envelope(self, row: Any) -> Envelope:
         return Envelope(

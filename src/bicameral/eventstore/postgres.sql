@@ -135,3 +135,9 @@ BEGIN
     END IF;
 END
 $fn$;
+
+-- version 2: aggregate snapshots, one per stream (the latest), keyed by the aggregate's schema
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id text PRIMARY KEY, schema text NOT NULL, version bigint NOT NULL,
+    state jsonb NOT NULL
+);

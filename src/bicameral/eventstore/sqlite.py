@@ -36,7 +36,7 @@ from bicameral.errors import (
     ConfigurationError,
     OverloadedError,
 )
-from bicameral.ports import AppendResult, StreamAppend
+from bicameral.ports import AppendResult, Snapshot, StreamAppend
 
 __all__ = ["SqliteEventStore"]
 
@@ -311,6 +311,35 @@ class SqliteEventStore:
         """Returns every command-side checkpoint by name."""
         rows = self._read().execute("SELECT name, position FROM checkpoints")
         return {str(name): int(pos) for name, pos in rows}
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Writes ``snapshot`` unless the stream has one of its schema at its version or above."""
+        state = orjson.dumps(snapshot.state)
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO snapshots (stream_id, schema, version, state) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (stream_id) DO UPDATE SET schema = excluded.schema, "
+                "version = excluded.version, state = excluded.state "
+                "WHERE snapshots.schema <> excluded.schema OR snapshots.version < excluded.version",
+                (snapshot.stream_id, snapshot.schema, snapshot.version, state),
+            )
+
+        await self._write(job)
+
+    async def load_snapshot(self, stream_id: str, schema: str) -> Snapshot | None:
+        """Returns the stream's snapshot if it was taken with ``schema``, else None."""
+        row = (
+            self._read()
+            .execute(
+                "SELECT version, state FROM snapshots WHERE stream_id = ? AND schema = ?",
+                (stream_id, schema),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return Snapshot(stream_id, schema, int(row[0]), orjson.loads(row[1]))
 
     def _envelope(self, row: Any) -> Envelope:
         return Envelope(

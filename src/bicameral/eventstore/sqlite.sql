@@ -16,3 +16,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     versions BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id TEXT PRIMARY KEY, schema TEXT NOT NULL, version INTEGER NOT NULL,
+    state BLOB NOT NULL
+);

@@ -9,7 +9,14 @@ Subclass a contract suite once per backend and implement its factory::
 
 from bicameral.testing.contracts.eventstore import EventStoreContract
 from bicameral.testing.contracts.readstore import ReadStoreContract
+from bicameral.testing.contracts.snapshots import SnapshotStoreContract
 from bicameral.testing.contracts.transport import TransportContract
 from bicameral.testing.servers import require_server
 
-__all__ = ["EventStoreContract", "ReadStoreContract", "TransportContract", "require_server"]
+__all__ = [
+    "EventStoreContract",
+    "ReadStoreContract",
+    "SnapshotStoreContract",
+    "TransportContract",
+    "require_server",
+]

@@ -39,8 +39,12 @@ def _key(event: StockReserved | StockReleased | StockSold | StockReturned) -> st
     return reservation_key(event.customer_id, event.order_id)
 
 
-class Product(Aggregate):
-    """A product's catalogue entry and stock, with the units held and sold per order."""
+class Product(Aggregate, snapshot_every=100):
+    """A product's catalogue entry and stock, with the units held and sold per order.
+
+    Every order adds events to a product's stream, so loads start from a snapshot taken at
+    least every 100 events.
+    """
 
     def __init__(self, id: str) -> None:
         super().__init__(id)
