@@ -6,7 +6,8 @@ the fix" for all of them (and for ``bicameral dlq retry``) by deleting the file.
 
 - ``services``: ``bank`` takes deposits; ``ledger`` folds them, read from bank through the
   transport, into a document per account (``books``), and fails for the broken accounts.
-- ``shop``: the shop, with orders' ``confirm_paid`` reaction failing for the broken order ids.
+- ``shop``: the shop, with orders' ``confirm_paid`` reaction failing for the broken orders, each
+  listed by its key ``<customer_id>/<order_id>`` (order ids are per customer).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from bicameral import Aggregate, Command, Envelope, Event, Projection, Service, View, allow
 from bicameral.service import Reaction
 from shop.app import services as shop_services
+from shop.orders.messages import order_key
 
 __all__ = ["BROKEN_ENV", "Deposit", "Deposited", "books", "broken", "services", "shop"]
 
@@ -86,8 +88,9 @@ def _breakable(reaction: Reaction) -> Reaction:
     original = reaction.fn
 
     def confirm_paid(event: Any) -> Any:
-        if broken(event.order_id):
-            raise RuntimeError(f"cannot confirm order {event.order_id}")
+        key = order_key(event.customer_id, event.order_id)
+        if broken(key):
+            raise RuntimeError(f"cannot confirm order {key}")
         return original(event)
 
     return dataclasses.replace(reaction, fn=confirm_paid)

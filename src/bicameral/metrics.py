@@ -1,4 +1,8 @@
-"""Prometheus metrics every process exports at ``/metrics``."""
+"""Prometheus metrics every process exports at ``/metrics``.
+
+Consumers (projection partitions, relays, reaction runners) are metered in
+``bicameral.workers.meters``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,10 @@ __all__ = [
     "EVENTS_APPENDED",
     "PARKED_EVENTS",
     "PROJECTED_EVENTS",
-    "PROJECTION_LAG",
     "QUERIES",
     "QUERY_SECONDS",
     "REACTIONS_REFUSED",
+    "READY",
 ]
 
 COMMANDS = Counter(
@@ -28,9 +32,7 @@ EVENTS_APPENDED = Counter("bicameral_events_appended_total", "Events appended", 
 PROJECTED_EVENTS = Counter(
     "bicameral_projected_events_total", "Events folded into read models", ["projection"]
 )
-PROJECTION_LAG = Gauge(
-    "bicameral_projection_lag_events", "Events a projection is behind its source", ["checkpoint"]
-)
+READY = Gauge("bicameral_ready", "1 when the process is ready to serve (as /health/ready), else 0")
 PARKED_EVENTS = Counter(
     "bicameral_parked_events_total", "Events parked after a poison failure", ["consumer"]
 )

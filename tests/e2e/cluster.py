@@ -1,4 +1,4 @@
-"""Runs bicameral roles and nginx as separate OS processes for end-to-end tests.
+"""Runs bicameral roles, nginx and Prometheus as separate OS processes for end-to-end tests.
 
 Every process starts in its own session, so ``stop`` can kill it with everything it spawned;
 its output goes to a log file in the cluster's folder, shown when a test fails.
@@ -22,6 +22,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+PROMETHEUS_CONF = ROOT / "deploy" / "prometheus.yml"
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -72,6 +73,36 @@ def render_nginx(template: str, *, port: int, upstreams: dict[str, list[int]], h
     return text.replace("http {\n", "http {\n" + temp, 1)
 
 
+def prometheus_binary() -> str | None:
+    """Returns the path of the prometheus executable, or None when it is not installed."""
+    return shutil.which("prometheus") or next(
+        (p for p in ("/usr/bin/prometheus", "/usr/local/bin/prometheus") if os.access(p, os.X_OK)),
+        None,
+    )
+
+
+def render_prometheus(
+    template: str,
+    *,
+    targets: list[tuple[int, dict[str, str]]],
+    token_file: Path,
+    interval: str,
+) -> str:
+    """Returns deploy/prometheus.yml scraping ``targets`` (local ports and their labels) every
+    ``interval`` with the token in ``token_file``, its rules from deploy/alerts.yml."""
+    import yaml
+
+    config = yaml.safe_load(template)
+    config["global"] = {"scrape_interval": interval, "evaluation_interval": interval}
+    config["rule_files"] = [str(PROMETHEUS_CONF.with_name(name)) for name in config["rule_files"]]
+    (job,) = config["scrape_configs"]
+    job["authorization"]["credentials_file"] = str(token_file)
+    job["static_configs"] = [
+        {"targets": [f"127.0.0.1:{port}"], "labels": labels} for port, labels in targets
+    ]
+    return str(yaml.safe_dump(config))
+
+
 @dataclass
 class Proc:
     """One started process, and how to start it again."""
@@ -81,6 +112,8 @@ class Proc:
     log: Path
     port: int | None = None
     popen: subprocess.Popen[bytes] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    """The service and role of a bicameral process, as Prometheus labels its target."""
 
     @property
     def pid(self) -> int:
@@ -115,12 +148,16 @@ class Cluster:
         return proc
 
     def serve(self, name: str, service: str, role: str, port: int | None = None) -> Proc:
-        """Starts ``bicameral serve`` for one role of one service."""
+        """Starts ``bicameral serve`` for one role of one service; ``port`` is its API port,
+        or for a worker role (projector, relay, reactions) its metrics port."""
         args = [sys.executable, "-m", "bicameral.cli.main", "serve", "--config", str(self.config)]
         args += ["--service", service, "--role", role]
         if port is not None:
-            args += ["--port", str(port)]
-        return self._spawn(Proc(name, args, self.home / f"{name}.log", port))
+            flag = "--port" if role in ("command-api", "query-api") else "--metrics-port"
+            args += [flag, str(port)]
+        proc = Proc(name, args, self.home / f"{name}.log", port)
+        proc.labels = {"service": service, "role": role}
+        return self._spawn(proc)
 
     def up(self, name: str, port: int) -> Proc:
         """Starts ``bicameral up``: every service and role in one process."""
@@ -158,6 +195,33 @@ class Cluster:
         tested = subprocess.run([*args, "-t"], capture_output=True, check=False)
         assert tested.returncode == 0, tested.stderr.decode()
         return self._spawn(Proc("nginx", [*args, "-g", directives], home / "out.log", port))
+
+    def prometheus(self, token: str, interval: str = "1s") -> Proc:
+        """Starts Debian's Prometheus scraping every bicameral process started so far, with
+        deploy/prometheus.yml's job settings and alerts.yml, on a spare port."""
+        binary = prometheus_binary()
+        assert binary is not None, "prometheus is not installed (apt-get install prometheus)"
+        home = self.home / "prometheus"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "bicameral.token").write_text(token)
+        port = free_port()
+        config = home / "prometheus.yml"
+        config.write_text(
+            render_prometheus(
+                PROMETHEUS_CONF.read_text(),
+                targets=[(p.port, p.labels) for p in self.procs.values() if p.labels and p.port],
+                token_file=home / "bicameral.token",
+                interval=interval,
+            )
+        )
+        args = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ]
+        return self._spawn(Proc("prometheus", args, home / "out.log", port))
 
     def kill(self, name: str) -> None:
         """Kills one process (SIGKILL), as a crash would."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import select
 import sqlite3
 import subprocess
 import uuid
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from bicameral.testing import require_server
-from tests.e2e.conftest import Server, cli, free_port
+from tests.e2e.conftest import BICAMERAL, Server, child_env, cli, free_port
 
 LINE_FIELDS = ("date", "time", "service", "position", "type", "stream")
 
@@ -76,7 +77,7 @@ def test_events_tail_of_one_service_shows_the_whole_short_log(
 def test_projections_status_shows_the_checkpoint_at_the_head(
     server: Server, skus: list[str]
 ) -> None:
-    result = cli("projections", "status", "--data-dir", str(server.data_dir))
+    result = cli("projections", "status", "--partitions", "--data-dir", str(server.data_dir))
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == [
@@ -84,8 +85,8 @@ def test_projections_status_shows_the_checkpoint_at_the_head(
         "checkpoint",
         "position",
         "head",
-        "lag",
-        "lag_s",
+        "lag_events",
+        "lag_seconds",
         "parked",
         "owner",
     ]
@@ -93,7 +94,8 @@ def test_projections_status_shows_the_checkpoint_at_the_head(
     head = server.head()
     assert whole[:5] == ["inventory", "products.v1:inventory", str(head), str(head), "0"]
     assert float(whole[5]) == 0.0
-    assert whole[6:] == ["0", "-"]
+    assert whole[6] == "0"  # nothing parked
+    assert whole[7] != "-"  # the workers holding its partitions
     assert [r[1] for r in partitions] == [f"products.v1:inventory#p{i}" for i in range(8)]
     for row in partitions:
         assert row[2:5] == [str(head), str(head), "0"]
@@ -101,14 +103,92 @@ def test_projections_status_shows_the_checkpoint_at_the_head(
         assert row[7] != "-"  # the worker holding the partition
 
 
-def test_status_shows_the_projection_and_the_relay(server: Server, skus: list[str]) -> None:
+def test_status_shows_one_row_per_consumer_with_its_owner(server: Server, skus: list[str]) -> None:
     result = cli("status", "--data-dir", str(server.data_dir))
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    workers = [row[1] for row in rows if row[0] == "inventory"]
+    assert workers == ["products.v1:inventory", "relay", "reactions:orders"]
+    assert {row[0] for row in rows} == {"inventory", "orders", "payments"}
+    owners = {row[7] for row in rows if row[1] in ("relay", "reactions:orders")}
+    assert "-" not in owners, result.stdout  # bicameral up holds every lease
+    assert len(owners) == 1
+
+
+def test_status_with_partitions_adds_a_row_per_partition(server: Server, skus: list[str]) -> None:
+    result = cli("status", "--partitions", "--data-dir", str(server.data_dir))
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     workers = [row[1] for row in rows if row[0] == "inventory"]
     partitions = [f"products.v1:inventory#p{i}" for i in range(8)]
     assert workers == ["products.v1:inventory", *partitions, "relay", "reactions:orders"]
-    assert {row[0] for row in rows} == {"inventory", "orders", "payments"}
+
+
+def test_events_tail_filters_by_stream_type_and_principal(server: Server, skus: list[str]) -> None:
+    data = ["--data-dir", str(server.data_dir)]
+    result = cli("events", "tail", "--stream", f"product-{skus[0]}", *data)
+    assert result.returncode == 0, result.stderr
+    types = [parse(line)["type"] for line in result.stdout.splitlines()]
+    assert types == ["inventory.ProductRegistered.v1", "inventory.StockReceived.v1"]
+    result = cli("events", "tail", "--type", "StockReceived", "--limit", "1", *data)
+    assert [parse(line)["stream"] for line in result.stdout.splitlines()] == [f"product-{skus[0]}"]
+    result = cli("events", "tail", "--principal", "e2e-admin", "--limit", "500", *data)
+    actors = {parse(line)["actor"].split("[")[0] for line in result.stdout.splitlines()}
+    assert actors == {"e2e-admin"}
+    result = cli("events", "tail", "--principal", "nobody-at-all", *data)
+    assert (result.returncode, result.stdout) == (0, "")
+
+
+def test_events_tail_limits_lines_in_all_and_orders_them_by_time(
+    server: Server, skus: list[str], client: httpx.Client
+) -> None:
+    for amount in (100, 200):
+        body = {"customer_id": f"cli-{uuid.uuid4().hex[:6]}", "amount_cents": amount}
+        assert client.post("/payments/commands/DepositFunds", json=body).is_success
+    result = cli("events", "tail", "--limit", "5", "--data-dir", str(server.data_dir))
+    lines = [parse(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 5
+    assert [line["service"] for line in lines][-2:] == ["payments", "payments"]
+    assert "inventory" in {line["service"] for line in lines}
+    stamps = [f"{line['date']} {line['time']}" for line in lines]
+    assert stamps == sorted(stamps)
+
+
+def test_events_tail_follow_prints_new_matching_events(
+    server: Server, skus: list[str], client: httpx.Client
+) -> None:
+    args = ["events", "tail", "--follow", "--limit", "0", "--type", "StockReceived"]
+    follower = subprocess.Popen(
+        [*BICAMERAL, *args, "--data-dir", str(server.data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+        text=True,
+    )
+    try:
+        sku, line = skus[1], ""
+        assert follower.stdout is not None
+        for _ in range(60):  # until the follower has started reading (it prints nothing before)
+            assert follower.poll() is None, follower.stderr and follower.stderr.read()
+            assert client.post(
+                "/inventory/commands/ReceiveStock", json={"sku": sku, "quantity": 1}
+            ).is_success
+            if select.select([follower.stdout], [], [], 1.0)[0]:
+                line = follower.stdout.readline()
+                break
+        fields = parse(line)
+        assert (fields["type"], fields["stream"]) == (
+            "inventory.StockReceived.v1",
+            f"product-{sku}",
+        )
+    finally:
+        follower.kill()
+        follower.wait(10)
+
+
+def test_a_negative_limit_is_one_error_line(server: Server) -> None:
+    result = cli("events", "tail", "--limit", "-1", "--data-dir", str(server.data_dir))
+    assert_one_line_error(result, "--limit")
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -154,6 +234,14 @@ def test_serving_on_a_port_in_use_is_one_error_line(server: Server, tmp_path: Pa
 def test_an_unknown_app_is_one_error_line(tmp_path: Path) -> None:
     result = cli("up", "--app", "no_such_module:services", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "no_such_module")
+
+
+def test_a_worker_on_a_metrics_port_in_use_is_one_error_line(
+    server: Server, tmp_path: Path
+) -> None:
+    args = ["serve", "--service", "inventory", "--role", "relay", "--data-dir", str(tmp_path)]
+    assert_one_line_error(cli(*args, "--metrics-port", str(server.port)), str(server.port))
+    assert_one_line_error(cli(*args, "--metrics-port", "70000"), "--metrics-port")
 
 
 def test_a_missing_event_store_is_one_error_line_and_stays_missing(tmp_path: Path) -> None:

@@ -263,6 +263,19 @@ def test_metrics_are_prometheus_text_counting_commands(client: httpx.Client) -> 
     assert "bicameral_projected_events_total" in text
 
 
+def test_one_process_of_every_role_exports_every_consumers_lag(client: httpx.Client) -> None:
+    """``bicameral up`` serves the workers' metrics on its one port."""
+    text = client.get("/metrics").text
+    for consumer in ('consumer="relay"', 'consumer="reactions:orders"', "products.v1:inventory"):
+        lines = [
+            line
+            for line in text.splitlines()
+            if line.startswith("bicameral_consumer_lag_seconds{") and consumer in line
+        ]
+        assert lines, consumer
+    assert "bicameral_ready 1.0" in text
+
+
 def test_the_openapi_document_lists_each_message_and_route(client: httpx.Client) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200

@@ -33,6 +33,7 @@ from bicameral.runtime.auth import embedded_key
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from bicameral.security.tokens import issue_token
+from shop.orders.messages import order_key
 from tests.e2e.cluster import ROOT, Cluster, free_port
 from tests.e2e.layouts import LAYOUTS, Layout, create_stores, make_layout, observer, write_settings
 from tests.parking_app import BROKEN_ENV, books
@@ -271,11 +272,11 @@ async def test_one_failing_stream_parks_in_order_and_dlq_retry_folds_it_once(
 
 @pytest.fixture
 def shop(layout: Layout, tmp_path: Path) -> Iterator[tuple[Cluster, Settings, int]]:
-    """The shop in one ``bicameral up`` process, orders' confirm_paid broken for order o-bad."""
+    """The shop in one ``bicameral up`` process, orders' confirm_paid broken for bob's o-bad."""
     settings = write_settings(
         tmp_path / "bicameral.toml", layout, "tests.parking_app:shop", partitions=2
     )
-    (tmp_path / "broken").write_text("o-bad\n")
+    (tmp_path / "broken").write_text(f"{order_key('bob', 'o-bad')}\n")
     cluster = Cluster(tmp_path, tmp_path / "bicameral.toml", env_of(tmp_path))
     admin_headers(settings)
     asyncio.run(create_stores(settings))
@@ -300,10 +301,11 @@ async def shop_http(
         yield http
 
 
-async def order_status(node: Node, order_id: str) -> str | None:
+async def order_status(node: Node, customer_id: str, order_id: str) -> str | None:
     from shop.orders.projections import orders
 
-    doc = await node.runtime("orders").reads.get(orders.table("orders"), order_id)
+    key = order_key(customer_id, order_id)
+    doc = await node.runtime("orders").reads.get(orders.table("orders"), key)
     return None if doc is None else str(doc["status"])
 
 
@@ -340,17 +342,17 @@ async def test_a_failing_reaction_parks_its_step_and_dlq_retry_completes_it_once
 
         async def settled() -> bool:
             return (
-                await order_status(node, "o-good") == "CONFIRMED"
+                await order_status(node, "ann", "o-good") == "CONFIRMED"
                 and len(await node.runtime("orders").reads.parked()) == 1
             )
 
         await until(settled, "o-good confirmed and o-bad's confirmation parked")
-        assert await order_status(node, "o-bad") == "PENDING"
+        assert await order_status(node, "bob", "o-bad") == "PENDING"
         [seq] = parked(cluster, "--consumer", "orders")
         assert seq["consumer"] == "orders.confirm_paid"
         assert seq["event_type"] == "payments.PaymentCaptured.v1"
         assert seq["error"] == "RuntimeError"
-        assert "o-bad" in seq["message"]
+        assert order_key("bob", "o-bad") in seq["message"]
         assert status_rows(cluster)["orders reactions:payments"][-2] == "1"
 
         (tmp_path / "broken").unlink()
@@ -358,7 +360,7 @@ async def test_a_failing_reaction_parks_its_step_and_dlq_retry_completes_it_once
         assert done.returncode == 0, done.stderr
 
         async def confirmed() -> bool:
-            return await order_status(node, "o-bad") == "CONFIRMED"
+            return await order_status(node, "bob", "o-bad") == "CONFIRMED"
 
         await until(confirmed, "o-bad confirmed")
         assert parked(cluster) == []
@@ -393,7 +395,9 @@ def test_the_dlq_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     assert_one_line(bicameral(cluster, "dlq", "show", "nope"), 2, "nope")
     assert_one_line(bicameral(cluster, "dlq", "skip", "nope"), 1, "--reason")
     assert_one_line(bicameral(cluster, "dlq", "retry"), 2, "--all")
-    assert_one_line(bicameral(cluster, "dlq", "list", "--service", "nope"), 1, "nope")
+    assert_one_line(bicameral(cluster, "dlq", "list", "--service", "nope"), 2, "nope")
+    assert_one_line(bicameral(cluster, "dlq", "retry", "--all", "--service", "nope"), 2, "nope")
+    assert parked(cluster, "--service", "", "--consumer", "") == []
     done = bicameral(cluster, "dlq", "retry", "--all")
     assert done.returncode == 0
     assert done.stdout.strip() == "nothing parked"

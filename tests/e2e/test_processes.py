@@ -18,6 +18,7 @@ import asyncio
 import importlib.util
 import os
 import random
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -36,7 +37,7 @@ from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from bicameral.runtime.status import command_side_status, projection_status
 from bicameral.workers.feeds import LogFeed
-from tests.e2e.cluster import ROOT, Cluster, free_port, nginx_binary
+from tests.e2e.cluster import ROOT, Cluster, free_port, nginx_binary, prometheus_binary
 from tests.e2e.layouts import (
     LAYOUTS,
     Layout,
@@ -50,6 +51,7 @@ from tests.e2e.probe_app import PROBE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 APP = "tests.e2e.probe_app:services"
+NO_PROMETHEUS = "prometheus is not installed; install it with: apt-get install prometheus"
 PARTITIONS = 4
 LEASE_TTL = 2.0
 
@@ -68,14 +70,21 @@ def settings(layout: Layout, tmp_path: Path) -> Settings:
     )
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 @pytest.fixture
 def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
-    """Every role of every service as its own process, and nginx in front; killed at the end."""
+    """Every role of every service as its own process, nginx in front, and Prometheus
+    scraping every process (when installed: required in CI); killed at the end."""
     if nginx_binary() is None:
         message = "nginx is not installed; install it with: apt-get install nginx-light"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail(message)
         pytest.skip(message)
+    if prometheus_binary() is None and in_ci():
+        pytest.fail(NO_PROMETHEUS)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BICAMERAL_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "shop" / "src"), str(ROOT)])
     cluster = Cluster(tmp_path, tmp_path / "bicameral.toml", env)
@@ -93,12 +102,15 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
                     apis.append(proc.name)
                     upstreams.setdefault(f"{name}_{kind}", []).append(proc.port or 0)
             for copy in (1, 2):
-                cluster.serve(f"{name}-projector-{copy}", name, "projector")
-            cluster.serve(f"{name}-relay", name, "relay")
+                cluster.serve(f"{name}-projector-{copy}", name, "projector", free_port())
+            cluster.serve(f"{name}-relay", name, "relay", free_port())
             if service.reactions:
-                cluster.serve(f"{name}-reactions", name, "reactions")
+                cluster.serve(f"{name}-reactions", name, "reactions", free_port())
         cluster.nginx(upstreams)
-        cluster.wait_healthy(apis)
+        if prometheus_binary() is not None:
+            token = credentials(settings)["Authorization"].removeprefix("Bearer ")
+            cluster.prometheus(token)
+        cluster.wait_healthy([name for name, proc in cluster.procs.items() if proc.labels])
         yield cluster
     finally:
         cluster.stop()
@@ -439,10 +451,67 @@ async def test_every_role_in_its_own_process_survives_killed_projectors_and_rela
     await assert_no_effect_applied_twice(node)
     await wait_for(lambda: partitions_spread(node, cluster), "rebalancing after restart", cluster)
 
-    for name in [n for n in cluster.procs if "-api-" in n or n == "nginx"]:
+    await wait_for(lambda: prometheus_sees_every_consumer(cluster, node), "scrapes", cluster)
+
+    for name in [n for n in cluster.procs if "-api-" in n or n in ("nginx", "prometheus")]:
         cluster.kill(name)  # frees their database connections; the rest keep running
-    status = cluster.cli("status")
+    status = cluster.cli("status", "--partitions")
     for name in services:
-        assert f"{name:<10} relay" in status
+        assert re.search(rf"{name:<10} relay .* \S+:{cluster.procs[f'{name}-relay'].pid}:", status)
     assert f"#p{PARTITIONS - 1}" in status
-    assert not [n for n in cluster.dead() if "-api-" not in n and n != "nginx"], cluster.logs()
+    workers = ("projector", "relay", "reactions")
+    dead = [n for n in cluster.dead() if cluster.procs[n].labels.get("role") in workers]
+    assert not dead, cluster.logs()
+    if "prometheus" not in cluster.procs:
+        pytest.skip(f"all checked but the scrapes by Prometheus: {NO_PROMETHEUS}")
+
+
+def consumers(node: Node) -> set[tuple[str, str, str]]:
+    """Returns (service, consumer, partition) of every consumer of the node's services."""
+    found = set()
+    for rt in node.runtimes.values():
+        for base, lane in rt.projector_group().lanes.items():
+            found |= {(rt.name, base, str(slot.index)) for slot in lane}
+        found.add((rt.name, "relay", ""))
+        found |= {(rt.name, f"reactions:{r.source}", "") for r in rt.service.reactions}
+    return found
+
+
+async def prometheus_sees_every_consumer(cluster: Cluster, node: Node) -> bool:
+    """Returns True when Prometheus scrapes every process and finds the lag of every consumer
+    (in seconds and events), every one caught up; True at once without Prometheus."""
+    proc = cluster.procs.get("prometheus")
+    if proc is None:
+        return True
+    base = f"http://127.0.0.1:{proc.port}/api/v1"
+
+    async def query(expr: str) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.get(f"{base}/query", params={"query": expr})
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()["data"]["result"]
+        return result
+
+    try:
+        up = await query('up{job="bicameral"}')
+        lag_seconds = await query("bicameral_consumer_lag_seconds")
+        lag_events = await query("bicameral_consumer_lag_events")
+    except httpx.HTTPError:
+        return False  # Prometheus still starting
+    processes = [name for name, p in cluster.procs.items() if p.labels]
+    if len(up) != len(processes) or any(r["value"][1] != "1" for r in up):
+        return False
+    expected = consumers(node)
+
+    def by_consumer(result: list[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
+        return {
+            (m["service"], m["consumer"], m.get("partition", "")): float(r["value"][1])
+            for r in result
+            for m in [r["metric"]]
+        }
+
+    seconds, events = by_consumer(lag_seconds), by_consumer(lag_events)
+    if set(seconds) != expected or set(events) != expected:
+        return False
+    assert all(value >= 0 for value in seconds.values()), seconds
+    return all(value == 0 for value in events.values())

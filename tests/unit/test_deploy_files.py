@@ -92,3 +92,38 @@ def test_nginx_sends_the_operational_routes_to_every_api_copy() -> None:
     names = re.search(r"location ~ \^/\(([a-z|]+)\)/\(commands\|queries\)/", conf)
     assert names is not None
     assert set(names.group(1).split("|")) == set(SERVICES)
+
+
+def test_prometheus_scrapes_every_process_of_the_readmes_layout_with_its_labels() -> None:
+    """Each role's ports in the README's start-up loop are the targets of that role."""
+    import yaml
+
+    readme = (DEPLOY / "README.md").read_text()
+    suffixes: dict[str, list[str]] = {}
+    for role, suffix in re.findall(
+        r"serve --service \$service --role (\S+) +--(?:metrics-)?port 8\$\{n\}(\d\d)", readme
+    ):
+        suffixes.setdefault(role, []).append(suffix)
+    assert set(suffixes) == {"command-api", "query-api", "projector", "relay", "reactions"}
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["honor_labels"] is True
+    assert job["authorization"]["credentials_file"]
+    found = {
+        (group["labels"]["service"], group["labels"]["role"]): group["targets"]
+        for group in job["static_configs"]
+    }
+    expected = {
+        (service, role): [f"127.0.0.1:8{n}{suffix}" for suffix in ends]
+        for n, service in enumerate(["inventory", "orders", "payments"], 1)
+        for role, ends in suffixes.items()
+    }
+    assert found == expected
+    assert config["rule_files"] == ["alerts.yml"]
+
+
+def test_production_gives_each_worker_role_a_metrics_port_of_its_own() -> None:
+    settings = Settings.load(config=DEPLOY / "production.toml", environ={})
+    ports = {role: settings.metrics_port([role]) for role in ("projector", "relay", "reactions")}
+    assert None not in ports.values()
+    assert len(set(ports.values())) == 3

@@ -40,7 +40,7 @@ async def test_only_the_lease_holder_steps_and_a_standby_takes_over_on_stop() ->
     log.clear()
     await asyncio.sleep(0.5)
     assert set(log) == {"b"}
-    assert (a.resets, b.resets) == (1, 1)
+    assert (a.resets, b.resets) == (2, 1)  # reset on taking the lease and on giving it up
     stop_b.set()
     await run_b
     assert await store.leases("relay/") == {}

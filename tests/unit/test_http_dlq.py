@@ -179,9 +179,26 @@ async def test_a_skip_needs_a_reason_and_is_audited(
     assert (await documents(node))[BAD] == {"cents": 4, "versions": [4]}
 
 
+async def test_an_empty_filter_is_none_and_an_unknown_service_is_a_422(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    seq = await parked_one(client, node)
+    for params in ({"service": "", "consumer": ""}, {"service": "ledger", "consumer": ""}):
+        listed = await client.get("/admin/dlq", params=params)
+        assert listed.status_code == 200, params
+        assert [s["id"] for s in listed.json()] == [seq["id"]]
+    for skipped in ("false", "true"):
+        unknown = await client.get("/admin/dlq", params={"service": "nope", "skipped": skipped})
+        assert unknown.status_code == 422
+        assert unknown.headers["content-type"] == "application/problem+json"
+        assert "nope" in unknown.json()["detail"]
+        assert [e["loc"] for e in unknown.json()["errors"]] == [["query", "service"]]
+
+
 async def test_the_dlq_routes_are_in_the_api_document(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert set(paths["/admin/dlq"]) == {"get"}
+    assert "422" in paths["/admin/dlq"]["get"]["responses"]
     assert set(paths["/admin/dlq/{sequence}"]) == {"get"}
     retry = paths["/admin/dlq/{sequence}/retry"]["post"]
     assert {"200", "404", "409"} <= set(retry["responses"])

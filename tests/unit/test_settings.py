@@ -255,3 +255,43 @@ def test_made_directly_settings_read_only_bicameral_variables(
     monkeypatch.setenv("BICAMERAL_HOST", "0.0.0.0")
     settings = Settings(app="x")
     assert (settings.app, settings.host, settings.port) == ("x", "0.0.0.0", 8000)
+
+
+def test_a_worker_process_takes_its_roles_metrics_port_before_the_common_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bicameral.toml"
+    path.write_text("[metrics]\nport = 9100\nroles = { projector = 9101, reactions = 9103 }\n")
+    settings = Settings.load(config=path, environ={})
+    assert settings.metrics_port(["projector"]) == 9101
+    assert settings.metrics_port(["relay", "reactions"]) == 9103
+    assert settings.metrics_port(["relay"]) == 9100
+    assert Settings.load(environ={}).metrics_port(["relay"]) is None
+
+
+def test_the_environment_sets_the_metrics_port(tmp_path: Path) -> None:
+    path = tmp_path / "bicameral.toml"
+    path.write_text("[metrics]\nport = 9100\nroles = { relay = 9102 }\n")
+    settings = Settings.load(config=path, environ={"BICAMERAL_METRICS_PORT": "9200"})
+    assert (settings.metrics_port(["projector"]), settings.metrics_port(["relay"])) == (9200, 9102)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[metrics]\nport = 'x'", "metrics.port"),
+        ("[metrics]\nport = 70000", "metrics.port"),
+        ("[metrics]\nroles = { projector = -1 }", "metrics.roles.projector"),
+        ("[metrics]\nroles = { command-api = 9000 }", "command-api"),
+        ("[metrics]\nroles = 9000", "metrics.roles"),
+        ("[metrics]\nhost = 'x'", "host"),
+        ("metrics = 9100", "metrics"),
+    ],
+)
+def test_a_bad_metrics_table_is_a_configuration_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.load(config=path, environ={})

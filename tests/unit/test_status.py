@@ -91,6 +91,31 @@ async def test_a_consistency_token_waits_for_every_partition(node: Node) -> None
     assert answer["sku"] == "sku-4"
 
 
+async def test_by_default_a_partitioned_projection_is_one_row_owned_by_its_projectors(
+    node: Node,
+) -> None:
+    await register(node, 2)
+    group = node.runtime("inventory").projector_group()
+    await group.catch_up()
+    rows = await projection_status(node, partitions=False)
+    assert [(row.name, row.position, row.lag, row.owner) for row in rows] == [
+        ("products.v1:inventory", 2, 0, group.worker)
+    ]
+
+
+async def test_status_names_the_copy_holding_the_relay_and_each_reaction_runner(
+    node: Node,
+) -> None:
+    rt = node.runtime("inventory")
+    rows = {row.name: row for row in await command_side_status(node)}
+    assert (rows["relay"].owner, rows["reactions:orders"].owner) == ("", "")
+    assert await rt.reads.acquire_lease(rt.relay_lease, "host:1:relay", 10.0)
+    assert await rt.reads.acquire_lease(rt.reactions_lease("orders"), "host:2:reactions", 10.0)
+    rows = {row.name: row for row in await command_side_status(node)}
+    assert rows["relay"].owner == "host:1:relay"
+    assert rows["reactions:orders"].owner == "host:2:reactions"
+
+
 async def test_status_counts_parked_events_per_consumer_and_partition(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
@@ -17,7 +17,7 @@ from bicameral.context import MessageContext, Principal
 from bicameral.errors import BicameralError
 from bicameral.service import CommandHandler, QueryHandler, Service
 
-__all__ = ["Bus", "Call", "Chain", "Meters", "Middleware", "Next", "outcome_of"]
+__all__ = ["Bus", "BusOptions", "Call", "Chain", "Meters", "Middleware", "Next", "outcome_of"]
 
 log = logging.getLogger("bicameral.bus")
 
@@ -132,32 +132,42 @@ def _bind(mw: Middleware[C, R], next: Next[C, R]) -> Next[C, R]:
     return step
 
 
+class BusOptions(TypedDict, Generic[C, R], total=False):
+    """What every bus takes besides its service and store."""
+
+    authorizer: Authorizer | None
+    """Who may send what (default: ``AllowAll``)."""
+    middleware: Sequence[Middleware[C, R]]
+    """The user's middleware, outermost first, between authorization and the bus's own step."""
+    notifier: Notifier | None
+    """Woken when events are appended (commands) or awaited for tokens (queries)."""
+
+
 class Bus(Generic[C, R]):
     """What both buses are: a service's handlers behind one chain of observe, authorize, the
     user's middleware and the bus's own innermost step."""
 
-    kind: ClassVar[str]
-    """``command`` or ``query``: how logs name a message of this bus."""
-    counter: ClassVar[Any]
-    """The Prometheus counter of messages by outcome."""
-    timer: ClassVar[Any]
-    """The Prometheus histogram of message durations."""
+    observed: ClassVar[tuple[str, Any, Any]]
+    """How this bus's messages are observed: their kind in logs (``command`` or ``query``),
+    the Prometheus counter of messages by outcome, and the histogram of their durations."""
 
     def __init__(
         self,
         service: Service,
         *,
-        authorizer: Authorizer | None,
-        notifier: Notifier | None,
-        middleware: Sequence[Middleware[C, R]],
-        innermost: Middleware[C, R],
+        authorizer: Authorizer | None = None,
+        middleware: Sequence[Middleware[C, R]] = (),
+        notifier: Notifier | None = None,
     ) -> None:
         self.service = service
         self.notifier = notifier
         self._authorizer = authorizer or AllowAll()
-        meters = Meters(self.counter, self.timer, service.name)
+        kind, counter, timer = self.observed
         self._chain = Chain[C, R](
-            self.kind, meters, self._handle, [self._authorize, *middleware, innermost]
+            kind,
+            Meters(counter, timer, service.name),
+            self._handle,
+            [self._authorize, *middleware, self._innermost],
         )
 
     def screen(self, principal: Principal, handler: CommandHandler | QueryHandler) -> None:
@@ -171,6 +181,10 @@ class Bus(Generic[C, R]):
     async def authorize(self, call: C) -> None:
         """Returns when the call may run; raises an AccessError when not."""
         raise NotImplementedError
+
+    async def _innermost(self, call: C, next: Next[C, R]) -> R:
+        """The bus's own step after the user's middleware (idempotency, consistency)."""
+        return await next(call)
 
     async def _handle(self, call: C) -> R:
         raise NotImplementedError

@@ -7,16 +7,14 @@ times, after a ConcurrencyError.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 
 from bicameral import metrics
 from bicameral.aggregate import Aggregate, AggregateCache, Repository
-from bicameral.bus.calls import Authorizer, CommandCall, CommandResult, RecordFilter
-from bicameral.bus.chain import Bus, Middleware, Next
-from bicameral.consistency import Notifier
+from bicameral.bus.calls import CommandCall, CommandResult, RecordFilter
+from bicameral.bus.chain import Bus, BusOptions, Middleware, Next
 from bicameral.context import MessageContext
 from bicameral.errors import (
     BicameralError,
@@ -154,28 +152,18 @@ class CommandBus(Bus[CommandCall, CommandResult]):
     ``retries``).
     """
 
-    kind = "command"
-    counter = metrics.COMMANDS
-    timer = metrics.COMMAND_SECONDS
+    observed = ("command", metrics.COMMANDS, metrics.COMMAND_SECONDS)
 
     def __init__(
         self,
         service: Service,
         store: EventStore,
         *,
-        authorizer: Authorizer | None = None,
-        middleware: Sequence[CommandMiddleware] = (),
-        notifier: Notifier | None = None,
         cache_size: int = 10_000,
         snapshots: bool = True,
+        **options: Unpack[BusOptions[CommandCall, CommandResult]],
     ) -> None:
-        super().__init__(
-            service,
-            authorizer=authorizer,
-            notifier=notifier,
-            middleware=middleware,
-            innermost=self._idempotent,
-        )
+        super().__init__(service, **options)
         self.store = store
         self.cache = AggregateCache(cache_size) if cache_size > 0 else None
         self.snapshots = store if snapshots and isinstance(store, SnapshotStore) else None
@@ -194,7 +182,8 @@ class CommandBus(Bus[CommandCall, CommandResult]):
         """Returns when the command may run; raises an AccessError when not."""
         await self._authorizer.authorize_command(call)
 
-    async def _idempotent(self, call: CommandCall, next: CommandNext) -> CommandResult:
+    async def _innermost(self, call: CommandCall, next: CommandNext) -> CommandResult:
+        """Answers a repeated Idempotency-Key with the first result, without running again."""
         key = call.context.idempotency_key
         if key is None:
             return await next(call)

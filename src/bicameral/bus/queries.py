@@ -7,15 +7,15 @@ rebuild's switch moves queries and consistency waits to the new version in one s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Unpack
 
 from pydantic import BaseModel
 
 from bicameral import metrics
-from bicameral.bus.calls import Authorizer, QueryCall, RecordFilter
-from bicameral.bus.chain import Bus, Middleware, Next
-from bicameral.consistency import ConsistencyToken, Notifier, wait_for_positions
+from bicameral.bus.calls import QueryCall, RecordFilter
+from bicameral.bus.chain import Bus, BusOptions, Middleware, Next
+from bicameral.consistency import ConsistencyToken, wait_for_positions
 from bicameral.context import MessageContext
 from bicameral.errors import BicameralError
 from bicameral.messages import Query
@@ -96,27 +96,17 @@ class VisibleReadModel:
 class QueryBus(Bus[QueryCall, Any]):
     """Serves each query from read models, first waiting for a consistency token if given."""
 
-    kind = "query"
-    counter = metrics.QUERIES
-    timer = metrics.QUERY_SECONDS
+    observed = ("query", metrics.QUERIES, metrics.QUERY_SECONDS)
 
     def __init__(
         self,
         service: Service,
         store: ReadStore,
         *,
-        authorizer: Authorizer | None = None,
-        middleware: Sequence[QueryMiddleware] = (),
-        notifier: Notifier | None = None,
         partitions: int = 1,
+        **options: Unpack[BusOptions[QueryCall, Any]],
     ) -> None:
-        super().__init__(
-            service,
-            authorizer=authorizer,
-            notifier=notifier,
-            middleware=middleware,
-            innermost=self._consistent,
-        )
+        super().__init__(service, **options)
         self.store = store
         self.partitions = partitions
         self.versions = LiveVersions(store, partitions)
@@ -158,7 +148,8 @@ class QueryBus(Bus[QueryCall, Any]):
                     targets[f"{projection.name}:{source}"] = position
         return targets
 
-    async def _consistent(self, call: QueryCall, next: QueryNext) -> Any:
+    async def _innermost(self, call: QueryCall, next: QueryNext) -> Any:
+        """Waits until the read models this query reads have passed its consistency token."""
         targets = self.checkpoint_targets(call)
         if targets:
             await wait_for_positions(targets, self.position, call.timeout, self.notifier)

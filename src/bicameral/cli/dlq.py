@@ -2,7 +2,8 @@
 
 Takes the same ``--config`` / ``--data-dir`` as ``bicameral status``, so it reads the data of
 ``make run`` or the servers of a TOML file. Failures are one line on stderr: exit 2 for an
-unknown sequence id, 1 for anything else (a retry that fails again included).
+unknown sequence id or a bad argument (an unknown ``--service``), 1 for anything else (a
+retry that fails again included).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 import typer
 
 from bicameral.envelope import to_cloudevent
-from bicameral.errors import BicameralError, NotFoundError
+from bicameral.errors import BicameralError, MessageError, NotFoundError
 from bicameral.parking import ParkedSequence, Skipped
 from bicameral.runtime.dlq import DeadLetters
 from bicameral.workers.parked import RetryResult
@@ -87,7 +88,7 @@ def _with_letters(
 
     try:
         return asyncio.run(main())
-    except NotFoundError as exc:
+    except (NotFoundError, MessageError) as exc:
         raise _fail(exc.detail, 2) from None
     except BicameralError as exc:
         raise _fail(exc.detail) from None

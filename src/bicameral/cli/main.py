@@ -114,19 +114,18 @@ def serve_http(
 ) -> None:
     """Serves ``node`` over HTTP until interrupted; its OpenAPI document describes ``api``'s
     services (default: what ``node`` serves)."""
-    import uvicorn
-
     from bicameral.http.app import create_app
-    from bicameral.http.server import server_config
     from bicameral.runtime.logs import configure_logging
 
     base = f"http://{settings.host}:{settings.port}"
-    if not _can_listen(settings.host, settings.port):
+    sock = _listen(settings.host, settings.port)
+    if sock is None:
         raise fail(f"cannot serve on {base}: the address is in use or not available")
     configure_logging(roles=",".join(sorted(next(iter(node.runtimes.values())).roles)))
     try:
         http = create_app(node, api=api)
     except BicameralError as exc:
+        sock.close()
         raise fail(exc.detail) from None
     if banner:
         names = ", ".join(node.runtimes)
@@ -136,21 +135,78 @@ def serve_http(
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
         if not settings.auth.get("jwks_file"):
             _token_help(settings, base)
+    _run_server(node, settings, http, sock, base)
+
+
+def serve_operations(node: Node, settings: Settings, port: int, *, what: str) -> None:
+    """Serves ``/health``, ``/health/ready`` and ``/metrics`` of a worker-only ``node`` on
+    ``port`` while it works.
+
+    Port 0 takes any free port; the address is printed either way.
+    """
+    from bicameral.http.operations import create_operations_app
+    from bicameral.runtime.logs import configure_logging
+
+    sock = _listen(settings.host, port)
+    if sock is None:
+        raise fail(
+            f"cannot serve metrics on {settings.host}:{port}: the address is in use or not "
+            "available (set another with --metrics-port or [metrics] in the config)"
+        )
+    base = f"http://{settings.host}:{sock.getsockname()[1]}"
+    service = next(iter(node.runtimes))
+    roles = next(iter(node.runtimes.values())).roles
+    configure_logging(service=service, roles=",".join(sorted(roles)))
+    try:
+        http = create_operations_app(node)
+    except BicameralError as exc:
+        sock.close()
+        raise fail(exc.detail) from None
+    banner = f"bicameral: {what}; health: {base}/health  metrics: {base}/metrics"
+    _run_server(node, settings, http, sock, base, banner=banner)
+
+
+def _run_server(
+    node: Node,
+    settings: Settings,
+    http: Any,
+    sock: socket.socket,
+    base: str,
+    *,
+    banner: str | None = None,
+) -> None:
+    """Starts ``node``, then serves ``http`` on ``sock`` (with the request head bounded) until
+    interrupted; a start-up failure is one line and no server."""
+    import uvicorn
+
+    from bicameral.http.server import server_config
+
     config = server_config(http, settings)
     server = uvicorn.Server(config)
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(_serve(node, server))
+            runner.run(_serve(node, server, sock, banner))
     except BicameralError as exc:
         raise fail(exc.detail) from None
     except SystemExit:
         if server.started:
             raise
+    finally:
+        sock.close()
     if not server.started:
-        raise fail(f"could not serve on {base} (is the port in use?)")
+        raise fail(f"could not serve on {base}")
 
 
-async def _serve(node: Node, server: Any) -> None:
+def _listen(host: str, port: int) -> socket.socket | None:
+    """Returns a socket listening on ``host:port``, or None when that is not possible now."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family)
+    except OSError:
+        return None
+
+
+async def _serve(node: Node, server: Any, sock: socket.socket, banner: str | None) -> None:
     """Starts ``node`` before listening, so a start-up failure (a missing database, say) is one
     line and no server; the app's lifespan stops it when the server stops."""
     try:
@@ -158,7 +214,9 @@ async def _serve(node: Node, server: Any) -> None:
     except BaseException:
         await node.stop()
         raise
-    await server.serve()
+    if banner is not None:
+        typer.echo(banner)
+    await server.serve(sockets=[sock])
 
 
 def _program() -> str:
@@ -179,16 +237,6 @@ def _token_help(settings: Settings, base: str) -> None:
         f"--data-dir {data_dir})"
     )
     typer.echo(f'             curl -H "Authorization: Bearer $TOKEN" {base}/...')
-
-
-def _can_listen(host: str, port: int) -> bool:
-    """Returns True when this process could listen on ``host:port`` now."""
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.create_server((host, port), family=family):
-            return True
-    except OSError:
-        return False
 
 
 @app.command()
@@ -213,6 +261,14 @@ def serve(
     service: Annotated[str, typer.Option(help="The service to run.")],
     role: Annotated[list[str], typer.Option(help=f"Role(s): {', '.join(ROLES)}.")],
     port: PortOpt = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of /health, /health/ready and /metrics of a process of worker roles only "
+            "(0: any free port).",
+            show_default="[metrics] in the config, else any free port",
+        ),
+    ] = None,
     host: HostOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -226,24 +282,19 @@ def serve(
         if not chosen:
             raise ConfigurationError(f"no service {service!r}")
         node = Node(settings, chosen, role)
+        roles = next(iter(node.runtimes.values())).roles
+        if metrics_port is None:
+            metrics_port = settings.metrics_port(roles)
+        elif not 0 <= metrics_port <= 65535:
+            raise ConfigurationError(f"bad --metrics-port {metrics_port}: not a TCP port")
     except BicameralError as exc:
         raise fail(exc.detail) from None
-    if {"command-api", "query-api"} & set(role):
+    if {"command-api", "query-api"} & roles:
         # Behind the proxy (deploy/nginx.conf) every API process documents the whole API.
         serve_http(node, settings, banner=False, api=services)
         return
-
-    async def work() -> None:
-        from bicameral.runtime.logs import configure_logging
-
-        configure_logging(service=service, roles=",".join(role))
-        await node.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await node.stop()
-
-    run(work)
+    what = f"running {service} {', '.join(sorted(roles))}"
+    serve_operations(node, settings, metrics_port or 0, what=what)
 
 
 def _existing(settings: Settings, services: list[Any]) -> None:
@@ -257,13 +308,17 @@ def _existing(settings: Settings, services: list[Any]) -> None:
             )
 
 
-async def open_node(settings: Settings, service: str | None) -> Node:
-    """Returns a Node of ``service`` (or every service) with no roles, its backends started."""
+async def open_node(settings: Settings, service: str | list[str] | None) -> Node:
+    """Returns a Node of ``service`` (or of those named, or every service) with no roles, its
+    backends started."""
     services = load_services(settings.app)
     if service is not None:
-        services = [s for s in services if s.name == service]
-        if not services:
-            raise ConfigurationError(f"no service {service!r}")
+        wanted = [service] if isinstance(service, str) else service
+        unknown = sorted(set(wanted) - {s.name for s in services})
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            raise ConfigurationError(f"no service {names}")
+        services = [s for s in services if s.name in wanted]
     _existing(settings, services)
     node = Node(settings, services, roles=())
     for backend in node.factory.started():
@@ -283,9 +338,27 @@ def _actor(principal: dict[str, Any]) -> str:
 @events_app.command("tail")
 def events_tail(
     service: Annotated[
-        str | None, typer.Option(help="Only this service.", show_default="every service")
+        list[str] | None,
+        typer.Option(help="Only this service (repeat for more).", show_default="every service"),
     ] = None,
-    limit: Annotated[int, typer.Option(help="How many of the newest events.")] = 20,
+    stream: Annotated[
+        str | None, typer.Option(help="Only this stream id.", show_default="every stream")
+    ] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            help="Only this event type (inventory.StockReceived[.v1] or name).",
+            show_default="every type",
+        ),
+    ] = None,
+    principal: Annotated[
+        str | None,
+        typer.Option(
+            help="Only events by this subject, or done for them.", show_default="anyone's"
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest events, in all.")] = 20,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new ones.", show_default="off")
     ] = False,
@@ -293,28 +366,32 @@ def events_tail(
     config: ConfigOpt = None,
     app_path: AppOpt = None,
 ) -> None:
-    """Print the newest events, oldest first: time, service, position, type, stream, actor."""
+    """Print the newest events of every service by time, oldest first: time, service,
+    position, type, stream, actor."""
+    from bicameral.runtime.history import EventFilter, Found, History
+
+    if limit < 0:
+        raise fail(f"--limit must be 0 or more, not {limit}")
+
+    def show(found: list[Found], node: Node) -> None:
+        for name, stored in found:
+            env = _readable(stored, node.runtimes[name].service.registry)
+            typer.echo(
+                f"{env.time:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+                + f" {name:<10} {env.position:>8} {env.type:<36} {env.subject:<28} "
+                + _actor(env.principal)
+                + (f"  (stored as {stored.type})" if env is not stored else "")
+            )
 
     async def work() -> None:
         settings = settings_from(config, data_dir=data_dir, app=app_path)
-        node = await open_node(settings, service)
+        node = await open_node(settings, service or None)
         try:
-            marks: dict[str, int] = {}
-            for name, rt in node.runtimes.items():
-                marks[name] = max(0, await rt.events.head() - limit)
-            while True:
-                for name, rt in node.runtimes.items():
-                    for stored in await rt.events.read_all(marks[name], 1000):
-                        env = _readable(stored, rt.service.registry)
-                        typer.echo(
-                            f"{env.time:%Y-%m-%d %H:%M:%S} {name:<10} {env.position:>8} "
-                            f"{env.type:<36} {env.subject:<28} {_actor(env.principal)}"
-                            + (f"  (stored as {stored.type})" if env is not stored else "")
-                        )
-                        marks[name] = env.position
-                if not follow:
-                    return
+            history = History(node, EventFilter(stream or "", event_type or "", principal or ""))
+            show(await history.newest(limit), node)
+            while follow:
                 await asyncio.sleep(0.5)
+                show(await history.newer(), node)
         finally:
             await node.stop()
 
@@ -367,10 +444,18 @@ def check(
     typer.echo("ok: the code can read every event type in the logs")
 
 
+PartitionsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--partitions", help="Also a row per partition of each projection.", show_default="off"
+    ),
+]
+
+
 def _print_status(title: str, rows: list[Any]) -> None:
     typer.echo(
-        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} {'lag':>7} {'lag_s':>7} "
-        f"{'parked':>7}  owner"
+        f"{'service':<10} {title:<40} {'position':>9} {'head':>9} "
+        f"{'lag_events':>10} {'lag_seconds':>11} {'parked':>7}  owner"
     )
     for row in rows:
         extra = row.owner or "-"
@@ -378,17 +463,18 @@ def _print_status(title: str, rows: list[Any]) -> None:
             extra = f"{row.owner} {row.state}" if row.owner else row.state
         typer.echo(
             f"{row.service:<10} {row.name:<40} {row.position:>9} {row.head:>9} "
-            f"{row.lag:>7} {row.lag_seconds:>7.1f} {row.parked:>7}  {extra}"
+            f"{row.lag:>10} {row.lag_seconds:>11.1f} {row.parked:>7}  {extra}"
         )
 
 
 @projections_app.command("status")
 def projections_status(
+    partitions: PartitionsOpt = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
 ) -> None:
-    """Print each projection's checkpoint, its source's head, and the lag."""
+    """Print each projection's checkpoint, its source's head, the lag and the owner."""
 
     async def work() -> None:
         from bicameral.runtime.status import projection_status
@@ -396,7 +482,7 @@ def projections_status(
         settings = settings_from(config, data_dir=data_dir, app=app_path)
         node = await open_node(settings, None)
         try:
-            rows = await projection_status(node)
+            rows = await projection_status(node, partitions)
         finally:
             await node.stop()
         _print_status("checkpoint", rows)
@@ -491,11 +577,13 @@ def projections_drop_retired(
 
 @app.command()
 def status(
+    partitions: PartitionsOpt = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
 ) -> None:
-    """Print every projection's, relay's and reaction runner's checkpoint, head and lag."""
+    """Print every consumer (projection, relay, reaction runner): its checkpoint, its
+    source's head, the lag in events and seconds, and the process holding it."""
 
     async def work() -> None:
         from bicameral.runtime.status import command_side_status, projection_status
@@ -503,10 +591,10 @@ def status(
         settings = settings_from(config, data_dir=data_dir, app=app_path)
         node = await open_node(settings, None)
         try:
-            rows = await projection_status(node) + await command_side_status(node)
+            rows = await projection_status(node, partitions) + await command_side_status(node)
         finally:
             await node.stop()
-        _print_status("worker", rows)
+        _print_status("consumer", rows)
 
     run(work)
 

@@ -2,7 +2,8 @@
 
 The same operations as ``bicameral dlq``: list, show, retry, skip. An unknown sequence id
 answers 404, a retry whose sequence fails again 409 (what is left stays parked), a skip
-without a reason 422; all as problem+json.
+without a reason or a list filtered by an unknown ``service`` 422 (an empty filter is no
+filter); all as problem+json.
 """
 
 from collections.abc import Awaitable, Callable
@@ -142,16 +143,24 @@ def dlq_router(node: Node, admin: Callable[[Request], Awaitable[Principal]]) -> 
         summary="List parked sequences",
         description=_described(
             "One entry per parked sequence, oldest failure first; with `skipped=true`, "
-            "the audit records of skipped sequences instead."
+            "the audit records of skipped sequences instead. `service` and `consumer` filter "
+            "(empty: no filter); a `service` no service has answers 422."
         ),
         response_model=list[ParkedSummary] | list[SkipRecord],
+        responses={
+            422: _problem_schema(
+                "A filter is invalid: `service` names no service of this API (`errors` names "
+                "the query field), or `skipped` is not a boolean."
+            )
+        },
         openapi_extra=_ADMIN_ONLY,
     )
     async def list_parked(
         service: str | None = None, consumer: str | None = None, skipped: bool = False
     ) -> JSONResponse:
         """One entry per parked sequence, oldest failure first; with ``skipped=true``, the
-        audit records of skipped sequences instead."""
+        audit records of skipped sequences instead. An empty ``service`` or ``consumer`` is
+        no filter; an unknown ``service`` answers 422."""
         if skipped:
             records = await letters.skipped(service, consumer)
             return JSONResponse([r.to_dict() for r in records])

@@ -35,8 +35,8 @@ def stored_version(projection: Projection, source: str, consumer: str) -> int:
 def matches(consumer: str, wanted: str | None) -> bool:
     """Returns True when ``consumer`` is ``wanted``, or ``wanted`` names its projection or
     service (``balances`` matches ``balances.v1:payments``, ``orders`` every
-    ``orders.<reaction>``)."""
-    if wanted is None or consumer == wanted:
+    ``orders.<reaction>``); an empty ``wanted`` is no filter, like ``None``."""
+    if not wanted or consumer == wanted:
         return True
     return consumer.startswith((f"{wanted}.", f"{wanted}:"))
 
@@ -56,12 +56,15 @@ class DeadLetters:
         self.node = node
 
     async def _runtimes(self, service: str | None = None) -> list[ServiceRuntime]:
-        if service is not None and service not in self.node.runtimes:
+        """Returns the runtimes of ``service`` (every one when it is None or empty);
+        InvalidMessageError naming the ``service`` filter when no service has that name."""
+        if service and service not in self.node.runtimes:
+            known = ", ".join(sorted(self.node.runtimes))
             raise InvalidMessageError(
-                f"no service {service!r}",
-                [{"loc": ["query", "service"], "msg": "no such service", "type": "value_error"}],
+                f"no service {service!r} (the services: {known})",
+                [{"loc": ["query", "service"], "msg": f"one of {known}", "type": "enum"}],
             )
-        chosen = [rt for rt in self.node.runtimes.values() if service in (None, rt.name)]
+        chosen = [rt for rt in self.node.runtimes.values() if service in (None, "", rt.name)]
         for rt in chosen:
             await rt.reads.start()  # idempotent; a command-api process has not started it
         return chosen
@@ -69,7 +72,8 @@ class DeadLetters:
     async def sequences(
         self, service: str | None = None, consumer: str | None = None
     ) -> list[Found]:
-        """Returns the parked sequences, oldest failure first, of a service and consumer."""
+        """Returns the parked sequences, oldest failure first, of a service and consumer
+        (None or empty: every one); InvalidMessageError when no service has that name."""
         found = []
         for rt in await self._runtimes(service):
             for seq in await rt.reads.parked():

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from bicameral.bus import Authorizer, CommandBus, QueryBus
 from bicameral.consistency import Notifier
 from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.files import warn_if_shared
+from bicameral.parking import ParkedSequence
 from bicameral.ports import EventStore, ReadStore, Transport
 from bicameral.runtime.auth import authorizer_for
 from bicameral.runtime.backends import BackendFactory
@@ -27,9 +28,11 @@ from bicameral.runtime.settings import Settings
 from bicameral.service import Service
 from bicameral.workers.exclusive import Exclusive
 from bicameral.workers.feeds import Feed, LogFeed, TransportFeed
-from bicameral.workers.partitions import ProjectorGroup, worker_id
+from bicameral.workers.meters import CONSUMERS, Head, Meter, Parked
+from bicameral.workers.partitions import ProjectorGroup, partition_of, worker_id
 from bicameral.workers.projector import Projector
 from bicameral.workers.reactions import ReactionRunner
+from bicameral.workers.relay import CHECKPOINT as RELAY_CHECKPOINT
 from bicameral.workers.relay import Relay
 from bicameral.workers.retry import supervise
 
@@ -39,6 +42,16 @@ ROLES = ("command-api", "query-api", "projector", "relay", "reactions")
 OLD_ROLE_NAMES = {"saga": "reactions"}
 """Role names of earlier releases, read as their new names."""
 log = logging.getLogger("bicameral.node")
+
+
+def _parked_in(consumer: str, partitions: int, index: int) -> Callable[[ParkedSequence], bool]:
+    """Returns whether a parked sequence is ``consumer``'s, in partition ``index``."""
+    return lambda s: s.consumer == consumer and partition_of(s.key, partitions) == index
+
+
+def _parked_by(reactions: frozenset[str]) -> Callable[[ParkedSequence], bool]:
+    """Returns whether a parked sequence is one of ``reactions``'."""
+    return lambda s: s.consumer in reactions
 
 
 @dataclass
@@ -55,6 +68,8 @@ class ServiceRuntime:
     partitions: int = 1
     lease_ttl: float = 10.0
     worker: str | None = None
+    _heads: dict[str, Head] = field(default_factory=dict, init=False, repr=False)
+    _parked: Parked | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.commands = CommandBus(
@@ -80,9 +95,49 @@ class ServiceRuntime:
             return LogFeed(source, self.events, registry)
         return TransportFeed(source, f"{self.name}.{consumer}", self.transport, registry)
 
+    def head_of(self, source: str) -> Head:
+        """Returns how to read the head of ``source``: the own log, or the transport's (the
+        same function for every consumer of ``source``, so a scrape reads it once)."""
+        if source == self.name:
+            return self.events.head
+        if source not in self._heads:
+            transport = self.transport
+
+            async def head() -> int:
+                return await transport.head(source)
+
+            self._heads[source] = head
+        return self._heads[source]
+
+    def parked_of(self) -> Parked:
+        """Returns how to read this service's parked sequences (one function for all of its
+        consumers, so a scrape reads them once)."""
+        if self._parked is None:
+            reads, service = self.reads, self.name
+
+            async def parked() -> list[ParkedSequence]:
+                return [s for s in await reads.parked() if s.service == service]
+
+            self._parked = parked
+        return self._parked
+
+    def meter(
+        self,
+        consumer: str,
+        source: str,
+        partition: str = "",
+        parks: Callable[[ParkedSequence], bool] | None = None,
+    ) -> Meter:
+        """Returns the meter of one of this service's consumers, exported at ``/metrics``;
+        ``parks`` picks the parked sequences it counts as its own."""
+        parked = None if parks is None else (self.parked_of(), parks)
+        return CONSUMERS.meter(
+            self.name, consumer, partition, head=self.head_of(source), parked=parked
+        )
+
     def projector_group(self) -> ProjectorGroup:
         """Returns this process's member of the group folding the service's projections."""
-        return ProjectorGroup(
+        group = ProjectorGroup(
             f"projector.{self.name}",
             self.reads,
             [
@@ -97,7 +152,14 @@ class ServiceRuntime:
             notifier=self.notifier,
             head=self.head,
             service=self.name,
+            equip=self._equip,
         )
+        return group
+
+    def _equip(self, projector: Projector, base: str, count: int, index: int) -> None:
+        """Gives a partition's projector (of any stored version) its meter."""
+        parks = _parked_in(projector.consumer, count, index)
+        projector.meter = self.meter(base, projector.feed.source, str(index), parks)
 
     async def head(self, source: str) -> int:
         """Returns the head of ``source``'s log as this service's feeds reach it."""
@@ -114,12 +176,23 @@ class ServiceRuntime:
         by_source: dict[str, list[Any]] = {}
         for reaction in self.service.reactions:
             by_source.setdefault(reaction.source, []).append(reaction)
-        return [
-            ReactionRunner(
-                self.commands, reactions, self.feed(source, "reactions"), store=self.reads
-            )
-            for source, reactions in sorted(by_source.items())
-        ]
+        runners = []
+        for source, reactions in sorted(by_source.items()):
+            feed = self.feed(source, "reactions")
+            runner = ReactionRunner(self.commands, reactions, feed, store=self.reads)
+            parks = _parked_by(frozenset(r.name for r in reactions))
+            runner.meter = self.meter(runner.name, source, parks=parks)
+            runners.append(runner)
+        return runners
+
+    @property
+    def relay_lease(self) -> str:
+        """Returns the name of the lease the active copy of the service's relay holds."""
+        return f"relay/{self.name}"
+
+    def reactions_lease(self, source: str) -> str:
+        """Returns the name of the lease the active runner of reactions to ``source`` holds."""
+        return f"reactions/{self.name}/{source}"
 
     def workers(self) -> list[Any]:
         """Returns the background workers of this process's roles."""
@@ -129,11 +202,12 @@ class ServiceRuntime:
         owner = self.worker or worker_id()
         if "relay" in self.roles:
             relay = Relay(self.events, self.transport, registry=self.service.registry)
-            found.append(Exclusive(relay, self.reads, f"relay/{self.name}", owner, self.lease_ttl))
+            relay.meter = self.meter(RELAY_CHECKPOINT, self.name)
+            found.append(Exclusive(relay, self.reads, self.relay_lease, owner, self.lease_ttl))
         if "reactions" in self.roles:
             for runner in self.reaction_runners():
-                name = f"reactions/{self.name}/{runner.feed.source}"
-                found.append(Exclusive(runner, self.reads, name, owner, self.lease_ttl))
+                lease = self.reactions_lease(runner.feed.source)
+                found.append(Exclusive(runner, self.reads, lease, owner, self.lease_ttl))
         return found
 
 

@@ -27,6 +27,10 @@ but not in both places: a key given twice is an error naming it, as is any unkno
     max_body_bytes = 1048576    # a larger request body is answered 413 unread
     max_header_bytes = 65536    # request line and headers; more is answered 431
 
+    [metrics]               # the /metrics, /health port of worker-only processes
+    port = 9100             # any worker role (no port: an ephemeral one, printed at start)
+    roles = { projector = 9101, relay = 9102, reactions = 9103 }   # per role, first
+
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
 ``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
@@ -38,14 +42,15 @@ variable counts as not set.
 
 A new setting is one line: a field of ``Settings`` (a top-level key), of a ``Table`` subclass
 that is a field of ``Settings`` (a ``[table]``), or of ``ServiceSettings`` (a per-service key).
-The ``[http]`` table: ``BICAMERAL_HTTP_MAX_BODY_BYTES`` and ``BICAMERAL_HTTP_MAX_HEADER_BYTES``.
+The ``[http]`` table: ``BICAMERAL_HTTP_MAX_BODY_BYTES`` and ``BICAMERAL_HTTP_MAX_HEADER_BYTES``;
+``[metrics]``: ``BICAMERAL_METRICS_PORT`` (its ``roles`` only from the file).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
@@ -62,8 +67,17 @@ from pydantic_settings import (
 
 from bicameral.errors import ConfigurationError
 
-__all__ = ["HttpSettings", "ServiceSettings", "Settings", "Table"]
+__all__ = [
+    "WORKER_ROLES",
+    "HttpSettings",
+    "MetricsSettings",
+    "ServiceSettings",
+    "Settings",
+    "Table",
+]
 
+WORKER_ROLES = ("projector", "relay", "reactions")
+"""The roles that serve no API: a process of only these serves /metrics on its metrics port."""
 PREFIX = "BICAMERAL_"
 DEFAULT_EVENTS_URL = "sqlite:///{data_dir}/{service}/events.db?create_database=true"
 DEFAULT_READS_URL = "sqlite:///{data_dir}/{service}/reads.db"
@@ -104,6 +118,29 @@ class HttpSettings(Table):
     max_header_bytes: Limit = 64 << 10
 
 
+Port = Annotated[int, Field(strict=False, ge=0, le=65535, description="a TCP port (0-65535)")]
+
+
+def _worker_roles(roles: Mapping[str, int]) -> Mapping[str, int]:
+    stray = set(roles) - set(WORKER_ROLES)
+    if stray:
+        raise ValueError(
+            f"{sorted(stray)} are not worker roles ({', '.join(WORKER_ROLES)}); "
+            "API processes serve /metrics on their own port"
+        )
+    return _frozen(roles)
+
+
+class MetricsSettings(Table):
+    """The port of worker-only processes' ``/metrics`` and ``/health`` (``[metrics]``): one
+    per worker role (``roles``), else ``port`` for all, else an ephemeral one."""
+
+    port: Port | None = None
+    roles: Annotated[Mapping[str, Port], AfterValidator(_worker_roles)] = Field(
+        default_factory=dict
+    )
+
+
 class Settings(BaseSettings):
     """Everything a process needs to know, fixed at start."""
 
@@ -120,6 +157,7 @@ class Settings(BaseSettings):
     lease_ttl: PositiveSeconds = 10.0
     defaults: ServiceSettings = ServiceSettings()
     http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
     services: Annotated[Mapping[str, ServiceSettings], AfterValidator(_frozen)] = Field(
         default_factory=dict
     )
@@ -161,6 +199,16 @@ class Settings(BaseSettings):
         return ServiceSettings(
             **{k: self._expand(v, name) if isinstance(v, str) else v for k, v in values.items()}
         )
+
+    def metrics_port(self, roles: Iterable[str]) -> int | None:
+        """Returns the metrics port of a worker-only process of ``roles``: the first of its
+        roles' own ports (in ``WORKER_ROLES`` order), else ``[metrics] port``, else None."""
+        own = self.metrics.roles
+        chosen = set(roles)
+        for role in WORKER_ROLES:
+            if role in chosen and role in own:
+                return own[role]
+        return self.metrics.port
 
     @property
     def transport(self) -> str:

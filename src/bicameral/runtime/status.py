@@ -1,8 +1,12 @@
-"""Checkpoints, heads, lag and parked events of every projection, relay and reaction runner.
+"""Checkpoints, heads, lag, owners and parked events of every projection, relay and reaction
+runner of a Node.
 
 A partitioned projection is reported once as a whole (at the position all its partitions have
-passed) and once per partition, with the worker holding that partition's lease. Its live
-version comes first; a version being built beside it follows, with its progress. ``parked``
+passed, owned by the workers holding its partitions) and, if asked, once per partition, with
+the worker holding that partition's lease. Relays and reaction runners are reported with the
+copy holding their lease. The owner is empty when no live process holds the lease. A
+projection's live version comes first; a version being built beside it follows, with its
+progress in ``state``. ``parked``
 counts the events waiting in parked sequences (``bicameral dlq list``): of the projection (or
 partition), or of the reactions a runner runs.
 """
@@ -163,8 +167,9 @@ async def rebuild_status(rt: ServiceRuntime, projection: Projection, number: int
     return RebuildStatus(rt.name, found, catalog.live(projection.name), done, parked=parked)
 
 
-async def projection_status(node: Node) -> list[WorkerStatus]:
-    """Returns the status of every projection version, and each of its partitions."""
+async def projection_status(node: Node, partitions: bool = True) -> list[WorkerStatus]:
+    """Returns the status of every projection version (live, then building) of every service,
+    and of each of its partitions unless ``partitions`` is False."""
     rows: list[WorkerStatus] = []
     for rt in node.runtimes.values():
         group = f"projector.{rt.name}"
@@ -201,20 +206,28 @@ async def projection_status(node: Node) -> list[WorkerStatus]:
                         _, at, owner, count = parts[0]
                         rows.append(await _status(node, rt, base, source, at, owner, count, state))
                         continue
+                    owner = ",".join(sorted({o for _, _, o, _ in parts if o}))
                     position = min(p for _, p, _, _ in parts)
                     count = sum(c for *_, c in parts)
-                    rows.append(await _status(node, rt, base, source, position, "", count, state))
-                    for name, at, owner, count in parts:
-                        rows.append(await _status(node, rt, name, source, at, owner, count))
+                    rows.append(
+                        await _status(node, rt, base, source, position, owner, count, state)
+                    )
+                    if partitions:
+                        for name, at, own, count in parts:
+                            rows.append(await _status(node, rt, name, source, at, own, count))
     return rows
 
 
 async def command_side_status(node: Node) -> list[WorkerStatus]:
-    """Returns the status of every relay and reaction runner of every service."""
+    """Returns the status of every relay and reaction runner of every service, with the
+    copy holding its lease."""
     rows: list[WorkerStatus] = []
     for rt in node.runtimes.values():
+        owners = await rt.reads.leases(rt.relay_lease)
         position = await rt.events.load_checkpoint(RELAY_CHECKPOINT)
-        rows.append(await _status(node, rt, "relay", rt.name, position))
+        owner = owners.get(rt.relay_lease, "")
+        rows.append(await _status(node, rt, RELAY_CHECKPOINT, rt.name, position, owner))
+        owners = await rt.reads.leases(rt.reactions_lease(""))
         parked = await _parked(rt)
         for runner in rt.reaction_runners():
             source = runner.feed.source
@@ -222,5 +235,6 @@ async def command_side_status(node: Node) -> list[WorkerStatus]:
             position = position or await rt.events.load_checkpoint(runner.name)
             names = {r.name for rs in runner.by_type.values() for r in rs}
             count = sum(len(s.events) for s in parked if s.consumer in names)
-            rows.append(await _status(node, rt, runner.name, source, position, parked=count))
+            owner = owners.get(rt.reactions_lease(source), "")
+            rows.append(await _status(node, rt, runner.name, source, position, owner, count))
     return rows

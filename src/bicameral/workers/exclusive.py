@@ -32,7 +32,7 @@ class Steppable(Protocol):
         ...
 
     def reset(self) -> None:
-        """Forgets what it cached, because another copy may have moved on meanwhile."""
+        """Forgets what it cached, because another copy may move on meanwhile."""
         ...
 
 
@@ -49,28 +49,40 @@ class Exclusive:
         self.ttl = ttl
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Steps the worker while holding the lease, until ``stop`` is set; then releases it."""
-        holding = acquired = False
+        """Steps the worker while holding the lease, until ``stop`` is set; then releases it.
+
+        The worker is reset when this copy takes the lease and when it gives it up (another
+        copy holds it, or ``stop``), not after a failed step: a worker whose backend is away
+        still reports its growing lag.
+        """
+        holding = acquired = False  # held at the last try; held at all
+        working = False  # the worker stepped since it was last reset
 
         async def turn() -> None:
-            nonlocal holding, acquired
+            nonlocal holding, acquired, working
             try:
                 if await self.leases.acquire_lease(self.name, self.owner, self.ttl):
                     acquired = True
                     if not holding:
                         self.worker.reset()
                         holding = True
+                    working = True
                     await self.worker.step(timeout=min(0.5, self.ttl / 3))
                     return
             except BaseException:
-                holding = False  # the worker starts afresh once it holds the lease again
+                holding = False  # unsure: the worker is reset when the lease is next held
                 raise
             holding = False
+            if working:
+                self.worker.reset()
+                working = False
             await pause(min(1.0, self.ttl / 3), stop)
 
         try:
             await retrying(turn, stop, name=self.name, logger=log)
         finally:
+            if working:
+                self.worker.reset()
             if acquired:
                 with contextlib.suppress(Exception):
                     await self.leases.release_lease(self.name, self.owner)

@@ -49,6 +49,7 @@ from bicameral.workers.projector import Projector
 from bicameral.workers.retry import TRANSIENT, Backoff, pause, retrying
 
 __all__ = [
+    "Equip",
     "FeedFactory",
     "ProjectorGroup",
     "assigned",
@@ -64,6 +65,9 @@ FeedFactory = Callable[[str, str], Feed]
 """Returns the feed of a source service's events for a named consumer: ``(source, consumer)``."""
 Head = Callable[[str], Awaitable[int]]
 """Returns the head of a source service's log, as its feed will reach it."""
+Equip = Callable[[Projector, str, int, int], None]
+"""Fits out each partition's projector as it is made: ``(projector, base checkpoint, partition
+count, index)`` (the runtime gives it its meter)."""
 _SWITCH_EVERY = 0.5
 
 
@@ -176,6 +180,7 @@ class ProjectorGroup:
         builds_only: bool = False,
         service: str = "",
         clock: Callable[[], float] = time.monotonic,
+        equip: Equip | None = None,
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("partitions must be at least 1")
@@ -189,6 +194,7 @@ class ProjectorGroup:
         self.head = head
         self.builds_only = builds_only
         self.service = service
+        self.equip = equip
         self._clock = clock
         self._feed = feed
         self.projections = list(dict.fromkeys(projection for projection, _ in projections))
@@ -230,6 +236,8 @@ class ProjectorGroup:
             )
             slot = _Slot(index, f"partitions/{self.group}/{name}", projector, number, building)
             slots.append(slot)
+            if self.equip is not None:
+                self.equip(projector, base, count, index)
         return slots
 
     @property
@@ -384,6 +392,7 @@ class ProjectorGroup:
         for slot in list(lane.slots):
             if not slot.owned and (slot.active or slot.leased):
                 slot.active = slot.leased = False
+                slot.projector.meter.release()
                 await slot.projector.feed.close()
                 await self.store.release_lease(slot.lease, self.worker)
             if slot.owned and not slot.active:

@@ -29,6 +29,7 @@ from bicameral.parking import Failure, Park
 from bicameral.ports import ReadStore
 from bicameral.projection import Projection, View
 from bicameral.workers.feeds import Feed
+from bicameral.workers.meters import Meter
 from bicameral.workers.retry import TRANSIENT, retrying
 
 __all__ = ["Projector"]
@@ -64,6 +65,8 @@ class Projector:
         self.notifier = notifier
         self.checkpoint_name = checkpoint or projection.checkpoint(feed.source)
         self.accepts = accepts
+        self.meter = Meter("", self.checkpoint_name)
+        """Where this projector stands, for ``/metrics`` (the runtime names and registers it)."""
         self.service = service
         self.consumer = consumer or projection.checkpoint(feed.source)
         self.retry_delay = retry_delay
@@ -84,19 +87,25 @@ class Projector:
         A commit refused because the checkpoint or the parked sequences moved meanwhile (another
         copy, a retry, a skip) is made again from what the store holds now, a few times.
         """
-        for _ in range(3):
-            moved = await self._step(timeout)
-            if moved is not None:
-                return moved
-            timeout = 0.0
+        try:
+            for _ in range(3):
+                moved = await self._step(timeout)
+                if moved is not None:
+                    return moved
+                timeout = 0.0
+        except Exception as exc:
+            self.meter.failed(exc)
+            raise
         return 0
 
     async def _step(self, timeout: float) -> int | None:
         name = self.checkpoint_name
         after = await self.store.checkpoint(name)
+        self.meter.at(after)
         batch = [
             e for e in await self.feed.fetch(after, self.batch_size, timeout) if e.position > after
         ]
+        self.meter.fetched(batch)
         if not batch:
             return 0
         mine = [
@@ -117,6 +126,7 @@ class Projector:
             self._parked = None
             log.info("%s: checkpoint or parked events moved meanwhile; re-reading", name)
             return None
+        self.meter.handled(batch[-1].position)
         await self.feed.ack(batch)
         metrics.PROJECTED_EVENTS.labels(self.projection.name).inc(len(mine))
         if self.notifier is not None:
@@ -193,6 +203,7 @@ class Projector:
                     except Exception as exc:
                         if isinstance(exc, TRANSIENT):
                             raise
+                        self.meter.failed(exc)
                         failure = Failure.of(exc, attempt + 1)
                         await self._pause(attempt)
                 else:
@@ -220,6 +231,7 @@ class Projector:
                 if isinstance(exc, TRANSIENT):
                     raise
                 view.rollback(mark)
+                self.meter.failed(exc)
                 failure = Failure.of(exc, attempt + 1)
                 await self._pause(attempt)
         return failure

@@ -47,6 +47,7 @@ from bicameral.parking import Failure, Park
 from bicameral.ports import Changes, ReadStore
 from bicameral.service import Reaction
 from bicameral.workers.feeds import Feed
+from bicameral.workers.meters import Meter
 from bicameral.workers.parked import Handle
 from bicameral.workers.retry import TRANSIENT, retrying
 
@@ -142,6 +143,8 @@ class ReactionRunner:
             self.by_type.setdefault(reaction.event.type_name, []).append(reaction)
         self.name = f"reactions:{feed.source}"
         self.checkpoint_name = f"{bus.service.name}/{self.name}"
+        self.meter = Meter(bus.service.name, self.name)
+        """Where this runner stands, for ``/metrics`` (the runtime registers it)."""
         self._parked: dict[str, set[str]] = {}
         self._adopted = False
 
@@ -168,18 +171,24 @@ class ReactionRunner:
         A commit refused because the checkpoint or the parked sequences moved meanwhile is made
         again from what the store holds now (the inbox makes repeated commands no-ops).
         """
-        for _ in range(3):
-            moved = await self._step(timeout)
-            if moved is not None:
-                return moved
-            timeout = 0.0
+        try:
+            for _ in range(3):
+                moved = await self._step(timeout)
+                if moved is not None:
+                    return moved
+                timeout = 0.0
+        except Exception as exc:
+            self.meter.failed(exc)
+            raise
         return 0
 
     async def _step(self, timeout: float) -> int | None:
         after = await self._checkpoint()
+        self.meter.at(after)
         batch = [
             e for e in await self.feed.fetch(after, self.batch_size, timeout) if e.position > after
         ]
+        self.meter.fetched(batch)
         if not batch:
             return 0
         service = self.bus.service.name
@@ -208,6 +217,7 @@ class ReactionRunner:
         if parks:
             for park in parks:
                 metrics.PARKED_EVENTS.labels(park.consumer).inc()
+        self.meter.handled(batch[-1].position)
         await self.feed.ack(batch)
         return len(batch)
 
@@ -221,6 +231,7 @@ class ReactionRunner:
             except Exception as exc:
                 if isinstance(exc, TRANSIENT):
                     raise  # fails the step: the batch runs again later
+                self.meter.failed(exc)
                 failure = Failure.of(exc, attempt + 1)
                 if attempt < reaction.retries and self.retry_delay > 0:
                     await asyncio.sleep(self.retry_delay * 2**attempt)
@@ -244,7 +255,9 @@ class ReactionRunner:
         return Park(self.bus.service.name, reaction.name, env.subject, env, failure)
 
     def reset(self) -> None:
-        """Reads the parked streams again at the next step (another copy may have parked)."""
+        """Stops reporting as the runner at work until the next step, and reads the parked
+        streams again then (another copy may have parked)."""
+        self.meter.release()
         self._parked.clear()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -22,6 +22,7 @@ import logging
 from bicameral.envelope import upcast
 from bicameral.messages import MessageRegistry
 from bicameral.ports import EventStore, Transport
+from bicameral.workers.meters import Meter
 from bicameral.workers.retry import retrying
 
 __all__ = ["Relay"]
@@ -47,18 +48,24 @@ class Relay:
         self.batch_size = batch_size
         self.registry = registry
         self._after: int | None = None
+        self.meter = Meter(store.service, CHECKPOINT)
+        """Where this relay stands, for ``/metrics`` (the runtime registers it)."""
         self._saved = 0
 
     def reset(self) -> None:
-        """Resumes from the checkpoint and the transport's head at the next step."""
+        """Resumes from the checkpoint and the transport's head at the next step; stops
+        reporting as the relay at work until then."""
         self._after = None
+        self.meter.release()
 
     async def step(self, timeout: float = 1.0) -> int:
         """Publishes the next batch, if any; returns how many events it published."""
         try:
             return await self._step(timeout)
-        except BaseException:
+        except BaseException as exc:
             self._after = None
+            if isinstance(exc, Exception):
+                self.meter.failed(exc)
             raise
 
     async def _step(self, timeout: float) -> int:
@@ -66,11 +73,13 @@ class Relay:
             self._saved = await self.store.load_checkpoint(CHECKPOINT)
             self._after = min(self._saved, await self.transport.head(self.store.service))
         after = self._after
+        self.meter.at(after)
         batch = await self.store.read_all(after, self.batch_size)
         if not batch:
             if not await self.store.wait_for(after, timeout):
                 return 0
             batch = await self.store.read_all(after, self.batch_size)
+        self.meter.fetched(batch)
         registry = self.registry
         published = batch if registry is None else [upcast(e, registry, mark=True) for e in batch]
         await self.transport.publish(self.store.service, published)
@@ -81,6 +90,7 @@ class Relay:
                 self._after = None
                 return 0
             self._saved = end
+        self.meter.handled(end)
         return len(batch)
 
     async def run(self, stop: asyncio.Event) -> None:

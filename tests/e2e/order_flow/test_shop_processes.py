@@ -27,7 +27,7 @@ from bicameral.runtime.settings import Settings
 from tests.e2e.cluster import Cluster, free_port
 from tests.e2e.conftest import admin_headers, child_env
 from tests.e2e.layouts import LAYOUTS, Layout, create_stores, make_layout, observer, write_settings
-from tests.e2e.order_flow.api import FINAL, answer, command, customer_of, ok, order, product
+from tests.e2e.order_flow.api import FINAL, command, customer_of, ok, order, product, query
 from tests.e2e.order_flow.folds import check_shop
 from tests.e2e.order_flow.processes import Router
 from tests.e2e.order_flow.settling import settle
@@ -130,17 +130,24 @@ async def test_the_order_flow_survives_its_saga_processes_being_killed(
     for n in range(10):
         await ok(http, "payments", "DepositFunds", customer_id=f"c{n}", amount_cents=400 * n + 100)
     order_ids = [f"c{n}-{k}" for n in range(10) for k in range(3)]
-    placing = [
-        order(http, o, o.split("-")[0], **({"bolt": 2} if i % 2 else {"nut": 1, "bolt": 1}))
-        for i, o in enumerate(order_ids)
-    ]
+    lines = {o: {"bolt": 2} if i % 2 else {"nut": 1, "bolt": 1} for i, o in enumerate(order_ids)}
+
+    async def place(orders: list[str]) -> None:
+        # the coroutines are made here, when awaited: none is left unawaited if the test fails
+        await asyncio.gather(*(order(http, o, customer_of(o), **lines[o]) for o in orders))
 
     async def final(orders: list[str]) -> list[dict[str, Any]] | None:
-        got = [await answer(http, "orders", "GetOrder", order_id=o) for o in orders]
+        got: list[dict[str, Any]] = []
+        for o in orders:
+            found = await query(http, "orders", "GetOrder", order_id=o, customer_id=customer_of(o))
+            if found.status_code == 404:  # placed, not projected yet: read models lag
+                return None
+            assert found.status_code == 200, found.text
+            got.append(found.json())
         return got if {doc["status"] for doc in got} <= FINAL else None
 
     # Mid-flow, the saga process holding each service's first reaction lease dies.
-    await asyncio.gather(*placing[:10])
+    await place(order_ids[:10])
     standby: dict[str, str] = {}
     for name in SERVICES:
         owners = await eventually(
@@ -150,7 +157,7 @@ async def test_the_order_flow_survives_its_saga_processes_being_killed(
         cluster.kill(active)
         down.add(active)
         standby[name] = next(n for n in (f"{name}-saga-1", f"{name}-saga-2") if n != active)
-    await asyncio.gather(*placing[10:20])
+    await place(order_ids[10:20])
 
     # The standbys take every lease over and carry the flow on alone.
     await eventually(lambda: final(order_ids[:20]), "finishing with the standbys", cluster, down)
@@ -167,7 +174,7 @@ async def test_the_order_flow_survives_its_saga_processes_being_killed(
     for name in SERVICES:
         cluster.kill(standby[name])
         down.add(standby[name])
-    await asyncio.gather(*placing[20:])
+    await place(order_ids[20:])
     for name in sorted(down):
         cluster.restart(name)
     down.clear()
