@@ -185,7 +185,7 @@ def server_backends(p: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
     base = p["pg_url"]
     return {
         **env,
-        "BICAMERAL_EVENTS_URL": base + "_{service}",
+        "BICAMERAL_EVENTS_URL": base + "_{service}?create_database=true",
         "BICAMERAL_READS_URL": f"{REDIS_URL}?prefix=bench{p['uid']}_{{service}}",
         "BICAMERAL_TRANSPORT_URL": f"{NATS_URL}?prefix=bench{p['uid']}",
     }
@@ -195,8 +195,6 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
     port = free_port()
     data_dir = os.path.join(p["tmp"], "data")
     env = server_backends(p, child_env())
-    token = bearer_token(data_dir, env)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     if p.get("roles"):
         roles = [arg for role in p["roles"] for arg in ("--role", role)]
         args = [*CLI, "serve", "--service", "inventory", *roles]
@@ -205,6 +203,8 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
         args = [*CLI, "up", "--port", str(port), "--data-dir", data_dir]
     products = int(p["products"])
     async with serving(args, port, env):
+        token = bearer_token(data_dir, env)  # the server made the signing key as it started
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         await register_products(port, headers, products)
         if kind == "queries":
             await wait_readable(port, headers, products)

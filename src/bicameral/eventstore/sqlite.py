@@ -13,12 +13,10 @@ writer survives anything one batch throws: that batch's jobs fail with a ``Backe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +25,7 @@ import orjson
 
 from bicameral.consistency import Notifier
 from bicameral.drivers.resources import resource
-from bicameral.drivers.sqlite import connect
+from bicameral.drivers.sqlite import Writer, connect
 from bicameral.envelope import Envelope
 from bicameral.errors import (
     BackendError,
@@ -49,84 +47,6 @@ _COLUMNS = "id, type, stream_id, time, stream_version, position, data, metadata"
 _POLL = 0.05
 
 
-class _Writer(threading.Thread):
-    """Runs queued write jobs on one connection, many jobs to a transaction."""
-
-    def __init__(self, conn: sqlite3.Connection, max_batch: int, max_queue: int) -> None:
-        super().__init__(daemon=True, name="bicameral-sqlite-writer")
-        self.conn = conn
-        self.max_batch = max_batch
-        self.jobs: queue.Queue[Any] = queue.Queue(max_queue)
-
-    def run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self.jobs.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                batch.append(job)
-            self._guarded(batch)
-
-    def _guarded(self, batch: list[Any]) -> None:
-        """Commits ``batch``; whatever it raises fails this batch only, and the writer goes on."""
-        try:
-            self._commit(batch)
-        except Exception as exc:
-            log.exception("sqlite write batch of %d failed", len(batch))
-            failure = BackendError(f"sqlite write failed: {type(exc).__name__}: {exc}")
-            for _, loop, future in batch:
-                _reply(loop, future, False, failure)
-
-    def _commit(self, batch: list[Any]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
-                self.conn.execute("SAVEPOINT job")
-                try:
-                    outcomes.append((True, fn(self.conn)))
-                    self.conn.execute("RELEASE job")
-                except Exception as exc:
-                    self.conn.execute("ROLLBACK TO job")
-                    self.conn.execute("RELEASE job")
-                    outcomes.append((False, exc))
-            self.conn.execute("COMMIT")
-        except Exception as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if not isinstance(exc, sqlite3.Error):
-                raise
-            failure = BackendError(f"sqlite write failed: {exc}")
-            outcomes = [(False, failure)] * len(batch)
-        for (_, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
-            _reply(loop, future, ok, value)
-
-
-def _reply(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
-) -> None:
-    with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(_settle, future, ok, value)
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
 class SqliteEventStore:
     """The event store of one service in one SQLite file."""
 
@@ -145,7 +65,7 @@ class SqliteEventStore:
         self.create = create
         """Whether ``start`` may create a missing file; otherwise it is a ConfigurationError."""
         self.max_queue = max_queue
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._notifier: Notifier | None = None
 
@@ -165,7 +85,7 @@ class SqliteEventStore:
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open event store {self.path}: {exc}") from exc
         self._notifier = Notifier()
-        self._writer = _Writer(writer, max_batch=512, max_queue=self.max_queue)
+        self._writer = Writer(writer, max_batch=512, max_queue=self.max_queue)
         self._writer.start()
 
     async def close(self) -> None:

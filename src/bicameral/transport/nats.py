@@ -9,8 +9,9 @@ the server stores it only right after its predecessor. The stream therefore alwa
 prefix of the log in position order, whatever was lost or resent around a crash. Events at or
 below the stream's last position are not sent again, and a batch that would leave a gap after
 it (the server lost acknowledged events in a crash) is refused, so the caller (the relay)
-resumes from ``head``. Subscribers are durable pull consumers with explicit acks, started at
-the first stream sequence above the subscriber's position and re-positioned after a reconnect.
+resumes from ``head``. Subscribers are durable pull consumers, started at the first stream
+sequence above the subscriber's position and re-positioned after a reconnect; they acknowledge
+cumulatively (``AckPolicy.ALL``): one ack, of a batch's last message, per handled batch.
 """
 
 from __future__ import annotations
@@ -391,7 +392,7 @@ class NatsSubscription:
                     durable_name=self._durable,
                     deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                     opt_start_seq=start,
-                    ack_policy=api.AckPolicy.EXPLICIT,
+                    ack_policy=api.AckPolicy.ALL,
                     ack_wait=30.0,
                     max_ack_pending=20_000,
                 ),
@@ -473,11 +474,17 @@ class NatsSubscription:
                 break
 
     async def ack(self, envelopes: Sequence[Envelope]) -> None:
-        """Acknowledges the messages that carried ``envelopes``."""
+        """Acknowledges the messages that carried ``envelopes``, and every one before them in
+        the stream, with one ack of the last."""
+        last: tuple[int, Msg] | None = None
+        for env in envelopes:
+            msgs = self._unacked.pop(env.id, None)
+            if msgs and (last is None or env.position > last[0]):
+                last = (env.position, msgs[-1])
+        if last is None:
+            return
         try:
-            for env in envelopes:
-                for msg in self._unacked.pop(env.id, ()):
-                    await msg.ack()
+            await last[1].ack()
         except (nats.errors.Error, TimeoutError) as exc:
             raise _failed(f"ack on {self._stream}", exc) from exc
 

@@ -12,12 +12,19 @@ Given the service's ``registry``, it publishes each event as the current version
 The checkpoint only moves forward, and only from the value this relay last read or wrote
 (compare-and-set): a relay that lost its lease to another copy finds the checkpoint moved,
 writes nothing and starts over from the checkpoint at its next step.
+
+The checkpoint is saved at most every ``save_every`` seconds while events keep coming, and as
+soon as the log has nothing more: it is one transaction on the event store's writer, which a
+relay saving after every small batch would charge to the commands' group commits. A relay
+restarted before it saved republishes the events since (the transport drops them as
+duplicates), as after any crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from bicameral.envelope import upcast
 from bicameral.messages import MessageRegistry
@@ -42,6 +49,7 @@ class Relay:
         *,
         batch_size: int = 500,
         registry: MessageRegistry | None = None,
+        save_every: float = 0.2,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -51,6 +59,8 @@ class Relay:
         self.meter = Meter(store.service, CHECKPOINT)
         """Where this relay stands, for ``/metrics`` (the runtime registers it)."""
         self._saved = 0
+        self.save_every = save_every
+        self._saved_at = -float("inf")
 
     def reset(self) -> None:
         """Resumes from the checkpoint and the transport's head at the next step; stops
@@ -76,6 +86,8 @@ class Relay:
         self.meter.at(after)
         batch = await self.store.read_all(after, self.batch_size)
         if not batch:
+            if not await self._save(after):
+                return 0
             if not await self.store.wait_for(after, timeout):
                 return 0
             batch = await self.store.read_all(after, self.batch_size)
@@ -84,14 +96,22 @@ class Relay:
         published = batch if registry is None else [upcast(e, registry, mark=True) for e in batch]
         await self.transport.publish(self.store.service, published)
         self._after = end = batch[-1].position
-        if end > self._saved:
-            if not await self.store.save_checkpoint(CHECKPOINT, end, expected=self._saved):
-                log.info("relay %s: checkpoint moved by another relay", self.store.service)
-                self._after = None
-                return 0
-            self._saved = end
+        if time.monotonic() - self._saved_at >= self.save_every and not await self._save(end):
+            return 0
         self.meter.handled(end)
         return len(batch)
+
+    async def _save(self, position: int) -> bool:
+        """Saves the checkpoint at ``position`` if it moved; False when another relay moved it."""
+        if position <= self._saved:
+            return True
+        if not await self.store.save_checkpoint(CHECKPOINT, position, expected=self._saved):
+            log.info("relay %s: checkpoint moved by another relay", self.store.service)
+            self._after = None
+            return False
+        self._saved = position
+        self._saved_at = time.monotonic()
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until ``stop`` is set; backs off and retries on transient failures."""
