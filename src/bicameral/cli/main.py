@@ -20,7 +20,7 @@ from bicameral.cli.demo import demo_app
 from bicameral.cli.dlq import dlq_app
 from bicameral.errors import BicameralError, ConfigurationError
 from bicameral.runtime.apps import load_services
-from bicameral.runtime.node import ROLES, Node
+from bicameral.runtime.node import API_ROLES, ROLES, WORKER_ROLES, Node, up_worker
 from bicameral.runtime.settings import Settings
 from bicameral.service import Service
 
@@ -246,14 +246,46 @@ def up(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     app_path: AppOpt = None,
+    worker_channel: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Run every service and every role in one process."""
+    """Run every service and every role: the API here, the workers in a child process."""
+    from bicameral.runtime.workers import WorkerProcess, worker_command
+
     try:
         settings = settings_from(config, port=port, host=host, data_dir=data_dir, app=app_path)
-        node = Node(settings, load_services(settings.app), ROLES)
+        services = load_services(settings.app)
+        if worker_channel is not None:
+            _work_for_parent(
+                Node(settings, services, WORKER_ROLES, worker=up_worker()), worker_channel
+            )
+            return
+        node = Node(settings, services, API_ROLES)
     except BicameralError as exc:
         raise fail(exc.detail) from None
+    args = ["--data-dir", str(settings.data_dir.resolve())]
+    args += ["--config", str(config)] if config is not None else []
+    args += ["--app", app_path] if app_path is not None else []
+    notifiers = [runtime.notifier for runtime in node.runtimes.values()]
+    node.companion = WorkerProcess(worker_command(args), notifiers)
     serve_http(node, settings, banner=True)
+
+
+def _work_for_parent(node: Node, channel: str) -> None:
+    """Runs the worker roles of ``node`` for the ``bicameral up`` at the end of ``channel``."""
+    import signal
+
+    from bicameral.runtime.logs import configure_logging
+    from bicameral.runtime.workers import serve_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops this process
+    configure_logging(roles=",".join(WORKER_ROLES))
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_parent(node, channel))
+    except ImportError:
+        run(lambda: serve_parent(node, channel))
 
 
 @app.command()

@@ -192,6 +192,12 @@ class SqliteEventStore:
             assert self._notifier is not None
             await self._notifier.wait(min(left, _POLL))
 
+    def wake(self) -> None:
+        """Wakes the readers waiting for a commit now: another process just committed (the
+        readers would see it at their next poll otherwise)."""
+        if self._notifier is not None:
+            self._notifier.notify()
+
     async def idempotent_result(self, key: str) -> AppendResult | None:
         """Returns the result recorded under an idempotency key, or None."""
         return _recorded(self._read(), key)

@@ -175,7 +175,7 @@ def operations_router(node: Node, admin: Admin) -> APIRouter:
     async def export() -> Response:
         await CONSUMERS.refresh()
         metrics.READY.set(0 if await ready(node) else 1)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(await node.metrics()), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -1,8 +1,9 @@
 """A Node runs some roles of some services in one process: the one bootstrap place.
 
 Roles: ``command-api``, ``query-api``, ``projector``, ``relay``, ``reactions`` (``saga`` is its
-old name, still read, with a warning). ``bicameral up`` runs
-every role of every service in one Node; ``bicameral serve`` runs one role of one service.
+old name, still read, with a warning). ``bicameral up`` runs every role of every service: the
+API roles in one Node and the worker roles in another, in a child process it supervises (its
+``companion``, see ``runtime.workers``); ``bicameral serve`` runs some roles of one service.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import logging
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from prometheus_client import REGISTRY
 
 from bicameral.bus import Authorizer, CommandBus, QueryBus
 from bicameral.consistency import Notifier
@@ -36,9 +39,21 @@ from bicameral.workers.relay import CHECKPOINT as RELAY_CHECKPOINT
 from bicameral.workers.relay import Relay
 from bicameral.workers.retry import supervise
 
-__all__ = ["OLD_ROLE_NAMES", "ROLES", "Node", "ServiceRuntime", "canonical_roles"]
+__all__ = [
+    "API_ROLES",
+    "OLD_ROLE_NAMES",
+    "ROLES",
+    "WORKER_ROLES",
+    "Companion",
+    "Node",
+    "ServiceRuntime",
+    "canonical_roles",
+    "up_worker",
+]
 
 ROLES = ("command-api", "query-api", "projector", "relay", "reactions")
+API_ROLES = ("command-api", "query-api")
+WORKER_ROLES = ("projector", "relay", "reactions")
 OLD_ROLE_NAMES = {"saga": "reactions"}
 """Role names of earlier releases, read as their new names."""
 log = logging.getLogger("bicameral.node")
@@ -236,6 +251,33 @@ def _forget(task: asyncio.Future[Any]) -> None:
         task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
+def up_worker() -> str:
+    """Returns the worker name of ``bicameral up``'s workers on this host: the same at every
+    start, so after a crash they take their partitions back without waiting for their old
+    leases to expire (``up`` is the only worker of its data)."""
+    return f"{socket.gethostname()}:up"
+
+
+class Companion(Protocol):
+    """Another process doing part of a node's work (``bicameral up``'s worker process)."""
+
+    async def start(self) -> None:
+        """Starts it."""
+        ...
+
+    async def stop(self) -> None:
+        """Stops it."""
+        ...
+
+    async def unready(self) -> dict[str, str]:
+        """Returns what keeps it from working: name -> reason (empty when it works)."""
+        ...
+
+    async def registry(self) -> Any:
+        """Returns this process's metrics with the companion's, as a Prometheus collector."""
+        ...
+
+
 def canonical_roles(roles: Iterable[str]) -> frozenset[str]:
     """Returns ``roles`` with old names replaced by their new ones, warning once per old name."""
     found = set()
@@ -261,6 +303,7 @@ class Node:
         *,
         authorizer: Authorizer | None = None,
         factory: BackendFactory | None = None,
+        worker: str | None = None,
     ) -> None:
         roles = canonical_roles(roles)
         unknown = roles - set(ROLES)
@@ -274,7 +317,8 @@ class Node:
         # A node of every role (``bicameral up``) is the only projector of its data: it keeps
         # one worker name, so after a crash it takes its partitions back without waiting for
         # its old leases to expire.
-        worker = f"{socket.gethostname()}:up" if roles == frozenset(ROLES) else None
+        if worker is None and roles == frozenset(ROLES):
+            worker = up_worker()
         self.runtimes: dict[str, ServiceRuntime] = {}
         for service in services:
             urls = settings.service(service.name)
@@ -292,6 +336,9 @@ class Node:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.companion: Companion | None = None
+        """Started after this node and stopped before it; its readiness and metrics count
+        as this node's."""
 
     def runtime(self, name: str) -> ServiceRuntime:
         """Returns the runtime of service ``name``."""
@@ -332,7 +379,16 @@ class Node:
         distinct = {id(b): b for b in used.values()}
         reasons = await asyncio.gather(*(_probe(b, timeout) for b in distinct.values()))
         down = dict(zip(distinct, reasons, strict=True))
-        return {name: why for name, b in used.items() if (why := down[id(b)]) is not None}
+        found = {name: why for name, b in used.items() if (why := down[id(b)]) is not None}
+        if self.companion is not None:
+            found.update(await self.companion.unready())
+        return found
+
+    async def metrics(self) -> Any:
+        """Returns the Prometheus collector of this node's metrics (its companion's too)."""
+        if self.companion is None:
+            return REGISTRY
+        return await self.companion.registry()
 
     async def start(self) -> None:
         """Starts the backends in use, prepares read models, then runs the workers in tasks
@@ -349,13 +405,17 @@ class Node:
                 await runtime.projector_group().prepare()
             for worker in runtime.workers():
                 self._tasks.append(asyncio.create_task(self._guard(worker)))
+        if self.companion is not None:
+            await self.companion.start()
         self.started = True
 
     async def _guard(self, worker: Any) -> None:
         await supervise(worker.run, self._stop, name=f"worker {worker!r}", logger=log)
 
     async def stop(self) -> None:
-        """Stops the workers, then closes every backend."""
+        """Stops the companion and the workers, then closes every backend."""
+        if self.companion is not None and self.started:
+            await self.companion.stop()
         self._stop.set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=5)
