@@ -1,4 +1,4 @@
-"""``python -m bench [--full] [--only SUBSTRING] [--runs N] [--name NAME]``.
+"""``python -m bench [--full] [--only SUBSTRING] [--runs N] [--name NAME] [--baseline DIR]``.
 
 Runs the suite, writes ``bench/results/<date>-<name>.json`` and the table in
 ``bench/README.md``.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (at least 3)")
     parser.add_argument("--name", default=None, help="result file name (default quick/full)")
     parser.add_argument("--no-readme", action="store_true", help="leave bench/README.md alone")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a checkout of other code: each chosen case also runs on it (key@baseline), "
+        "interleaved with ours in the same rounds",
+    )
     args = parser.parse_args()
     runs = max(3, args.runs)
     chosen = [c for c in cases(args.full) if not args.only or any(s in c.key for s in args.only)]
+    if args.baseline:
+        root = str(Path(args.baseline).resolve())
+        chosen = [
+            twin
+            for c in chosen
+            for twin in (c, replace(c, key=f"{c.key}@baseline", params={**c.params, "root": root}))
+        ]
     started = datetime.datetime.now(datetime.UTC)
     machine = describe()
     print("machine:", json.dumps(machine))

@@ -29,7 +29,7 @@ def run_worker(bench: str, params: dict[str, Any]) -> dict[str, Any]:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "bench.worker", spec],
-            env=child_env(),
+            env=child_env(params.get("root")),
             capture_output=True,
             text=True,
             timeout=TIMEOUT,

@@ -28,10 +28,12 @@ CLI = ["-c", "from bicameral.cli.main import main; main()"]
 TOKEN_CMD = "{cli} token issue --data-dir {data_dir} --subject bench --roles admin"
 
 
-def child_env() -> dict[str, str]:
-    """Returns the environment for child processes: this repo's src and bench importable."""
+def child_env(root: str | None = None) -> dict[str, str]:
+    """Returns the environment for child processes: this repo's src and bench importable (or
+    those of the checkout at ``root``, a baseline to compare with)."""
     env = dict(os.environ)
-    paths = [str(ROOT / "src"), str(ROOT / "shop" / "src"), str(ROOT)]
+    base = Path(root) if root else ROOT
+    paths = [str(base / "src"), str(base / "shop" / "src"), str(base)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -194,7 +196,7 @@ def server_backends(p: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
 async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
     port = free_port()
     data_dir = os.path.join(p["tmp"], "data")
-    env = server_backends(p, child_env())
+    env = server_backends(p, child_env(p.get("root")))
     if p.get("roles"):
         roles = [arg for role in p["roles"] for arg in ("--role", role)]
         args = [*CLI, "serve", "--service", "inventory", *roles]

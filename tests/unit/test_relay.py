@@ -45,3 +45,15 @@ async def test_the_relay_wakes_for_a_new_commit() -> None:
     await append(store, 1)
     assert await asyncio.wait_for(stepping, 5.0) == 1
     assert await transport.head("svc") == 1
+
+
+async def test_the_relay_saves_its_checkpoint_once_per_interval_and_when_the_log_is_drained() -> None:
+    store, transport = MemoryEventStore("svc"), MemoryTransport()
+    await append(store, 6)
+    relay = Relay(store, transport, batch_size=2, save_every=3600.0)
+    assert await relay.step(0.0) == 2
+    assert await store.load_checkpoint(CHECKPOINT) == 2  # the first batch saves
+    assert [await relay.step(0.0) for _ in range(2)] == [2, 2]
+    assert await store.load_checkpoint(CHECKPOINT) == 2  # within the interval: not yet
+    assert await relay.step(0.0) == 0
+    assert await store.load_checkpoint(CHECKPOINT) == 6  # the log has nothing more: saved

@@ -9,6 +9,10 @@ A projector given ``accepts`` (one partition of a shared projection, see
 ``bicameral.workers.partitions``) folds only the events it accepts but moves its own checkpoint over
 every event it reads, so a partition with no events of its own still keeps up.
 
+After a commit the projector knows its checkpoint and reads it from the store again only when
+a commit is refused, a step fails, or it takes a partition (back) over: a checkpoint another
+copy moved meanwhile is caught by the commit's check.
+
 Failures: a transient one (``workers.retry.TRANSIENT``) fails the step, to be retried whole. Any
 other exception, from a handler, from decoding an event or from storing a document, is poison:
 the batch is folded again event by event, the failing event is tried ``projection.retries``
@@ -71,6 +75,7 @@ class Projector:
         self.consumer = consumer or projection.checkpoint(feed.source)
         self.retry_delay = retry_delay
         self._parked: set[str] | None = None
+        self._known: int | None = None
 
     async def prepare(self) -> None:
         """Declares the projection's collections and indexes in the read store."""
@@ -78,8 +83,10 @@ class Projector:
             await self.store.declare(self.projection.table(collection), indexes)
 
     def forget_parked(self) -> None:
-        """Reads the parked keys again before the next batch (another copy may have parked)."""
+        """Reads the parked keys and the checkpoint again before the next batch (another copy
+        may have parked or moved it)."""
         self._parked = None
+        self._known = None
 
     async def step(self, timeout: float = 1.0) -> int:
         """Folds the next batch, if any; returns how many events its checkpoint moved over.
@@ -94,13 +101,16 @@ class Projector:
                     return moved
                 timeout = 0.0
         except Exception as exc:
+            self._known = None
             self.meter.failed(exc)
             raise
         return 0
 
     async def _step(self, timeout: float) -> int | None:
         name = self.checkpoint_name
-        after = await self.store.checkpoint(name)
+        after = self._known
+        if after is None:
+            after = await self.store.checkpoint(name)
         self.meter.at(after)
         batch = [
             e for e in await self.feed.fetch(after, self.batch_size, timeout) if e.position > after
@@ -123,9 +133,10 @@ class Projector:
         if committed is None:
             committed = await self._careful(after, batch, mine, parked)
         if not committed:
-            self._parked = None
+            self._parked = self._known = None
             log.info("%s: checkpoint or parked events moved meanwhile; re-reading", name)
             return None
+        self._known = batch[-1].position
         self.meter.handled(batch[-1].position)
         await self.feed.ack(batch)
         metrics.PROJECTED_EVENTS.labels(self.projection.name).inc(len(mine))

@@ -147,9 +147,13 @@ class ReactionRunner:
         """Where this runner stands, for ``/metrics`` (the runtime registers it)."""
         self._parked: dict[str, set[str]] = {}
         self._adopted = False
+        self._known: int | None = None
 
     async def _checkpoint(self) -> int:
-        """Returns the checkpoint, first taking over one an earlier release kept in the log."""
+        """Returns the checkpoint (as this runner last committed it, else read from the store),
+        first taking over one an earlier release kept in the log."""
+        if self._known is not None:
+            return self._known
         after = await self.store.checkpoint(self.checkpoint_name)
         if after == 0 and not self._adopted:
             self._adopted = True
@@ -178,6 +182,7 @@ class ReactionRunner:
                     return moved
                 timeout = 0.0
         except Exception as exc:
+            self._known = None
             self.meter.failed(exc)
             raise
         return 0
@@ -209,11 +214,14 @@ class ReactionRunner:
             )
         except BaseException:
             self._parked.clear()
+            self._known = None
             raise
         if not done:
             self._parked.clear()
+            self._known = None
             log.info("%s: checkpoint or parked events moved meanwhile; re-reading", self.name)
             return None
+        self._known = batch[-1].position
         if parks:
             for park in parks:
                 metrics.PARKED_EVENTS.labels(park.consumer).inc()
@@ -256,9 +264,10 @@ class ReactionRunner:
 
     def reset(self) -> None:
         """Stops reporting as the runner at work until the next step, and reads the parked
-        streams again then (another copy may have parked)."""
+        streams and the checkpoint again then (another copy may have moved them)."""
         self.meter.release()
         self._parked.clear()
+        self._known = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Handles events until ``stop`` is set; backs off and retries on transient failures.
