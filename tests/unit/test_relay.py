@@ -47,7 +47,7 @@ async def test_the_relay_wakes_for_a_new_commit() -> None:
     assert await transport.head("svc") == 1
 
 
-async def test_the_relay_saves_its_checkpoint_once_per_interval_and_when_the_log_is_drained() -> None:
+async def test_the_relay_saves_its_checkpoint_now_and_then_and_when_the_log_is_drained() -> None:
     store, transport = MemoryEventStore("svc"), MemoryTransport()
     await append(store, 6)
     relay = Relay(store, transport, batch_size=2, save_every=3600.0)

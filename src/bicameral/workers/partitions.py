@@ -47,6 +47,7 @@ from bicameral.versions import Catalog
 from bicameral.workers.feeds import Feed, LogFeed
 from bicameral.workers.projector import Projector
 from bicameral.workers.retry import TRANSIENT, Backoff, pause, retrying
+from bicameral.workers.shared import SharedRead, WindowFeed
 
 __all__ = [
     "Equip",
@@ -565,13 +566,15 @@ def _new_round(lane: Sequence[_Slot]) -> None:
 def _partition_feeds(
     feed: FeedFactory, source: str, consumer: str, base: str, names: Sequence[str]
 ) -> list[Feed]:
-    """Returns each partition's feed: one log read shared by all, or a transport consumer each."""
+    """Returns each partition's feed: one log read shared by all, or a transport consumer each
+    whose reads the partitions of this process share (``workers.shared``)."""
     first = feed(source, consumer)
     if len(names) == 1:
         return [first]
     if isinstance(first, LogFeed):
         return [_CachedFeed(first)] * len(names)
-    return [feed(source, consumer + name[len(base) :]) for name in names]
+    shared = SharedRead()
+    return [WindowFeed(shared, feed(source, consumer + name[len(base) :])) for name in names]
 
 
 def _accepts(projection: Projection, index: int, count: int) -> Callable[[Envelope], bool]:
