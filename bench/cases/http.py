@@ -43,8 +43,8 @@ def child_env(root: str | None = None) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def serving(
     args: list[str], port: int, env: dict[str, str], program: str = sys.executable
-) -> AsyncIterator[None]:
-    """Runs a server process until the block ends; waits for its /health first."""
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Runs a server process until the block ends (yielding it); waits for its /health first."""
     proc = await asyncio.create_subprocess_exec(
         program, *args, env=env, stdout=asyncio.subprocess.DEVNULL
     )
@@ -59,7 +59,7 @@ async def serving(
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError(f"server {args} never became healthy")
-        yield
+        yield proc
     finally:
         if proc.returncode is None:
             proc.terminate()

@@ -35,6 +35,8 @@ def test_every_option_shows_its_default(path: str, command: Any) -> None:
     for param in command.params:
         if param.param_type_name != "option" or param.required or param.name == "version":
             continue
+        if getattr(param, "hidden", False):  # internal (up's worker process), not for users
+            continue
         record = param.get_help_record(context)
         assert record is not None, f"{path} {param.name} has no help"
         assert "default: " in record[1], f"{path} --{param.name}: {record[1]!r}"

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from bicameral.drivers.postgres import PostgresUrl
+from bicameral.drivers.sqlite import Writer
 from bicameral.envelope import NewEvent
 from bicameral.errors import BackendError
 from bicameral.eventstore.postgres import AppendJob, _Lane
-from bicameral.eventstore.sqlite import _Writer
 from bicameral.ports import AppendResult, StreamAppend
 
 
@@ -79,7 +79,7 @@ async def test_a_postgres_lane_fails_only_the_batch_that_raised_and_goes_on() ->
 
 
 async def test_a_sqlite_writer_survives_a_caller_whose_loop_is_gone() -> None:
-    writer = _Writer(sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None),
+    writer = Writer(sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None),
                      max_batch=10, max_queue=10)  # fmt: skip
     writer.start()
     try:

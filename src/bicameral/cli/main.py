@@ -274,18 +274,16 @@ def _work_for_parent(node: Node, channel: str) -> None:
     """Runs the worker roles of ``node`` for the ``bicameral up`` at the end of ``channel``."""
     import signal
 
+    import uvicorn
+
     from bicameral.runtime.logs import configure_logging
     from bicameral.runtime.workers import serve_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops this process
     configure_logging(roles=",".join(WORKER_ROLES))
-    try:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve_parent(node, channel))
-    except ImportError:
-        run(lambda: serve_parent(node, channel))
+    loop = uvicorn.Config(app="", loop="auto").get_loop_factory()  # uvloop, as the API runs
+    with asyncio.Runner(loop_factory=loop) as runner:
+        runner.run(serve_parent(node, channel))
 
 
 @app.command()

@@ -13,6 +13,14 @@ After a commit the projector knows its checkpoint and reads it from the store ag
 a commit is refused, a step fails, or it takes a partition (back) over: a checkpoint another
 copy moved meanwhile is caught by the commit's check.
 
+A batch with nothing for this projector to fold (another partition's events, or types the
+projection does not handle) is passed over without a commit of its own: the checkpoint moves
+over it with the next batch that folds something, when the feed has nothing more, or
+``defer`` seconds after the first such batch, whichever comes first. So a partition of eight
+commits about once per round of its lane rather than once per batch, and a checkpoint is never
+behind the head for longer than ``defer`` once events stop coming. Until that commit the events
+passed over are not acknowledged to the feed: a crash reads them again.
+
 Failures: a transient one (``workers.retry.TRANSIENT``) fails the step, to be retried whole. Any
 other exception, from a handler, from decoding an event or from storing a document, is poison:
 the batch is folded again event by event, the failing event is tried ``projection.retries``
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from bicameral import metrics
@@ -61,6 +70,7 @@ class Projector:
         service: str = "",
         consumer: str | None = None,
         retry_delay: float = 0.1,
+        defer: float = 0.1,
     ) -> None:
         self.projection = projection
         self.feed = feed
@@ -75,7 +85,11 @@ class Projector:
         self.consumer = consumer or projection.checkpoint(feed.source)
         self.retry_delay = retry_delay
         self._parked: set[str] | None = None
+        self.defer = defer
         self._known: int | None = None
+        self._passed: list[Envelope] = []
+        """Events read since the last commit with nothing to fold, not yet committed past."""
+        self._passed_since = 0.0
 
     async def prepare(self) -> None:
         """Declares the projection's collections and indexes in the read store."""
@@ -86,7 +100,13 @@ class Projector:
         """Reads the parked keys and the checkpoint again before the next batch (another copy
         may have parked or moved it)."""
         self._parked = None
+        self._forget()
+
+    def _forget(self) -> None:
+        """Reads the checkpoint from the store before the next batch, and forgets the events
+        passed over since (they are read again)."""
         self._known = None
+        self._passed = []
 
     async def step(self, timeout: float = 1.0) -> int:
         """Folds the next batch, if any; returns how many events its checkpoint moved over.
@@ -101,28 +121,34 @@ class Projector:
                     return moved
                 timeout = 0.0
         except Exception as exc:
-            self._known = None
+            self._forget()
             self.meter.failed(exc)
             raise
         return 0
 
     async def _step(self, timeout: float) -> int | None:
         name = self.checkpoint_name
+        if self._known is None:
+            self._known = await self.store.checkpoint(name)
         after = self._known
-        if after is None:
-            after = await self.store.checkpoint(name)
-        self.meter.at(after)
-        batch = [
-            e for e in await self.feed.fetch(after, self.batch_size, timeout) if e.position > after
-        ]
-        self.meter.fetched(batch)
-        if not batch:
+        passed = self._passed
+        read_from = passed[-1].position if passed else after
+        self.meter.at(read_from)
+        got = await self.feed.fetch(read_from, self.batch_size, 0.0 if passed else timeout)
+        fresh = [e for e in got if e.position > read_from]
+        self.meter.fetched(fresh)
+        if not fresh and not passed:
             return 0
         mine = [
             e
-            for e in batch
+            for e in fresh
             if self.projection.handles(e) and (self.accepts is None or self.accepts(e))
         ]
+        if fresh and not mine and self._may_pass():
+            self._passed = [*passed, *fresh]
+            self.meter.handled(fresh[-1].position)
+            return len(fresh)
+        batch = [*passed, *fresh]
         if self._parked is None:
             self._parked = await self.store.parked_keys(self.consumer)
         parked = self._parked
@@ -133,16 +159,27 @@ class Projector:
         if committed is None:
             committed = await self._careful(after, batch, mine, parked)
         if not committed:
-            self._parked = self._known = None
+            self._parked = None
+            self._forget()
             log.info("%s: checkpoint or parked events moved meanwhile; re-reading", name)
             return None
         self._known = batch[-1].position
+        self._passed = []
         self.meter.handled(batch[-1].position)
         await self.feed.ack(batch)
         metrics.PROJECTED_EVENTS.labels(self.projection.name).inc(len(mine))
         if self.notifier is not None:
             self.notifier.notify()
-        return len(batch)
+        return len(fresh)
+
+    def _may_pass(self) -> bool:
+        """Returns whether a batch with nothing to fold may wait for a later commit."""
+        if self.defer <= 0:
+            return False
+        now = time.monotonic()
+        if not self._passed:
+            self._passed_since = now
+        return now - self._passed_since < self.defer
 
     async def _whole(self, after: int, batch: list[Envelope], mine: list[Envelope]) -> bool | None:
         """Folds and commits the batch at once; None when something in it is poison."""

@@ -1,0 +1,99 @@
+"""CPU time per HTTP command of ``bicameral up``, by process, at a fixed rate.
+
+``python -m bench.cpu [--rate 400] [--seconds 5] [--root DIR]`` starts ``bicameral up`` (of the
+checkout at ``DIR``, default this one) on embedded defaults, registers 1,000 products, sends
+``ReceiveStock`` at ``rate`` commands/s from ``bench.httpload`` and prints the CPU time (user +
+system, from ``/proc``) the server process and each of its child processes spent per command.
+CPU time per command hardly depends on how busy the machine is, where a rate does: on a shared
+machine it is the steadier way to compare two versions of the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from bench.cases.http import (
+    CLI,
+    bearer_token,
+    child_env,
+    load,
+    message_requests,
+    register_products,
+    serving,
+)
+from bench.resources import free_port
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Returns the user + system CPU seconds of process ``pid`` so far."""
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree(pid: int) -> list[int]:
+    """Returns ``pid`` and the pids of its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if parent == current:
+                    todo.append(int(entry.name))
+    return found
+
+
+async def measure(root: str | None, rate: float, seconds: float) -> dict[str, float]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = str(Path(tmp) / "data")
+        env = child_env(root)
+        args = [*CLI, "up", "--port", str(port), "--data-dir", data_dir]
+        async with serving(args, port, env) as proc:
+            token = bearer_token(data_dir, env)
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            await register_products(port, headers, 1000)
+            await asyncio.sleep(1.0)  # the workers catch up with the registrations
+            pids = tree(proc.pid)
+            before = {pid: cpu_seconds(pid) for pid in pids}
+            spec = {
+                "port": port,
+                "requests": message_requests("commands", 1000),
+                "connections": 32,
+                "seconds": seconds,
+                "warmup": 0.0,
+                "rate": rate,
+                "headers": headers,
+            }
+            got = await load(spec)
+            await asyncio.sleep(0.5)  # the workers finish the last commands
+            sent = got["rate"] * seconds
+            out = {"rate": got["rate"], "p99_ms": got["p99_ms"]}
+            for n, pid in enumerate(pids):
+                name = "api" if n == 0 else f"worker{n}"
+                out[f"{name}_us_per_command"] = (cpu_seconds(pid) - before[pid]) / sent * 1e6
+            return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu")
+    parser.add_argument("--rate", type=float, default=400.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--root", default=None, help="the checkout whose bicameral to run")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(measure(args.root, args.rate, args.seconds))))
+
+
+if __name__ == "__main__":
+    main()
