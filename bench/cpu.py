@@ -1,6 +1,7 @@
 """CPU time per HTTP command of ``bicameral up``, by process, at a fixed rate.
 
-``python -m bench.cpu [--rate 400] [--seconds 5] [--root DIR]`` starts ``bicameral up`` (of the
+``python -m bench.cpu [--rate 400] [--seconds 5] [--root DIR]`` (``--rate 0``: as fast as it
+answers) starts ``bicameral up`` (of the
 checkout at ``DIR``, default this one) on embedded defaults, registers 1,000 products, sends
 ``ReceiveStock`` at ``rate`` commands/s from ``bench.httpload`` and prints the CPU time (user +
 system, from ``/proc``) the server process and each of its child processes spent per command.
@@ -73,9 +74,10 @@ async def measure(root: str | None, rate: float, seconds: float) -> dict[str, fl
                 "connections": 32,
                 "seconds": seconds,
                 "warmup": 0.0,
-                "rate": rate,
                 "headers": headers,
             }
+            if rate > 0:
+                spec["rate"] = rate
             got = await load(spec)
             await asyncio.sleep(0.5)  # the workers finish the last commands
             sent = got["rate"] * seconds
