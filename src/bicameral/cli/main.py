@@ -259,15 +259,26 @@ def up(
                 Node(settings, services, WORKER_ROLES, worker=up_worker()), worker_channel
             )
             return
-        node = Node(settings, services, API_ROLES)
+        shared = not _in_memory(settings, services)  # memory backends stay in one process
+        node = Node(settings, services, API_ROLES if shared else ROLES)
     except BicameralError as exc:
         raise fail(exc.detail) from None
-    args = ["--data-dir", str(settings.data_dir.resolve())]
-    args += ["--config", str(config)] if config is not None else []
-    args += ["--app", app_path] if app_path is not None else []
-    notifiers = [runtime.notifier for runtime in node.runtimes.values()]
-    node.companion = WorkerProcess(worker_command(args), notifiers)
+    if shared:
+        args = ["--data-dir", str(settings.data_dir.resolve())]
+        args += ["--config", str(config)] if config is not None else []
+        args += ["--app", app_path] if app_path is not None else []
+        notifiers = [runtime.notifier for runtime in node.runtimes.values()]
+        node.companion = WorkerProcess(worker_command(args), notifiers)
     serve_http(node, settings, banner=True)
+
+
+def _in_memory(settings: Settings, services: list[Service]) -> bool:
+    """Returns whether a backend of ``services`` lives in this process's memory."""
+    urls = [settings.transport]
+    for service in services:
+        own = settings.service(service.name)
+        urls += [own.events_url, own.reads_url]
+    return any(url.startswith("memory:") for url in urls)
 
 
 def _work_for_parent(node: Node, channel: str) -> None:
