@@ -188,3 +188,53 @@ async def test_run_folds_until_stopped() -> None:
     stop.set()
     await asyncio.wait_for(running, 5.0)
     assert await read_model(store) == await read_model(await fold_once(log))
+
+
+class ListFeed:
+    """Delivers a fixed log in order, ``limit`` events at a time, counting acknowledgements."""
+
+    source = "tally"
+
+    def __init__(self, log: list[Envelope]) -> None:
+        self.log = log
+        self.acked: list[int] = []
+
+    async def fetch(self, after: int, limit: int, timeout: float) -> list[Envelope]:
+        return [e for e in self.log if e.position > after][:limit]
+
+    async def ack(self, envelopes: Sequence[Envelope]) -> None:
+        self.acked += [e.position for e in envelopes]
+
+    async def close(self) -> None:
+        """Does nothing."""
+
+
+async def test_batches_with_nothing_to_fold_are_committed_once_the_feed_has_no_more() -> None:
+    feed = ListFeed(await log_of([Noted(text="a"), Noted(text="b"), Noted(text="c")]))
+    store = MemoryReadStore()
+    projector = Projector(tally, feed, store, batch_size=1, defer=3600.0)
+    assert [await projector.step(0.0) for _ in range(3)] == [1, 1, 1]
+    assert await store.checkpoint(CHECKPOINT) == 0  # passed over, not committed yet
+    assert feed.acked == []
+    assert await projector.step(0.0) == 0
+    assert await store.checkpoint(CHECKPOINT) == 3  # nothing more: committed at once
+    assert feed.acked == [1, 2, 3]
+
+
+async def test_events_passed_over_are_committed_with_the_next_batch_that_folds() -> None:
+    feed = ListFeed(await log_of([Noted(text="a"), Noted(text="b"), Added(key="k", n=2)]))
+    store = MemoryReadStore()
+    projector = Projector(tally, feed, store, batch_size=1, defer=3600.0)
+    assert [await projector.step(0.0) for _ in range(3)] == [1, 1, 1]
+    assert await store.checkpoint(CHECKPOINT) == 3
+    assert (await read_model(store))["totals"] == [
+        ("k", {"key": "k", "total": 2, "count": 1, "parity": 0})
+    ]
+
+
+async def test_with_no_deferral_each_batch_commits() -> None:
+    feed = ListFeed(await log_of([Noted(text="a"), Noted(text="b")]))
+    store = MemoryReadStore()
+    projector = Projector(tally, feed, store, batch_size=1, defer=0.0)
+    await projector.step(0.0)
+    assert await store.checkpoint(CHECKPOINT) == 1

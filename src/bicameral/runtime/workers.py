@@ -39,7 +39,14 @@ from bicameral.runtime.node import Node
 from bicameral.workers.meters import CONSUMERS
 from bicameral.workers.retry import Backoff
 
-__all__ = ["PROCESS_LABEL", "MergedMetrics", "WorkerProcess", "serve_parent", "worker_command"]
+__all__ = [
+    "PROCESS_LABEL",
+    "MergedMetrics",
+    "WorkerProcess",
+    "labelled",
+    "serve_parent",
+    "worker_command",
+]
 
 log = logging.getLogger("bicameral.runtime.workers")
 
@@ -178,16 +185,7 @@ class WorkerProcess:
     async def families(self) -> list[Metric]:
         """Returns the child's metrics, each sample labelled ``process="workers"``."""
         answer = await self.ask("metrics")
-        if answer is None:
-            return []
-        found = []
-        for family in text_string_to_metric_families(answer.decode()):
-            family.samples = [
-                Sample(s.name, {**s.labels, PROCESS_LABEL: "workers"}, *s[2:])
-                for s in family.samples
-            ]
-            found.append(family)
-        return found
+        return [] if answer is None else labelled(answer.decode())
 
     async def registry(self) -> MergedMetrics:
         """Returns this process's metrics and the child's, as one Prometheus collector."""
@@ -215,6 +213,18 @@ class WorkerProcess:
         if requests is not None:
             with contextlib.suppress(OSError, RuntimeError):
                 requests.close()
+
+
+def labelled(text: str) -> list[Metric]:
+    """Returns the metric families of Prometheus ``text``, each sample labelled
+    ``process="workers"``."""
+    found = []
+    for family in text_string_to_metric_families(text):
+        family.samples = [
+            Sample(s.name, {**s.labels, PROCESS_LABEL: "workers"}, *s[2:]) for s in family.samples
+        ]
+        found.append(family)
+    return found
 
 
 class MergedMetrics:
