@@ -35,6 +35,7 @@ from prometheus_client.samples import Sample
 
 from bicameral import metrics
 from bicameral.consistency import Notifier
+from bicameral.errors import BicameralError
 from bicameral.runtime.node import Node
 from bicameral.workers.meters import CONSUMERS
 from bicameral.workers.retry import Backoff
@@ -72,6 +73,7 @@ class WorkerProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._requests: asyncio.StreamWriter | None = None
         self._answers: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._started: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._asking = asyncio.Lock()
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
@@ -86,8 +88,15 @@ class WorkerProcess:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> None:
-        """Starts the child and the task that restarts it when it dies."""
+        """Starts the child, and the task that restarts it when it dies, once it started its
+        workers; raises BicameralError, stopping it, if it could not (one line, as ``up``'s
+        own start-up failures)."""
         await self._spawn()
+        kind, body = await self._started.get()
+        if kind != "started":
+            await self.stop()
+            code = self._proc.returncode if self._proc is not None else None
+            raise BicameralError(body.decode() or f"the worker process exited with {code}")
         self._watch = asyncio.create_task(self._keep_running())
         self._forwarders = [asyncio.create_task(self._forward(n)) for n in self.notifiers]
 
@@ -129,18 +138,23 @@ class WorkerProcess:
             os.close(child_reads)
             os.close(child_writes)
         self._answers = asyncio.Queue()
+        self._started = asyncio.Queue()
         self._requests = await _writer(loop, os.fdopen(parent_writes, "wb", buffering=0))
         reader = await _reader(loop, os.fdopen(parent_reads, "rb", buffering=0))
         self._listening = asyncio.create_task(self._listen(reader))
 
     async def _listen(self, reader: asyncio.StreamReader) -> None:
         """Reads the child's messages until its pipe closes."""
+        answers, started = self._answers, self._started
         while message := await _read(reader):
             if message[0] == "moved":
                 self.moved()
+            elif message[0] in ("started", "failed"):
+                await started.put(message)
             else:
-                await self._answers.put(message)
-        await self._answers.put(("", b""))
+                await answers.put(message)
+        await answers.put(("", b""))
+        await started.put(("", b""))
 
     async def _keep_running(self) -> None:
         backoff = Backoff(cap=30.0)
@@ -252,7 +266,14 @@ async def serve_parent(node: Node, channel: str) -> None:
     read_fd, write_fd = (int(fd) for fd in channel.split(","))
     requests = await _reader(loop, os.fdopen(read_fd, "rb", buffering=0))
     answers = await _writer(loop, os.fdopen(write_fd, "wb", buffering=0))
-    await node.start()
+    try:
+        await node.start()
+    except BicameralError as exc:  # the parent says it, once
+        _send(answers, "failed", exc.detail.encode())
+        await answers.drain()
+        await node.stop()
+        return
+    _send(answers, "started", b"")
     forwarders = [
         asyncio.create_task(_forward(rt.notifier, answers)) for rt in node.runtimes.values()
     ]
