@@ -1,12 +1,12 @@
 """CPU time per HTTP command of ``bicameral up``, by process, at a fixed rate.
 
-``python -m bench.cpu [--rate 400] [--seconds 5] [--root DIR]`` (``--rate 0``: as fast as it
-answers) starts ``bicameral up`` (of the
-checkout at ``DIR``, default this one) on embedded defaults, registers 1,000 products, sends
-``ReceiveStock`` at ``rate`` commands/s from ``bench.httpload`` and prints the CPU time (user +
-system, from ``/proc``) the server process and each of its child processes spent per command.
-CPU time per command hardly depends on how busy the machine is, where a rate does: on a shared
-machine it is the steadier way to compare two versions of the code.
+``python -m bench.cpu [--rate 400] [--seconds 5] [--root DIR] [--pg]`` starts ``bicameral up``
+(of the checkout at ``DIR``, default this one) on embedded defaults (``--pg``: PostgreSQL
+events, Redis reads and NATS, as ``ours.http.pg.*``), registers 1,000 products, sends
+``ReceiveStock`` at ``rate`` commands/s (``0``: as fast as it answers) from ``bench.httpload``
+and prints the CPU time (user + system, from ``/proc``) the server process and each of its
+child processes spent per command. CPU time per command hardly depends on how busy the machine
+is, where a rate does: on a shared machine it is the steadier way to compare two versions.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.cases.http import (
     CLI,
@@ -25,9 +26,10 @@ from bench.cases.http import (
     load,
     message_requests,
     register_products,
+    server_backends,
     serving,
 )
-from bench.resources import free_port
+from bench.resources import RunResources, free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,11 +57,23 @@ def tree(pid: int) -> list[int]:
     return found
 
 
-async def measure(root: str | None, rate: float, seconds: float) -> dict[str, float]:
+async def measure(root: str | None, rate: float, seconds: float, pg: bool) -> dict[str, float]:
+    needs = ("pg", "redis", "nats") if pg else ()
+    res = await RunResources.acquire(needs)
+    try:
+        params = {**res.params(), "backends": "pg" if pg else "embedded"}
+        return await _measure(root, rate, seconds, params)
+    finally:
+        await res.release(needs)
+
+
+async def _measure(
+    root: str | None, rate: float, seconds: float, params: dict[str, Any]
+) -> dict[str, float]:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = str(Path(tmp) / "data")
-        env = child_env(root)
+        env = server_backends(params, child_env(root))
         args = [*CLI, "up", "--port", str(port), "--data-dir", data_dir]
         async with serving(args, port, env) as proc:
             token = bearer_token(data_dir, env)
@@ -93,8 +107,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=400.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--root", default=None, help="the checkout whose bicameral to run")
+    parser.add_argument("--pg", action="store_true", help="PostgreSQL events, Redis, NATS")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.root, args.rate, args.seconds))))
+    print(json.dumps(asyncio.run(measure(args.root, args.rate, args.seconds, args.pg))))
 
 
 if __name__ == "__main__":
