@@ -249,7 +249,7 @@ def up(
     worker_channel: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run every service and every role: the API here, the workers in a child process."""
-    from bicameral.runtime.workers import WorkerProcess, worker_command
+    from bicameral.runtime.workers import WorkerProcess, tell_appends, worker_command
 
     try:
         settings = settings_from(config, port=port, host=host, data_dir=data_dir, app=app_path)
@@ -268,7 +268,8 @@ def up(
         args += ["--config", str(config)] if config is not None else []
         args += ["--app", app_path] if app_path is not None else []
         notifiers = [runtime.notifier for runtime in node.runtimes.values()]
-        node.companion = WorkerProcess(worker_command(args), notifiers)
+        node.companion = process = WorkerProcess(worker_command(args), notifiers)
+        tell_appends(node, process)
     serve_http(node, settings, banner=True)
 
 

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -46,6 +46,7 @@ __all__ = [
     "WorkerProcess",
     "labelled",
     "serve_parent",
+    "tell_appends",
     "worker_command",
 ]
 
@@ -62,9 +63,10 @@ child's can collide with one of the parent's."""
 class WorkerProcess:
     """Runs ``command`` (``bicameral up``'s worker half) as a child and keeps it running.
 
-    ``notifiers`` (the API services') are notified whenever the child's projectors committed,
-    and the child is told when they are notified (commands appended). The command is given
-    ``--worker-channel R,W``: the file descriptors it reads requests from and writes to.
+    ``notifiers`` (the API services') are notified whenever the child's projectors committed;
+    ``appended`` tells the child that commands appended (``tell_appends`` wires it to the
+    command buses). The command is given ``--worker-channel R,W``: the file descriptors it
+    reads requests from and writes to.
     """
 
     def __init__(self, command: Sequence[str], notifiers: Sequence[Notifier]) -> None:
@@ -79,7 +81,6 @@ class WorkerProcess:
         self._watch: asyncio.Task[None] | None = None
         self._listening: asyncio.Task[None] | None = None
         self._wake_pending = False
-        self._forwarders: list[asyncio.Task[None]] = []
         self.restarts = 0
 
     @property
@@ -98,17 +99,11 @@ class WorkerProcess:
             code = self._proc.returncode if self._proc is not None else None
             raise BicameralError(body.decode() or f"the worker process exited with {code}")
         self._watch = asyncio.create_task(self._keep_running())
-        self._forwarders = [asyncio.create_task(self._forward(n)) for n in self.notifiers]
 
     def moved(self) -> None:
         """Wakes the waiters of every notifier: the child's projectors committed."""
         for notifier in self.notifiers:
             notifier.notify()
-
-    async def _forward(self, notifier: Notifier) -> None:
-        while True:
-            await notifier.mark().wait()
-            self.appended()
 
     def appended(self) -> None:
         """Tells the child that commands appended here (unless a message is on its way)."""
@@ -208,10 +203,9 @@ class WorkerProcess:
     async def stop(self) -> None:
         """Asks the child to stop, waits for it (killing it if it takes too long)."""
         self._stopping = True
-        tasks = [t for t in (self._watch, *self._forwarders) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         proc, requests = self._proc, self._requests
         if proc is None or proc.returncode is not None:
             return
@@ -227,6 +221,34 @@ class WorkerProcess:
         if requests is not None:
             with contextlib.suppress(OSError, RuntimeError):
                 requests.close()
+
+
+class _Tee(Notifier):
+    """A notifier that also calls ``also`` on every notify (waits are ``inner``'s)."""
+
+    def __init__(self, inner: Notifier, also: Callable[[], None]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.also = also
+
+    def notify(self) -> None:
+        """Wakes ``inner``'s waiters and calls ``also``."""
+        self.inner.notify()
+        self.also()
+
+    def mark(self) -> asyncio.Event:
+        """Returns ``inner``'s next wake-up."""
+        return self.inner.mark()
+
+    async def wait(self, timeout: float, mark: asyncio.Event | None = None) -> None:
+        """Returns after ``inner``'s next notify (since ``mark``) or ``timeout`` seconds."""
+        await self.inner.wait(timeout, mark)
+
+
+def tell_appends(node: Node, process: WorkerProcess) -> None:
+    """Makes every command bus of ``node`` tell ``process`` when it appended."""
+    for runtime in node.runtimes.values():
+        runtime.commands.notifier = _Tee(runtime.notifier, process.appended)
 
 
 def labelled(text: str) -> list[Metric]:
