@@ -134,6 +134,9 @@ class WorkerProcess:
             os.close(child_writes)
         self._answers = asyncio.Queue()
         self._started = asyncio.Queue()
+        if self._requests is not None:  # the pipe of a child that died
+            with contextlib.suppress(OSError, RuntimeError):
+                self._requests.close()
         self._requests = await _writer(loop, os.fdopen(parent_writes, "wb", buffering=0))
         reader = await _reader(loop, os.fdopen(parent_reads, "rb", buffering=0))
         self._listening = asyncio.create_task(self._listen(reader))
