@@ -20,6 +20,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 
+from bicameral.errors import BackendError
+
 __all__ = ["EVERYTHING", "Commits", "Listener", "Watcher"]
 
 EVERYTHING = "*"
@@ -76,6 +78,7 @@ class Commits:
         self._task: asyncio.Task[None] | None = None
         self._missed = False
         self._pause = FIRST_PAUSE
+        self._listening = asyncio.Event()
 
     @property
     def watching(self) -> bool:
@@ -100,6 +103,7 @@ class Commits:
     def connected(self) -> None:
         """Says the watcher listens now: after a failure, tells everyone ``EVERYTHING``."""
         self._pause = FIRST_PAUSE
+        self._listening.set()
         if self._missed:
             self._missed = False
             self.publish({EVERYTHING})
@@ -114,8 +118,19 @@ class Commits:
                     "commit watcher of %s failed (%s); again in %gs", self._name, exc, self._pause
                 )
             self._missed = True
+            self._listening.clear()
             await asyncio.sleep(self._pause)
             self._pause = min(self._pause * 2, MAX_PAUSE)
+
+    async def ready(self, timeout: float) -> None:
+        """Returns once the watcher listens (so no later commit goes unheard); raises
+        BackendError when it does not within ``timeout`` seconds."""
+        if self._watcher is None:
+            return
+        try:
+            await asyncio.wait_for(self._listening.wait(), timeout)
+        except TimeoutError:
+            raise BackendError(f"no commit notices from {self._name} yet") from None
 
     async def _leave(self, listener: Listener) -> None:
         self._listeners.discard(listener)
@@ -125,6 +140,7 @@ class Commits:
     async def stop(self) -> None:
         """Stops the watcher, if running (listeners stay, and restart it with the next one)."""
         task, self._task = self._task, None
+        self._listening.clear()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,6 +1,6 @@
 """The OpenAPI document holds against the running server: schemathesis generates requests for
-every operation but the live query subscriptions (streams that never end), valid and invalid, with an admin's token and with a customer's, and checks
-every answer against the document.
+every operation but the live query subscriptions (streams that never end), valid and invalid,
+with an admin's token and with a customer's, and checks every answer against the document.
 
 Short and seeded in ``make test``; ``BICAMERAL_SCHEMATHESIS_EXAMPLES=50`` runs the 50 examples
 per operation of issue 11 (``BICAMERAL_SCHEMATHESIS_SEED`` picks another seed).

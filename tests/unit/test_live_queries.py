@@ -74,7 +74,9 @@ class Writer:
         self.store = store
         self.positions: dict[str, int] = {}
 
-    async def put(self, sku: str, on_hand: int, checkpoint: str = "products.v1:inventory/0") -> None:
+    async def put(
+        self, sku: str, on_hand: int, checkpoint: str = "products.v1:inventory/0"
+    ) -> None:
         doc = {
             "sku": sku,
             "name": sku.title(),

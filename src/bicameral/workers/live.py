@@ -25,11 +25,13 @@ from bicameral.context import MessageContext
 from bicameral.errors import BicameralError
 from bicameral.messages import Query
 
-__all__ = ["LiveQueries", "LiveQuery", "in_process"]
+__all__ = ["READY_TIMEOUT", "LiveQueries", "LiveQuery", "in_process"]
 
 log = logging.getLogger("bicameral.workers.live")
 
 _NOTHING: Any = object()
+READY_TIMEOUT = 5.0
+"""Seconds a subscription waits for the store's commit notices to be heard (else 503)."""
 _FIRST_PAUSE = 0.1
 _MAX_PAUSE = 5.0
 
@@ -155,8 +157,9 @@ class LiveQueries:
     async def subscribe(self, query: Query, context: MessageContext) -> LiveQuery:
         """Returns a subscription whose first result is the query's answer now.
 
-        The query runs through the bus, so its policy applies as for ``ask``; its errors
-        propagate and nothing stays subscribed.
+        The query runs through the bus, so its policy applies as for ``ask``, once commits
+        are heard (BackendError after ``READY_TIMEOUT`` seconds); errors propagate and
+        nothing stays subscribed.
         """
         key = (query.message_name, query.model_dump_json(), context.principal)
         group = self._groups.get(key)
@@ -167,6 +170,7 @@ class LiveQueries:
         self._listen()
         seen = self.seen
         try:
+            await self.commits.ready(READY_TIMEOUT)
             result = await self.bus.ask(query, context)
         except BaseException:
             await slot.close()
