@@ -237,3 +237,21 @@ async def test_openapi_documents_each_subscription_beside_its_query(
     answer = query["responses"]["200"]["content"]["application/json"]
     assert ok["x-result-schema"] == answer["schema"]
     assert {"401", "403", "404", "422"} <= set(live["responses"])
+
+
+async def test_a_record_deleted_later_is_a_problem_event(
+    app: FastAPI, node: Node, client: httpx.AsyncClient
+) -> None:
+    await _command(client, "RegisterProduct", {"sku": "gone", "name": "Gone", "price_cents": 1})
+    reads = node.runtime("inventory").reads
+    for _ in range(200):
+        if (await client.get("/inventory/queries/GetProduct", params={"sku": "gone"})).is_success:
+            break
+        await asyncio.sleep(0.05)
+    async with EventStream(app, "/inventory/subscriptions/GetProduct", sku="gone") as stream:
+        assert (await stream.event())[0] == "result"
+        checkpoint = "products.v1:inventory#p9"  # what another process's projector would move
+        assert await reads.commit(checkpoint, 0, 1, {("products_v1_products", "gone"): None})
+        kind, problem = await stream.event()
+        assert kind == "problem"
+        assert (problem["status"], problem["detail"]) == (404, "no product 'gone'")

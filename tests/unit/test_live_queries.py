@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from bicameral.commits import EVERYTHING
+from bicameral.consistency import Notifier
 from bicameral.context import MessageContext, Principal
 from bicameral.errors import NotFoundError
 from bicameral.readstore.memory import MemoryReadStore
@@ -17,7 +19,7 @@ from bicameral.runtime.backends import BackendFactory
 from bicameral.runtime.live import live_queries
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
-from bicameral.workers.live import LiveQueries, LiveQuery
+from bicameral.workers.live import LiveQueries, LiveQuery, Refused, in_process
 from shop.app import services
 from shop.inventory.messages import GetProduct, ListProducts
 from shop.inventory.projections import products
@@ -228,3 +230,29 @@ async def test_a_thousand_idle_subscriptions_read_nothing_until_a_commit(
     for live in subs:
         await live.close()
     assert hub.groups == 0
+
+
+async def test_a_query_that_refuses_later_sends_the_refusal_then_results_again(
+    hub: LiveQueries, writer: Writer
+) -> None:
+    await writer.put("mug", 1)
+    live = await hub.subscribe(GetProduct(sku="mug"), ANYONE)
+    await _next(live)
+    changes = {(products.table("products"), "mug"): None}
+    assert await writer.store.commit("products.v1:inventory/0", 1, 2, changes)
+    writer.positions["products.v1:inventory/0"] = 2
+    refused = await _next(live)
+    assert isinstance(refused, Refused)
+    assert (refused.kind, refused.detail) == ("NotFoundError", "no product 'mug'")
+    await writer.put("mug", 4)
+    assert (await _next(live))["on_hand"] == 4
+    await live.close()
+
+
+async def test_without_a_change_feed_the_processs_own_commits_wake_the_queries() -> None:
+    notifier = Notifier()
+    commits = in_process(notifier)
+    async with commits.listen() as listener:
+        await commits.ready(WAIT)
+        notifier.notify()
+        assert await asyncio.wait_for(listener.next(), WAIT) == {EVERYTHING}

@@ -2,11 +2,12 @@
 
 The answer is ``text/event-stream`` (Server-Sent Events): an ``event: result`` with the query's
 answer at once, then one each time a commit changes it (``bicameral.workers.live``: latest
-wins, a slow reader skips intermediate results), a comment line (``: heartbeat``) every
-``heartbeat`` seconds while nothing changes, and, when the request's bearer token expires, an
-``event: expired`` before the stream ends. The request is checked as the query route checks
-it, before the stream starts: 401, 403, 404 (no such query), 422 (its parameters), as
-problem+json.
+wins, a slow reader skips intermediate results); an ``event: problem`` (a problem document)
+when the query, run again, refuses, as for a record since deleted; a comment line
+(``: heartbeat``) every ``heartbeat`` seconds while nothing changes; and, when the request's
+bearer token expires, an ``event: expired`` before the stream ends. The request is checked as
+the query route checks it, before the stream starts: 401, 403, 404 (no such query), 422 (its
+parameters), as problem+json.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from starlette.types import Receive, Scope, Send
 
 from bicameral.context import MessageContext
 from bicameral.errors import UnknownMessageError
+from bicameral.http.problems import from_error
 from bicameral.http.routes import query_reader
 from bicameral.runtime.live import live_queries
 from bicameral.runtime.node import Node, ServiceRuntime
 from bicameral.security.authn import Authenticator
 from bicameral.security.expiry import bearer_expiry
 from bicameral.service import QueryHandler
-from bicameral.workers.live import LiveQueries, LiveQuery
+from bicameral.workers.live import LiveQueries, LiveQuery, Refused
 
 __all__ = ["EVENT_STREAM", "HEARTBEAT", "EventStream", "subscription_router"]
 
@@ -128,6 +130,8 @@ class EventStream(StreamingResponse):
 
 
 def _event(number: int, result: Any) -> bytes:
+    if isinstance(result, Refused):
+        return b"id: %d\nevent: problem\ndata: %s\n\n" % (number, from_error(result.error).body)
     data = orjson.dumps(jsonable_encoder(result))
     return b"id: %d\nevent: result\ndata: %s\n\n" % (number, data)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from bicameral.bus.queries import QueryBus
@@ -24,8 +25,9 @@ from bicameral.consistency import Notifier
 from bicameral.context import MessageContext
 from bicameral.errors import BicameralError
 from bicameral.messages import Query
+from bicameral.workers.retry import TRANSIENT
 
-__all__ = ["READY_TIMEOUT", "LiveQueries", "LiveQuery", "in_process"]
+__all__ = ["READY_TIMEOUT", "LiveQueries", "LiveQuery", "Refused", "in_process"]
 
 log = logging.getLogger("bicameral.workers.live")
 
@@ -34,6 +36,16 @@ READY_TIMEOUT = 5.0
 """Seconds a subscription waits for the store's commit notices to be heard (else 503)."""
 _FIRST_PAUSE = 0.1
 _MAX_PAUSE = 5.0
+
+
+@dataclass(frozen=True)
+class Refused:
+    """What a subscriber gets instead of a result when the query, run again, raises (the
+    record it names was deleted, say); a later result may follow."""
+
+    kind: str
+    detail: str
+    error: BicameralError = field(compare=False)
 
 
 class LiveQuery:
@@ -101,17 +113,22 @@ class _Group:
             self._again = False
             seen = self.hub.seen
             try:
-                result = await self.hub.bus.ask(self.query, self.context)
-            except Exception as exc:
+                result: Any = await self.hub.bus.ask(self.query, self.context)
+            except TRANSIENT as exc:
                 log.warning("live %s: run failed (%s); again in %gs", self.key[0], exc, pause)
                 await asyncio.sleep(pause)
                 pause, self._again = min(pause * 2, _MAX_PAUSE), True
+            except BicameralError as exc:
+                self._offer(Refused(type(exc).__name__, exc.detail, exc), seen)
             else:
                 pause = _FIRST_PAUSE
-                for slot in list(self.slots):
-                    slot.offer(result, seen)
+                self._offer(result, seen)
             if not self._again:
                 return
+
+    def _offer(self, result: Any, seen: int) -> None:
+        for slot in list(self.slots):
+            slot.offer(result, seen)
 
     async def leave(self, slot: LiveQuery) -> None:
         self.slots.discard(slot)
