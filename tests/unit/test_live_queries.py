@@ -77,16 +77,21 @@ class Writer:
         self.positions: dict[str, int] = {}
 
     async def put(
-        self, sku: str, on_hand: int, checkpoint: str = "products.v1:inventory/0"
+        self, sku: str, on_hand: int | None, checkpoint: str = "products.v1:inventory/0"
     ) -> None:
-        doc = {
-            "sku": sku,
-            "name": sku.title(),
-            "price_cents": 100,
-            "on_hand": on_hand,
-            "reserved": 0,
-            "available": on_hand,
-        }
+        """Writes the product with ``on_hand``, or deletes it (None)."""
+        doc = (
+            None
+            if on_hand is None
+            else {
+                "sku": sku,
+                "name": sku.title(),
+                "price_cents": 100,
+                "on_hand": on_hand,
+                "reserved": 0,
+                "available": on_hand,
+            }
+        )
         changes = {(products.table("products"), sku): doc}
         at = self.positions.get(checkpoint, 0)
         assert await self.store.commit(checkpoint, at, at + 1, changes)
@@ -127,30 +132,33 @@ async def _next(live: LiveQuery) -> Any:
 ANYONE = MessageContext()
 
 
-async def test_the_first_result_comes_at_once_then_each_change(
-    hub: LiveQueries, writer: Writer
-) -> None:
+@pytest.fixture
+async def mug(hub: LiveQueries, writer: Writer) -> AsyncIterator[LiveQuery]:
+    """Returns a subscription to GetProduct(mug), its first result (1 on hand) taken."""
     await writer.put("mug", 1)
     live = await hub.subscribe(GetProduct(sku="mug"), ANYONE)
     assert (await _next(live))["on_hand"] == 1
-    await writer.put("mug", 5)
-    assert (await _next(live))["on_hand"] == 5
+    yield live
     await live.close()
+
+
+async def test_the_first_result_comes_at_once_then_each_change(
+    hub: LiveQueries, writer: Writer, mug: LiveQuery
+) -> None:
+    await writer.put("mug", 5)
+    assert (await _next(mug))["on_hand"] == 5
+    await mug.close()
     assert hub.subscribers == 0
     assert not hub.commits.watching
 
 
 async def test_a_commit_that_leaves_the_result_as_it_was_sends_nothing(
-    hub: LiveQueries, writer: Writer
+    writer: Writer, mug: LiveQuery
 ) -> None:
-    await writer.put("mug", 1)
-    live = await hub.subscribe(GetProduct(sku="mug"), ANYONE)
-    await _next(live)
     await writer.put("pen", 3)  # another product: GetProduct(mug) reads the same
     await writer.put("mug", 1)  # the same document again
     await writer.put("mug", 2)
-    assert (await _next(live))["on_hand"] == 2  # nothing came between
-    await live.close()
+    assert (await _next(mug))["on_hand"] == 2  # nothing came between
 
 
 async def test_a_query_refused_at_subscribe_time_leaves_nothing_subscribed(
@@ -233,20 +241,14 @@ async def test_a_thousand_idle_subscriptions_read_nothing_until_a_commit(
 
 
 async def test_a_query_that_refuses_later_sends_the_refusal_then_results_again(
-    hub: LiveQueries, writer: Writer
+    writer: Writer, mug: LiveQuery
 ) -> None:
-    await writer.put("mug", 1)
-    live = await hub.subscribe(GetProduct(sku="mug"), ANYONE)
-    await _next(live)
-    changes = {(products.table("products"), "mug"): None}
-    assert await writer.store.commit("products.v1:inventory/0", 1, 2, changes)
-    writer.positions["products.v1:inventory/0"] = 2
-    refused = await _next(live)
+    await writer.put("mug", None)
+    refused = await _next(mug)
     assert isinstance(refused, Refused)
     assert (refused.kind, refused.detail) == ("NotFoundError", "no product 'mug'")
     await writer.put("mug", 4)
-    assert (await _next(live))["on_hand"] == 4
-    await live.close()
+    assert (await _next(mug))["on_hand"] == 4
 
 
 async def test_without_a_change_feed_the_processs_own_commits_wake_the_queries() -> None:
