@@ -4,6 +4,7 @@ change; refusals as the query route answers them; the end when the token expires
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from bicameral.runtime.settings import Settings
 from bicameral.security.keys import embedded_secret
 from bicameral.security.tokens import issue_token
 from shop.app import services
+from tests.unit.counting import OneReadStore
 
 WAIT = 10.0
 
@@ -67,7 +69,7 @@ class EventStream:
         await self._sent.put(message)
 
     async def __aenter__(self) -> EventStream:
-        self.task = asyncio.create_task(self.app(self.scope, self._receive, self._send))
+        self.task = asyncio.ensure_future(self.app(self.scope, self._receive, self._send))
         start = await asyncio.wait_for(self._sent.get(), WAIT)
         self.status = start["status"]
         self.headers = {k.decode(): v.decode() for k, v in start["headers"]}
@@ -255,3 +257,32 @@ async def test_a_record_deleted_later_is_a_problem_event(
         kind, problem = await stream.event()
         assert kind == "problem"
         assert (problem["status"], problem["detail"]) == (404, "no product 'gone'")
+
+
+async def test_a_thousand_idle_streams_read_nothing_until_a_commit(tmp_path: Path) -> None:
+    factory = OneReadStore()
+    node = Node(_settings(tmp_path), services(), ["query-api"], factory=factory)
+    await node.start()
+    app = create_app(node, manage_node=False)
+    try:
+        async with contextlib.AsyncExitStack() as streams:
+            opened = [
+                await streams.enter_async_context(
+                    EventStream(app, "/inventory/subscriptions/ListProducts")
+                )
+                for _ in range(1000)
+            ]
+            for stream in opened:
+                assert await stream.event() == ("result", {"items": []})
+            idle_from = factory.store.reads
+            await asyncio.sleep(1.0)
+            assert factory.store.reads == idle_from  # no read while nothing commits
+            doc = {"sku": "a", "name": "A", "price_cents": 1}
+            doc |= {"on_hand": 0, "reserved": 0, "available": 0}
+            changes = {("products_v1_products", "a"): doc}
+            assert await factory.store.commit("products.v1:inventory#p0", 0, 1, changes)
+            for stream in opened:
+                assert await stream.event() == ("result", {"items": [doc]})
+            assert factory.store.reads - idle_from <= 2  # one run for the 1,000 (one group)
+    finally:
+        await node.stop()

@@ -4,7 +4,7 @@ run once per notice, a slow reader gets only the latest, and idle subscriptions 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ from bicameral.consistency import Notifier
 from bicameral.context import MessageContext, Principal
 from bicameral.errors import NotFoundError
 from bicameral.readstore.memory import MemoryReadStore
-from bicameral.runtime.backends import BackendFactory
 from bicameral.runtime.live import live_queries
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
@@ -23,50 +22,10 @@ from bicameral.workers.live import LiveQueries, LiveQuery, Refused, in_process
 from shop.app import services
 from shop.inventory.messages import GetProduct, ListProducts
 from shop.inventory.projections import products
+from tests.unit.counting import OneReadStore
 
 WAIT = 10.0
 """Seconds a test waits for what must come (a loaded machine is slow, never wrong)."""
-
-
-class CountingReadStore(MemoryReadStore):
-    """A memory read store counting the reads made of it."""
-
-    reads = 0
-
-    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        self.reads += 1
-        return await super().get(collection, key)
-
-    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        self.reads += 1
-        return await super().get_many(collection, keys)
-
-    async def find(self, collection: str, field: str, value: Any) -> list[Any]:
-        self.reads += 1
-        return await super().find(collection, field, value)
-
-    async def all(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
-        self.reads += 1
-        return await super().all(collection)
-
-    async def checkpoint(self, checkpoint: str) -> int:
-        self.reads += 1
-        return await super().checkpoint(checkpoint)
-
-    async def checkpoints(self) -> dict[str, int]:
-        self.reads += 1
-        return await super().checkpoints()
-
-
-class OneReadStore(BackendFactory):
-    """Memory backends, with one counting read store for every service."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store = CountingReadStore()
-
-    def read_store(self, url: str) -> CountingReadStore:
-        return self.store
 
 
 class Writer:
@@ -99,7 +58,12 @@ class Writer:
 
 
 @pytest.fixture
-async def factory(tmp_path: Path) -> AsyncIterator[OneReadStore]:
+def factory() -> OneReadStore:
+    return OneReadStore()
+
+
+@pytest.fixture
+async def node(tmp_path: Path, factory: OneReadStore) -> AsyncIterator[Node]:
     settings = Settings.load(
         environ={},
         data_dir=tmp_path,
@@ -107,17 +71,15 @@ async def factory(tmp_path: Path) -> AsyncIterator[OneReadStore]:
         reads_url="memory://",
         transport_url="memory://",
     )
-    made = OneReadStore()
-    node = Node(settings, services(), ["query-api"], factory=made)
-    await node.start()
-    made.node = node  # type: ignore[attr-defined]
+    made = Node(settings, services(), ["query-api"], factory=factory)
+    await made.start()
     yield made
-    await node.stop()
+    await made.stop()
 
 
 @pytest.fixture
-def hub(factory: OneReadStore) -> LiveQueries:
-    return live_queries(factory.node.runtime("inventory"))  # type: ignore[attr-defined]
+def hub(node: Node) -> LiveQueries:
+    return live_queries(node.runtime("inventory"))
 
 
 @pytest.fixture
