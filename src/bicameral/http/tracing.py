@@ -1,0 +1,63 @@
+"""A span for every HTTP request, around the whole ASGI app.
+
+``traced`` wraps the outermost app (``bicameral up`` and ``bicameral serve`` wrap what uvicorn
+serves, see ``bicameral.http.server``), so whatever answers a request, a route, a refusal at the
+edge or a shortcut past the router, runs inside its span. The span continues the caller's trace
+(W3C ``traceparent`` and ``tracestate`` headers) and is named ``<METHOD> <route>`` (the route's
+path template, or the method alone when no route matched). With tracing off a request costs one
+check.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bicameral import tracing
+
+__all__ = ["TracedApp", "traced"]
+
+_HEADERS = {name.encode(): name for name in tracing.KEYS}
+
+
+class TracedApp:
+    """Runs each HTTP request of ``app`` in a server span, with tracing on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not tracing.enabled():
+            await self.app(scope, receive, send)
+            return
+        carried = {_HEADERS[n]: v.decode("latin-1") for n, v in scope["headers"] if n in _HEADERS}
+        method = scope.get("method", "")
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        with tracing.span(
+            method,
+            kind=tracing.SpanKind.SERVER,
+            parent=tracing.context_of(carried),
+            attributes={"http.request.method": method, "url.path": scope.get("path", "")},
+        ) as span:
+            try:
+                await self.app(scope, receive, sending)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                if route:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                if status:
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(tracing.StatusCode.ERROR)
+
+
+def traced(app: ASGIApp) -> ASGIApp:
+    """Returns ``app`` with a span for each HTTP request (for a server you run yourself)."""
+    return app if isinstance(app, TracedApp) else TracedApp(app)
