@@ -30,6 +30,7 @@ __all__ = [
     "links_to",
     "log_ids",
     "span",
+    "trace_headers",
     "use",
 ]
 
@@ -40,12 +41,16 @@ MAX_LINKS = 128
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer: Tracer | None = None
+_provider: TracerProvider | None = None
 
 
-def use(provider: TracerProvider | None) -> None:
-    """Makes bicameral's spans with ``provider``'s tracer; None turns tracing off."""
-    global _tracer
+def use(provider: TracerProvider | None) -> TracerProvider | None:
+    """Makes bicameral's spans with ``provider``'s tracer (None turns tracing off); returns the
+    provider used until now."""
+    global _tracer, _provider
+    previous, _provider = _provider, provider
     _tracer = None if provider is None else provider.get_tracer("bicameral")
+    return previous
 
 
 def enabled() -> bool:
@@ -58,11 +63,15 @@ def context_of(metadata: Mapping[str, Any]) -> Context | None:
     invalid one: W3C says to ignore it)."""
     if not metadata.get("traceparent"):
         return None
-    carrier = {key: str(metadata[key]) for key in KEYS if metadata.get(key)}
-    context = _PROPAGATOR.extract(carrier)
+    context = _PROPAGATOR.extract(trace_headers(metadata))
     if not trace.get_current_span(context).get_span_context().is_valid:
         return None
     return context
+
+
+def trace_headers(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Returns the W3C ``traceparent`` and ``tracestate`` headers of ``metadata``'s context."""
+    return {key: str(metadata[key]) for key in KEYS if metadata.get(key)}
 
 
 def inject(metadata: MutableMapping[str, Any]) -> None:
