@@ -239,14 +239,20 @@ async def test_a_reaction_continues_the_events_trace_and_its_command_is_its_chil
     assert refused.metadata["traceparent"] == traceparent_of(command)
 
 
-async def test_the_relay_publishes_in_the_first_events_trace_linked_to_the_others(
-    spans: InMemorySpanExporter,
-) -> None:
+async def two_requests() -> MemoryEventStore:
+    """Returns a log of two products registered by requests ``request a`` and ``request b``."""
     store = MemoryEventStore("inventory")
     bus = CommandBus(inventory, store)
     for sku in ("a", "b"):
         with tracing.span(f"request {sku}"):
             await bus.dispatch(RegisterProduct(sku=sku, name=sku, price_cents=1), ctx())
+    return store
+
+
+async def test_the_relay_publishes_in_the_first_events_trace_linked_to_the_others(
+    spans: InMemorySpanExporter,
+) -> None:
+    store = await two_requests()
     transport = MemoryTransport()
     await Relay(store, transport).step(timeout=0)
     publish = named(spans, "publish inventory")
@@ -259,11 +265,7 @@ async def test_the_relay_publishes_in_the_first_events_trace_linked_to_the_other
 async def test_a_projector_batch_is_a_span_linked_to_its_events_traces(
     spans: InMemorySpanExporter,
 ) -> None:
-    store = MemoryEventStore("inventory")
-    bus = CommandBus(inventory, store)
-    for sku in ("a", "b"):
-        with tracing.span(f"request {sku}"):
-            await bus.dispatch(RegisterProduct(sku=sku, name=sku, price_cents=1), ctx())
+    store = await two_requests()
     feed = LogFeed("inventory", store, inventory.registry)
     projector = Projector(products, feed, MemoryReadStore(), service="inventory")
     assert await projector.catch_up() == 2

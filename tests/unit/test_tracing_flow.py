@@ -44,14 +44,12 @@ async def shop(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InMemor
     node = Node(memory_settings(tmp_path), services(), ROLES)
     app = traced(create_app(node, manage_node=False))
     token = issue_token(embedded_secret(tmp_path), subject="admin", roles=["admin"])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    transport = httpx.ASGITransport(app=app)
     with record_spans("shop") as spans:
         await node.start()
         try:
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://test",
-                headers={"Authorization": f"Bearer {token}"},
-            ) as client:
+            async with httpx.AsyncClient(transport=transport, headers=headers) as client:
                 yield client, spans
         finally:
             await node.stop()
@@ -59,7 +57,8 @@ async def shop(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InMemor
 
 async def send(client: httpx.AsyncClient, path: str, **headers: str) -> None:
     service, name, body = path.split(" ", 2)
-    got = await client.post(f"/{service}/commands/{name}", content=body, headers=headers)
+    url = f"http://test/{service}/commands/{name}"
+    got = await client.post(url, content=body, headers=headers)
     assert got.status_code == 200, got.text
 
 
@@ -67,14 +66,11 @@ async def test_one_trace_follows_an_order_through_every_service(
     shop: tuple[httpx.AsyncClient, InMemorySpanExporter],
 ) -> None:
     client, exporter = shop
-    json = {"content-type": "application/json"}
-    await send(
-        client, 'inventory RegisterProduct {"sku":"p1","name":"Pen","price_cents":150}', **json
-    )
-    await send(client, 'inventory ReceiveStock {"sku":"p1","quantity":5}', **json)
-    await send(client, 'payments DepositFunds {"customer_id":"c1","amount_cents":1000}', **json)
+    await send(client, 'inventory RegisterProduct {"sku":"p1","name":"Pen","price_cents":150}')
+    await send(client, 'inventory ReceiveStock {"sku":"p1","quantity":5}')
+    await send(client, 'payments DepositFunds {"customer_id":"c1","amount_cents":1000}')
     order = '{"order_id":"o1","customer_id":"c1","lines":[{"sku":"p1","quantity":2}]}'
-    await send(client, f"orders PlaceOrder {order}", traceparent=CALLER, **json)
+    await send(client, f"orders PlaceOrder {order}", traceparent=CALLER)
     spans: list[Span] = []
     for _ in range(500):
         spans = [span_of(s) for s in exporter.get_finished_spans()]
