@@ -4,17 +4,25 @@
 serves, see ``bicameral.http.server``), so whatever answers a request, a route, a refusal at the
 edge or a shortcut past the router, runs inside its span. The span continues the caller's trace
 (W3C ``traceparent`` and ``tracestate`` headers) and is named ``<METHOD> <route>`` (the route's
-path template, or the method alone when no route matched). With tracing off a request costs one
-check.
+path template, or the method alone when no route matched). Probes and scrapes (``/health``,
+``/health/ready``, ``/metrics``) are not traced. With tracing off a request costs one check.
+
+FastAPI's own request spans are turned off (``FASTAPI_TELEMETRY``): this span replaces them.
 """
 
 from __future__ import annotations
 
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bicameral import tracing
 
-__all__ = ["TracedApp", "traced"]
+__all__ = ["FASTAPI_TELEMETRY", "TracedApp", "traced"]
+
+FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "operation_spans": False}
+"""FastAPI's telemetry settings for bicameral's apps: no spans of its own."""
+UNTRACED = frozenset({"/health", "/health/ready", "/metrics"})
+"""Paths whose requests make no span (probes and scrapes)."""
 
 _HEADERS = {name.encode(): name for name in tracing.KEYS}
 
@@ -26,7 +34,7 @@ class TracedApp:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not tracing.enabled():
+        if scope["type"] != "http" or not tracing.enabled() or scope.get("path") in UNTRACED:
             await self.app(scope, receive, send)
             return
         carried = {_HEADERS[n]: v.decode("latin-1") for n, v in scope["headers"] if n in _HEADERS}

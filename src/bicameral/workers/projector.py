@@ -113,7 +113,7 @@ class Projector:
             for e in batch
             if self.projection.handles(e) and (self.accepts is None or self.accepts(e))
         ]
-        if tracing.enabled():
+        if mine and tracing.enabled():
             committed = await self._traced(after, batch, mine)
         else:
             committed = await self._fold(after, batch, mine)
