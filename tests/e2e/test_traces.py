@@ -162,12 +162,12 @@ async def test_one_trace_follows_an_order_across_processes(
     settings: Settings,
 ) -> None:
     ports = {name: proc.port or 0 for name, proc in cluster.procs.items()}
-    async with httpx.AsyncClient(
-        transport=Router(ports),
-        base_url="http://shop",
-        headers=admin_headers(settings.data_dir),
-        timeout=30,
-    ) as http:
+    options = {
+        "base_url": "http://shop",
+        "headers": admin_headers(settings.data_dir),
+        "timeout": 30,
+    }
+    async with httpx.AsyncClient(transport=Router(ports), **options) as http:
         await product(http, "bolt", price=300, stock=5)
         await ok(http, "payments", "DepositFunds", customer_id="c1", amount_cents=1000)
         await order(http, "c1-1", "c1", bolt=2)
