@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bicameral import tracing
 
-__all__ = ["FASTAPI_TELEMETRY", "TracedApp", "traced"]
+__all__ = ["FASTAPI_TELEMETRY", "UNTRACED", "TracedApp", "traced"]
 
 FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "operation_spans": False}
 """FastAPI's telemetry settings for bicameral's apps: no spans of its own."""
