@@ -33,6 +33,7 @@ APP = Starlette(
     routes=[
         Route("/items/{item}", hello),
         Route("/health", hello),
+        Route("/shop/subscriptions/Items", hello),
         Route("/boom", boom),
     ]
 )
@@ -84,10 +85,11 @@ async def test_no_route_is_the_method_alone_and_a_failure_is_an_error(
     assert failed.status.status_code == StatusCode.ERROR
 
 
-async def test_probes_are_not_traced(spans: InMemorySpanExporter) -> None:
+async def test_probes_and_subscriptions_are_not_traced(spans: InMemorySpanExporter) -> None:
     async with client() as http:
         await http.get("/health")
-    assert [s.name for s in spans.get_finished_spans()] == ["inside"]
+        await http.get("/shop/subscriptions/Items")
+    assert [s.name for s in spans.get_finished_spans()] == ["inside", "inside"]
 
 
 async def test_with_tracing_off_the_app_runs_as_it_is() -> None:

@@ -5,7 +5,9 @@ serves, see ``bicameral.http.server``), so whatever answers a request, a route, 
 edge or a shortcut past the router, runs inside its span. The span continues the caller's trace
 (W3C ``traceparent`` and ``tracestate`` headers) and is named ``<METHOD> <route>`` (the route's
 path template, or the method alone when no route matched). Probes and scrapes (``/health``,
-``/health/ready``, ``/metrics``) are not traced. With tracing off a request costs one check.
+``/health/ready``, ``/metrics``) are not traced, nor are query subscriptions (streams that stay
+open for hours; each run of their query is a ``query`` span of its own). With tracing off a
+request costs one check.
 
 FastAPI's own request spans are turned off (``FASTAPI_TELEMETRY``): this span replaces them.
 """
@@ -27,6 +29,10 @@ UNTRACED = frozenset({"/health", "/health/ready", "/metrics"})
 _HEADERS = {name.encode(): name for name in tracing.KEYS}
 
 
+def _untraced(path: str) -> bool:
+    return path in UNTRACED or "/subscriptions/" in path
+
+
 class TracedApp:
     """Runs each HTTP request of ``app`` in a server span, with tracing on."""
 
@@ -34,7 +40,7 @@ class TracedApp:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not tracing.enabled() or scope.get("path") in UNTRACED:
+        if scope["type"] != "http" or not tracing.enabled() or _untraced(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         carried = {_HEADERS[n]: v.decode("latin-1") for n, v in scope["headers"] if n in _HEADERS}
