@@ -24,7 +24,7 @@ from bicameral.errors import ConfigurationError
 from bicameral.eventstore.memory import MemoryEventStore
 from bicameral.readstore.memory import MemoryReadStore
 from bicameral.runtime.logs import configure_logging
-from bicameral.runtime.tracing import _exporter, wanted
+from bicameral.runtime.tracing import _exporter, start_tracing, wanted
 from bicameral.testing.tracing import record_spans
 from bicameral.transport.memory import MemoryTransport
 from bicameral.workers.feeds import LogFeed
@@ -87,6 +87,15 @@ def test_tracing_is_on_only_when_an_otel_variable_asks_for_it(
 def test_an_unknown_exporter_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="no span exporter 'zipkin'"):
         _exporter("zipkin", {})
+
+
+def test_asking_for_traces_without_the_sdk_installed_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.resources", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'bicameral\[tracing\]'"):
+        start_tracing("orders", {"OTEL_SERVICE_NAME": "orders"})
+    assert not tracing.enabled()
 
 
 def test_a_process_with_no_otel_variable_installs_no_tracer_provider() -> None:
