@@ -4,8 +4,8 @@ Three ``bicameral serve`` processes, configured by the standard variables alone,
 spans over OTLP/HTTP to a receiver in this test, which decodes the protobuf requests: orders'
 command API, and inventory and payments each with every role. Orders' relay, reactions and
 projector run in this test's own process, their spans kept by the SDK's in-memory exporter.
-The trace context crosses processes in the events (the CloudEvents ``traceparent``) through
-the SQLite transport and the shared logs.
+The trace context crosses processes in the events (the CloudEvents ``traceparent``): through
+the SQLite transport and files (embedded), or NATS JetStream, PostgreSQL and Redis (servers).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from bicameral.runtime.settings import Settings
 from bicameral.testing.tracing import record_spans
 from tests.e2e.cluster import Cluster, free_port
 from tests.e2e.conftest import admin_headers, child_env
-from tests.e2e.layouts import create_stores, embedded_layout, write_settings
+from tests.e2e.layouts import LAYOUTS, Layout, create_stores, make_layout, write_settings
 from tests.e2e.order_flow.api import ok, order, product
 from tests.e2e.order_flow.processes import Router
 from tests.order_trace import Span, check_order_trace
@@ -111,11 +111,16 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+@pytest.fixture(params=LAYOUTS)
+def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
+    made = make_layout(request.param, tmp_path)
+    yield made
+    made.cleanup()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return write_settings(
-        tmp_path / "bicameral.toml", embedded_layout(tmp_path), "shop.app:services"
-    )
+def settings(layout: Layout, tmp_path: Path) -> Settings:
+    return write_settings(tmp_path / "bicameral.toml", layout, "shop.app:services")
 
 
 @pytest.fixture
