@@ -326,15 +326,6 @@ async def open_node(settings: Settings, service: str | list[str] | None) -> Node
     return node
 
 
-def _actor(principal: dict[str, Any]) -> str:
-    subject = str(principal.get("subject") or "-")
-    roles = ",".join(principal.get("roles") or [])
-    text = f"{subject}[{roles}]" if roles else subject
-    if principal.get("on_behalf_of"):
-        text += f" for {principal['on_behalf_of']}"
-    return text
-
-
 @events_app.command("tail")
 def events_tail(
     service: Annotated[
@@ -368,7 +359,7 @@ def events_tail(
 ) -> None:
     """Print the newest events of every service by time, oldest first: time, service,
     position, type, stream, actor."""
-    from bicameral.runtime.history import EventFilter, Found, History
+    from bicameral.runtime.history import EventFilter, Found, History, actor
 
     if limit < 0:
         raise fail(f"--limit must be 0 or more, not {limit}")
@@ -379,7 +370,7 @@ def events_tail(
             typer.echo(
                 f"{env.time:%Y-%m-%d %H:%M:%S.%f}"[:-3]
                 + f" {name:<10} {env.position:>8} {env.type:<36} {env.subject:<28} "
-                + _actor(env.principal)
+                + actor(env.principal)
                 + (f"  (stored as {stored.type})" if env is not stored else "")
             )
 
