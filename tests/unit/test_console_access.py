@@ -93,7 +93,7 @@ async def test_a_sign_in_link_sets_a_strict_http_only_cookie_and_goes_to_the_ove
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
     assert "path=/console" in cookie
-    assert opened.headers["referrer-policy"] == "no-referrer"
+    assert opened.headers["referrer-policy"] == "same-origin"
     page = await client.get("/console", headers=PAGE)
     assert page.status_code == 200
     assert page.headers["content-security-policy"] == CSP

@@ -624,6 +624,32 @@ def token_issue(
     typer.echo(token)
 
 
+@app.command()
+def console(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of the server (or proxy) serving /console.",
+            show_default="[console] url, else http://HOST:PORT of the settings",
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="The admin the link signs in.", show_default="your login name"),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print a one-time link that signs an admin in to the web console (valid 5 minutes)."""
+    from bicameral.cli.console import console_command
+
+    try:
+        settings = settings_from(config, data_dir=data_dir)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    console_command(settings, url, subject)
+
+
 def main() -> None:
     """Runs the command line."""
     try:

@@ -40,7 +40,7 @@ def secure_headers(response: Response) -> Response:
     """Returns ``response`` with the console's security headers."""
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers.setdefault("Cache-Control", "no-store")
     return response
 

@@ -33,6 +33,7 @@ _NAV = (
     ("rebuilds", "/console/rebuilds", "Rebuilds"),
 )
 _CONSUMER_FIELDS = ("position", "head", "lag", "lag_seconds", "parked", "owner", "state")
+_CONSUMER_HEADERS = ("position", "head", "lag (events)", "lag (s)", "parked", "owner", "state")
 
 
 def layout(name: str, title: str, viewer: Viewer, body: Safe) -> Safe:
@@ -143,7 +144,7 @@ def overview_page(
             ),
             tag("h2", None, "Consumers"),
             _table(
-                ["service", "consumer", *_CONSUMER_FIELDS],
+                ["service", "consumer", *_CONSUMER_HEADERS],
                 (_consumer_row(c) for c in consumers),
                 {"id": "consumers"},
             ),

@@ -75,7 +75,8 @@
     history.forEach(function (h) {
       services.forEach(function (s) { max = Math.max(max, h.lag[s] || 0); });
     });
-    var W = 600, H = 140, L = 40, T = 10, B = 20;
+    var W = Math.max(300, Math.round(chart.clientWidth || 600)), H = 140, L = 40, T = 10, B = 20;
+    chart.setAttribute("viewBox", "0 0 " + W + " " + H);
     var t0 = history[0].t, t1 = Math.max(history[history.length - 1].t, t0 + 1);
     while (chart.firstChild) { chart.removeChild(chart.firstChild); }
     [0, 0.5, 1].forEach(function (f) {

@@ -1,0 +1,138 @@
+"""The console in a real browser: Debian's chromium, driven by Playwright, against the shop.
+
+Sign in with the link ``bicameral console`` prints, see the three services, watch a lag figure
+move while ``bicameral demo load`` runs, open an event and read who did it, sign out; a
+customer's token is refused. The overview's screenshot goes to ``$CONSOLE_SCREENSHOT`` when
+set (``docs/console.png`` is one), else to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bicameral.security.keys import embedded_secret
+from bicameral.security.tokens import issue_token
+from tests.e2e.conftest import BICAMERAL, Server, child_env, cli
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOP = ("inventory", "orders", "payments")
+
+if not CHROMIUM.exists():  # CI installs it (.ci/run): there a missing browser is a failure
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium package")
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Returns Debian's chromium under Playwright (never a browser Playwright downloads)."""
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def sign_in_link(server: Server) -> str:
+    done = cli(
+        "console", "--data-dir", str(server.data_dir), "--url", server.url, "--subject", "ops"
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def demo_load(server: Server, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*BICAMERAL, "demo", "load", "--orders", "300", "--concurrency", "8"]
+            + ["--url", server.url, "--data-dir", str(server.data_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+        )
+
+
+def lag_figures(page: object) -> list[str]:
+    """Returns the overview's lag figures: the total, then each consumer's events behind."""
+    total = page.locator("#lag-total").inner_text()  # type: ignore[attr-defined]
+    cells = page.locator('#consumers td[data-field="lag"]').all_inner_texts()  # type: ignore[attr-defined]
+    return [total, *cells]
+
+
+def test_an_admin_watches_the_shop_live_and_signs_out(
+    server: Server, browser: object, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page.goto(sign_in_link(server))
+    assert page.url == f"{server.url}/console"
+    services = page.locator("#services").inner_text()
+    for name in SHOP:
+        assert name in services
+
+    page.wait_for_function("document.querySelectorAll('#lag-chart polyline').length > 0")
+    before = lag_figures(page)
+    load = demo_load(server, tmp_path / "demo.log")
+    try:
+        deadline = time.monotonic() + 180
+        seen = {tuple(before)}
+        while len(seen) == 1 and time.monotonic() < deadline and load.poll() is None:
+            page.wait_for_timeout(200)
+            seen.add(tuple(lag_figures(page)))
+        assert len(seen) > 1, f"no lag figure moved during the load: {before}"
+        assert load.wait(300) == 0, (tmp_path / "demo.log").read_text()
+    finally:
+        if load.poll() is None:
+            load.kill()
+    page.wait_for_timeout(3000)  # the chart draws the lag coming back down
+    shot = Path(os.environ.get("CONSOLE_SCREENSHOT") or tmp_path / "console.png")
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    page.click("nav >> text=Events")
+    page.fill('input[name="type"]', "OrderPlaced")
+    page.click("form.filters button")
+    page.locator("#events tbody a").first.click()
+    page.wait_for_url("**/console/events/orders/*")
+    principal = page.locator('[data-fact="principal"] dd').inner_text()
+    assert principal not in ("", "-")
+    assert principal in page.locator("#metadata").inner_text()
+
+    page.click("#sign-out")
+    page.wait_for_url("**/console/sign-in?signed-out=1")
+    page.goto(f"{server.url}/console")
+    assert "/console/sign-in" in page.url
+    page.close()
+
+
+def test_a_customer_token_is_refused_the_console(server: Server, browser: object) -> None:
+    token = issue_token(embedded_secret(server.data_dir), subject="alice", roles=["customer"])
+    context = browser.new_context(  # type: ignore[attr-defined]
+        extra_http_headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        answer = context.new_page().goto(f"{server.url}/console")
+        assert answer.status == 403
+        assert answer.headers["content-type"] == "application/problem+json"
+    finally:
+        context.close()
+    assert httpx.get(f"{server.url}/console/api/overview", timeout=30).status_code == 401
