@@ -62,10 +62,10 @@ def sign_in_link(server: Server) -> str:
 
 
 def demo_load(server: Server, log: Path) -> subprocess.Popen[bytes]:
+    where = ["--url", server.url, "--data-dir", str(server.data_dir)]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [*BICAMERAL, "demo", "load", "--orders", "300", "--concurrency", "8"]
-            + ["--url", server.url, "--data-dir", str(server.data_dir)],
+            [*BICAMERAL, "demo", "load", "--orders", "300", "--concurrency", "8", *where],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=child_env(),
