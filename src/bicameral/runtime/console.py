@@ -13,7 +13,8 @@ cookie can compute it.
 
 The sign-in store is the read store of the app's first service by name, which every query-api
 process of a deployment reaches. A process serving only some services watches all of them
-through a node of no role of its own, started at the console's first use.
+through a node of no role of its own, started at the console's first use (so does a process
+whose roles leave some backend unused: status reads every event store and the transport).
 """
 
 from __future__ import annotations
@@ -163,12 +164,14 @@ class SignIns:
 
 
 class Console:
-    """What the console reads: ``node``, when it runs every service of ``services``, else a
-    node of no role over all of them, started at first use and stopped by ``close``."""
+    """What the console reads: ``node``, when its roles use every backend of every service of
+    ``services`` (``bicameral up``), else a node of no role over all of them, started at first
+    use and stopped by ``close``."""
 
     def __init__(self, node: Node, services: Sequence[Service]) -> None:
         names = sorted({s.name for s in services} | set(node.runtimes))
-        self.own = not set(names) <= set(node.runtimes)
+        needed = {f"{n}.{kind}" for n in names for kind in ("events", "reads")} | {"transport"}
+        self.own = not needed <= set(node.used())
         if self.own:
             known = {s.name: s for s in services} | {
                 name: rt.service for name, rt in node.runtimes.items()
