@@ -3,42 +3,32 @@ Redis) share sign-in links and sessions, so a link works once whichever copy ope
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from bicameral.http.app import create_app
 from bicameral.runtime.console import sign_in_link
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from bicameral.security.keys import embedded_secret
-from bicameral.testing import require_server
+from tests.integration.test_redis_readstore import URL as REDIS
+from tests.integration.test_redis_readstore import prefix
 from tests.parking_app import services
 
-REDIS = "redis://127.0.0.1:6379/0"
+__all__ = ["prefix"]  # the Redis key prefix fixture, cleaned up after
+
 PAGE = {"Accept": "text/html"}
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-async def reads_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def reads_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
-        yield "sqlite:///{data_dir}/{service}/reads.db"
-        return
-    require_server("redis")
-    prefix = f"t_{uuid.uuid4().hex}"
-    yield f"{REDIS}?prefix={prefix}"
-    client = aioredis.Redis.from_url(REDIS)
-    try:
-        doomed = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if doomed:
-            await client.delete(*doomed)
-    finally:
-        await client.aclose()
+        return "sqlite:///{data_dir}/{service}/reads.db"
+    return f"{REDIS}?prefix={request.getfixturevalue('prefix')}"
 
 
 @pytest.fixture
