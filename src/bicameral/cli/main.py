@@ -135,6 +135,8 @@ def serve_http(
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
         if not settings.auth.get("jwks_file"):
             _token_help(settings, base)
+            data_dir = shlex.quote(str(settings.data_dir))
+            typer.echo(f"  console:   {_program()} console --data-dir {data_dir}  (a sign-in link)")
     _run_server(node, settings, http, sock, base)
 
 

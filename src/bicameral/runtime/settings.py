@@ -31,6 +31,10 @@ but not in both places: a key given twice is an error naming it, as is any unkno
     port = 9100             # any worker role (no port: an ephemeral one, printed at start)
     roles = { projector = 9101, relay = 9102, reactions = 9103 }   # per role, first
 
+    [console]               # the web console at /console (docs/operations.md)
+    url = "https://shop.example.com"   # the base URL `bicameral console` prints links for
+    session_ttl = 3600      # seconds a session lasts
+
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
 ``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
