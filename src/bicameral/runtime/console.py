@@ -26,7 +26,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
 from urllib.parse import quote
 
 from bicameral.context import Principal
@@ -211,6 +210,11 @@ class Console:
             await self.node.stop()
             self._started = False
 
-    def describe(self) -> dict[str, Any]:
-        """Returns the services and the roles this process runs of each."""
-        return {name: sorted(rt.roles) for name, rt in self.host.runtimes.items()}
+    def describe(self) -> dict[str, list[str]]:
+        """Returns every service watched, with the roles this process runs of it (none for
+        a service only watched from here)."""
+        hosted = self.host.runtimes
+        return {
+            name: sorted(hosted[name].roles) if name in hosted else []
+            for name in sorted(self.node.runtimes)
+        }

@@ -51,7 +51,9 @@ from bicameral.versions import State, read_catalog
 
 __all__ = ["MAX_EVENTS", "STREAM_SECONDS", "console_router"]
 
-STREAM_SECONDS = 20.0
+STREAM_SECONDS = 10.0
+"""A stream ends after this long (the browser reconnects): a server stopping waits for
+open streams, so this bounds how long."""
 MAX_EVENTS = 500
 _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 _CROSS_SITE = "cross-site"
