@@ -142,3 +142,22 @@ def test_a_customer_token_is_refused_the_console(server: Server, browser: object
     finally:
         context.close()
     assert httpx.get(f"{server.url}/console/api/overview", timeout=30).status_code == 401
+
+
+def test_a_link_followed_from_another_site_signs_in_too(server: Server, browser: object) -> None:
+    """localhost is another site than 127.0.0.1: the SameSite=Strict cookie is not sent on
+    the redirect that follows the link, and the sign-in page goes on from this site."""
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(f"http://localhost:{server.port}/console/sign-in")
+    page.evaluate(
+        """(href) => {
+            const a = document.createElement("a");
+            a.href = href; a.id = "elsewhere"; a.textContent = "sign in";
+            document.body.appendChild(a);
+        }""",
+        sign_in_link(server),
+    )
+    page.click("#elsewhere")
+    page.wait_for_url(f"{server.url}/console")
+    assert page.locator("h1").inner_text() == "Overview"
+    page.close()

@@ -222,3 +222,14 @@ async def test_signing_in_with_a_bearer_token_checks_the_origin(
     done = await post(client, "/console/sign-in", f"token={token}", Origin=BASE)
     assert done.status_code == 303
     assert (await client.get("/console/session")).json() == {"subject": "ops", "session": True}
+
+
+async def test_a_sign_in_page_reached_from_another_site_goes_on_from_this_one(
+    client: httpx.AsyncClient,
+) -> None:
+    """A link clicked on another site brings no SameSite=Strict cookie to the overview: the
+    sign-in page it lands on goes on to the overview once, as a navigation of this site."""
+    landed = await client.get("/console/sign-in", headers={"Sec-Fetch-Site": "cross-site"})
+    assert '<meta http-equiv="refresh" content="0; url=/console">' in landed.text
+    here = await client.get("/console/sign-in", headers={"Sec-Fetch-Site": "same-origin"})
+    assert "refresh" not in here.text

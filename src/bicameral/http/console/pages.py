@@ -58,9 +58,12 @@ def layout(name: str, title: str, viewer: Viewer, body: Safe) -> Safe:
 
 def sign_in_page(message: str = "", refresh: bool = False) -> Safe:
     """Returns the sign-in page, with ``message`` (why one is needed) if any; ``refresh``
-    reloads it once from this site (a link followed from another site brings no cookie)."""
+    goes on to the overview from this page, so from this site: a SameSite=Strict cookie is not
+    sent on a navigation that began on another site (a sign-in link clicked in a chat)."""
     note = tag("p", {"class": "message", "role": "alert"}, message) if message else Safe("")
-    meta = tag("meta", {"http-equiv": "refresh", "content": "0"}) if refresh else Safe("")
+    meta = Safe("")
+    if refresh:
+        meta = tag("meta", {"http-equiv": "refresh", "content": "0; url=/console"})
     return page("signin.html", message=note, refresh=meta)
 
 
