@@ -24,7 +24,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -90,8 +90,8 @@ def sign_in_link(settings: Settings, base_url: str, subject: str, now: float | N
 class Session:
     """A signed-in admin: the cookie's secret id, and who."""
 
-    id: str
-    subject: str
+    id: str = field(repr=False)
+    subject: str = ""
 
     @property
     def csrf(self) -> str:
@@ -118,8 +118,12 @@ class SignIns:
         self.session_ttl = session_ttl
 
     async def redeem(self, token: str) -> Session:
-        """Returns a new session for a sign-in link's token, once; AuthenticationError when it
-        is not valid, expired, used before, or not an admin's (PermissionDeniedError)."""
+        """Returns a new session for a sign-in link's token, the first time only.
+
+        Raises AuthenticationError when the token is not a valid link (signature, audience,
+        expiry, a lifetime over ``LINK_TTL``) or was redeemed before, and
+        PermissionDeniedError when it names no admin.
+        """
         claims = self.links.claims(token)
         principal = principal_of(claims)
         jti, issued, expires = claims.get("jti"), claims.get("iat"), claims.get("exp")
