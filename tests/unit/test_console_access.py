@@ -27,10 +27,13 @@ PAGE = {"Accept": "text/html,application/xhtml+xml"}
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Returns settings on memory backends; a test may set the session's lifetime (its
+    ``settings`` parameter, in seconds)."""
     embedded_secret(tmp_path)
     memory = {f"{kind}_url": "memory://" for kind in ("events", "reads", "transport")}
-    return Settings.load(environ={}, data_dir=tmp_path, console={"session_ttl": 1.5}, **memory)
+    ttl = getattr(request, "param", 3600.0)
+    return Settings.load(environ={}, data_dir=tmp_path, console={"session_ttl": ttl}, **memory)
 
 
 @pytest.fixture
@@ -201,10 +204,11 @@ async def test_a_signed_out_session_is_over_even_with_its_cookie(
     assert back.headers["location"] == "/console/sign-in?expired=1"
 
 
+@pytest.mark.parametrize("settings", [0.5], indirect=True)
 async def test_an_expired_session_goes_back_to_sign_in(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    await signed_in(client, settings)
+    assert (await client.get(link(settings))).status_code == 303
     await asyncio.sleep(settings.console.session_ttl + 0.2)
     back = await client.get("/console", headers=PAGE)
     assert back.status_code == 303
