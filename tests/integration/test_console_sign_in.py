@@ -1,5 +1,6 @@
 """Console sign-in across processes: two query-api nodes sharing a read store (SQLite file,
-Redis) share sign-in links and sessions, so a link works once whichever copy opens it."""
+PostgreSQL, Redis) share sign-in links and sessions, so a link works once whichever copy
+opens it."""
 
 from __future__ import annotations
 
@@ -15,19 +16,22 @@ from bicameral.runtime.console import sign_in_link
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import Settings
 from bicameral.security.keys import embedded_secret
+from tests.integration.test_postgres_readstore import url
 from tests.integration.test_redis_readstore import URL as REDIS
 from tests.integration.test_redis_readstore import prefix
 from tests.parking_app import services
 
-__all__ = ["prefix"]  # the Redis key prefix fixture, cleaned up after
+__all__ = ["prefix", "url"]  # fixtures: a Redis key prefix, a PostgreSQL database; cleaned up
 
 PAGE = {"Accept": "text/html"}
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
 def reads_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return "sqlite:///{data_dir}/{service}/reads.db"
+    if request.param == "postgres":
+        return str(request.getfixturevalue("url"))
     return f"{REDIS}?prefix={request.getfixturevalue('prefix')}"
 
 
