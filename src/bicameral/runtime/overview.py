@@ -34,20 +34,45 @@ def _role(name: str) -> tuple[str, str] | None:
     return None
 
 
+def _partition(name: str) -> str | None:
+    """Returns the projection partition a lease stands for (its checkpoint), or None."""
+    kind, _, rest = name.partition("/")
+    if kind != "partitions" or not rest.startswith("projector."):
+        return None
+    return rest.partition("/")[2] or None
+
+
 async def processes(node: Node) -> list[dict[str, Any]]:
-    """Returns each live worker process: its name, and the roles it runs of each service."""
+    """Returns each live worker process: its name, the roles it runs of each service, and the
+    partitions it folds: projection checkpoint -> partition numbers (``products.v1:inventory``
+    -> ``[0, 3]``; none for a projection of one partition)."""
     seen: dict[str, str] = {}
     stores = {id(rt.reads): rt.reads for rt in node.runtimes.values()}
     for store in stores.values():
         seen.update(await store.leases(""))
-    found: dict[str, set[tuple[str, str]]] = {}
+    roles: dict[str, set[tuple[str, str]]] = {}
+    partitions: dict[str, dict[str, list[int]]] = {}
     for name, owner in seen.items():
         role = _role(name)
         if role is not None and role[0] in node.runtimes:
-            found.setdefault(owner, set()).add(role)
+            roles.setdefault(owner, set()).add(role)
+        partition = _partition(name)
+        if partition is not None:
+            base, mark, index = partition.rpartition("#p")
+            held = partitions.setdefault(owner, {})
+            if mark and index.isdigit():
+                held.setdefault(base, []).append(int(index))
+            else:
+                held.setdefault(partition, [])
     return [
-        {"process": owner, "roles": [f"{service} {role}" for service, role in sorted(roles)]}
-        for owner, roles in sorted(found.items())
+        {
+            "process": owner,
+            "roles": [f"{service} {role}" for service, role in sorted(held)],
+            "partitions": {
+                base: sorted(indexes) for base, indexes in sorted(partitions.get(owner, {}).items())
+            },
+        }
+        for owner, held in sorted(roles.items())
     ]
 
 

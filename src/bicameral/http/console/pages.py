@@ -84,6 +84,14 @@ def _consumer_row(row: Mapping[str, Any]) -> Safe:
     return tag("tr", {"data-key": f"{row['service']}/{row['name']}"}, join(cells))
 
 
+def _partitions(held: Mapping[str, Sequence[int]]) -> str:
+    """Returns ``products.v1:inventory #0,3; ...`` (what console.js shows too)."""
+    return "; ".join(
+        f"{base} #{','.join(map(str, numbers))}" if numbers else base
+        for base, numbers in held.items()
+    )
+
+
 def _shown(field: str, value: Any) -> str:
     if field == "lag_seconds":
         return f"{float(value or 0):.1f}"
@@ -107,7 +115,13 @@ def overview_page(
         for name, roles in services.items()
     )
     process_rows = (
-        tag("tr", None, tag("td", None, p["process"]), tag("td", None, ", ".join(p["roles"])))
+        tag(
+            "tr",
+            None,
+            tag("td", None, p["process"]),
+            tag("td", None, ", ".join(p["roles"])),
+            tag("td", {"class": "partitions"}, _partitions(p["partitions"])),
+        )
         for p in reading.get("processes", [])
     )
     body = join(
@@ -152,7 +166,7 @@ def overview_page(
                 {"id": "consumers"},
             ),
             tag("h2", None, "Worker processes (by the leases they hold)"),
-            _table(["process", "roles"], process_rows, {"id": "processes"}),
+            _table(["process", "roles", "partitions"], process_rows, {"id": "processes"}),
         ]
     )
     return layout("overview", "Overview", viewer, body)

@@ -47,12 +47,18 @@
     });
   }
 
+  function partitionsText(held) {  // as pages.py writes it
+    return Object.keys(held).map(function (base) {
+      return held[base].length ? base + " #" + held[base].join(",") : base;
+    }).join("; ");
+  }
+
   function updateProcesses(processes) {
     var body = document.querySelector("#processes tbody");
     while (body.firstChild) { body.removeChild(body.firstChild); }
     processes.forEach(function (p) {
       var tr = document.createElement("tr");
-      [p.process, p.roles.join(", ")].forEach(function (text) {
+      [p.process, p.roles.join(", "), partitionsText(p.partitions || {})].forEach(function (text) {
         var td = document.createElement("td"); td.textContent = text; tr.appendChild(td);
       });
       body.appendChild(tr);
