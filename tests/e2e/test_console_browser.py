@@ -89,6 +89,9 @@ def test_an_admin_watches_the_shop_live_and_signs_out(
     server: Server, browser: object, tmp_path: Path
 ) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    problems: list[str] = []  # script errors and CSP violations would show here
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
     page.goto(sign_in_link(server))
     assert page.url == f"{server.url}/console"
     services = page.locator("#services").inner_text()
@@ -123,6 +126,7 @@ def test_an_admin_watches_the_shop_live_and_signs_out(
     assert principal not in ("", "-")
     assert principal in page.locator("#metadata").inner_text()
 
+    assert problems == []
     page.click("#sign-out")
     page.wait_for_url("**/console/sign-in?signed-out=1")
     page.goto(f"{server.url}/console")

@@ -55,7 +55,11 @@ STREAM_SECONDS = 10.0
 """A stream ends after this long (the browser reconnects): a server stopping waits for
 open streams, so this bounds how long."""
 MAX_EVENTS = 500
-_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 _CROSS_SITE = "cross-site"
 
 
