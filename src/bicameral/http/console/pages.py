@@ -10,7 +10,7 @@ import orjson
 
 from bicameral.envelope import Envelope
 from bicameral.http.console.access import Viewer
-from bicameral.http.console.html import Safe, join, page, tag
+from bicameral.http.console.html import Safe, escape, join, page, tag
 from bicameral.parking import ParkedSequence
 from bicameral.runtime.history import actor
 from bicameral.runtime.status import RebuildStatus
@@ -172,6 +172,15 @@ def overview_page(
     return layout("overview", "Overview", viewer, body)
 
 
+def _who(principal: Mapping[str, Any]) -> Safe:
+    """Returns who acted, linked to the events done by or for the same user."""
+    user = principal.get("on_behalf_of") or principal.get("subject")
+    if not user:
+        return escape(actor(principal))
+    href = "/console/events" + query(principal=str(user))
+    return tag("a", {"href": href, "title": f"events by or for {user}"}, actor(principal))
+
+
 def _event_href(service: str, position: int) -> str:
     return f"/console/events/{quote(service, safe='')}/{position}"
 
@@ -215,7 +224,7 @@ def events_page(
             tag("td", None, tag("a", {"href": _event_href(service, env.position)}, env.position)),
             tag("td", None, env.type),
             tag("td", None, env.subject),
-            tag("td", {"class": "actor"}, actor(env.principal)),
+            tag("td", {"class": "actor"}, _who(env.principal)),
         )
         for service, env in found
     )
