@@ -192,3 +192,13 @@ def test_the_console_comes_through_with_its_session_and_origin_checks(
     form = {"content-type": "application/x-www-form-urlencoded", "Origin": base}
     out = http.post("/console/sign-out", headers=form, content=f"csrf={csrf}")
     assert out.status_code == 303, out.text
+
+
+def test_a_subscription_streams_through_nginx_unbuffered(http: httpx.Client) -> None:
+    with http.stream("GET", "/inventory/subscriptions/ListProducts") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        assert next(lines).startswith("id: ")  # the first result, before the stream ends
+        assert next(lines) == "event: result"
+    assert http.get("/inventory/subscriptions/GetProduct").status_code == 422
