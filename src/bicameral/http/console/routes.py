@@ -52,8 +52,7 @@ from bicameral.versions import State, read_catalog
 __all__ = ["MAX_EVENTS", "STREAM_SECONDS", "console_router"]
 
 STREAM_SECONDS = 10.0
-"""A stream ends after this long (the browser reconnects): a server stopping waits for
-open streams, so this bounds how long."""
+"""A stream ends after this long and the browser reconnects, checking the session again."""
 MAX_EVENTS = 500
 _TYPES = {
     ".css": "text/css; charset=utf-8",
