@@ -29,15 +29,9 @@ from bicameral.errors import (
 )
 from bicameral.http.console.access import COOKIE, Access, read_form, secure_headers
 from bicameral.http.console.html import Safe, static_file
-from bicameral.http.console.pages import (
-    event_page,
-    events_page,
-    overview_page,
-    parked_page,
-    query,
-    rebuilds_page,
-    sign_in_page,
-)
+from bicameral.http.console.layout import query, sign_in_page
+from bicameral.http.console.log import event_page, events_page
+from bicameral.http.console.pages import overview_page, parked_page, rebuilds_page
 from bicameral.runtime.console import SIGN_IN_PATH, Console
 from bicameral.runtime.dlq import DeadLetters
 from bicameral.runtime.history import EventFilter, History, readable
