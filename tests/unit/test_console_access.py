@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -237,3 +239,45 @@ async def test_a_sign_in_page_reached_from_another_site_goes_on_from_this_one(
     assert '<meta http-equiv="refresh" content="0; url=/console">' in landed.text
     here = await client.get("/console/sign-in", headers={"Sec-Fetch-Site": "same-origin"})
     assert "refresh" not in here.text
+
+
+async def test_the_stream_sends_the_overview_as_server_sent_events(
+    node: Node, settings: Settings
+) -> None:
+    """Read as a browser's EventSource does, until the first status, then it goes away."""
+    app = create_app(node, manage_node=False)
+    token = bearer(settings, ["admin"])["Authorization"].encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/console/stream",
+        "raw_path": b"/console/stream",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"console.test"), (b"authorization", token)],
+        "server": ("console.test", 80),
+        "client": ("127.0.0.1", 1),
+    }
+    sent: list[dict[str, Any]] = []
+    status = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await status.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if b"event: status\n" in message.get("body", b""):
+            status.set()
+
+    await asyncio.wait_for(app(scope, receive, send), 60)
+    start = sent[0]
+    assert start["status"] == 200
+    assert (b"content-type", b"text/event-stream; charset=utf-8") in start["headers"]
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert body.startswith(b"retry: 1000\n\n")
+    data = body.split(b"event: status\ndata: ", 1)[1].split(b"\n\n", 1)[0]
+    assert {c["service"] for c in json.loads(data)["consumers"]} == {"bank", "ledger"}
