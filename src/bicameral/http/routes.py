@@ -21,6 +21,7 @@ from bicameral.consistency import ConsistencyToken
 from bicameral.context import MessageContext, Principal
 from bicameral.errors import InvalidMessageError, UnknownMessageError, UnsupportedMediaTypeError
 from bicameral.http.edge import MAX_KEY_CHARS, MAX_QUERY_PARAMS
+from bicameral.http.fastpath import Endpoint, RouteTable
 from bicameral.messages import validate_json
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
@@ -106,15 +107,19 @@ def _query_values(request: Request, sequences: frozenset[str]) -> dict[str, Any]
 
 
 def service_router(
-    runtime: ServiceRuntime, settings: Settings, authenticate: Authenticator
+    runtime: ServiceRuntime,
+    settings: Settings,
+    authenticate: Authenticator,
+    table: RouteTable | None = None,
 ) -> APIRouter:
-    """Returns the router of one service's command and query routes.
+    """Returns the router of one service's command and query routes, and writes each route's
+    endpoint into ``table`` (served by ``bicameral.http.fastpath.FastPath``).
 
     The command and query endpoints read headers and parameters from the request themselves
     (FastAPI's per-request parameter solving cost more than half of a query's time) and
     declare them to OpenAPI explicitly.
     """
-    router = APIRouter(prefix=f"/{runtime.name}")
+    router = _Router(prefix=f"/{runtime.name}", table={} if table is None else table)
 
     async def context(request: Request) -> MessageContext:
         principal = await authenticate(request)
@@ -151,8 +156,27 @@ def service_router(
 Context = Callable[[Request], Awaitable[MessageContext]]
 
 
+class _Router(APIRouter):
+    """An APIRouter that also writes its message routes into a fast path's table."""
+
+    def __init__(self, *, prefix: str, table: RouteTable) -> None:
+        super().__init__(prefix=prefix)
+        self.table = table
+
+    def add_message_route(self, path: str, endpoint: Endpoint, method: str, name: str) -> None:
+        self.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            include_in_schema=False,
+            name=name,
+            response_class=JSONResponse,
+        )
+        self.table[(method, self.prefix + path)] = endpoint
+
+
 def _command_route(
-    router: APIRouter, runtime: ServiceRuntime, handler: CommandHandler, context: Context
+    router: _Router, runtime: ServiceRuntime, handler: CommandHandler, context: Context
 ) -> None:
     cls = handler.command
     name = cls.message_name
@@ -178,18 +202,11 @@ def _command_route(
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(result.to_json(), headers=headers)
 
-    router.add_api_route(
-        f"/commands/{name}",
-        endpoint,
-        methods=["POST"],
-        include_in_schema=False,
-        name=f"{runtime.name}.{name}",
-        response_class=JSONResponse,
-    )
+    router.add_message_route(f"/commands/{name}", endpoint, "POST", f"{runtime.name}.{name}")
 
 
 def _query_route(
-    router: APIRouter,
+    router: _Router,
     runtime: ServiceRuntime,
     handler: QueryHandler,
     settings: Settings,
@@ -219,11 +236,4 @@ def _query_route(
             answer = jsonable_encoder(answer)
         return JSONResponse(answer)
 
-    router.add_api_route(
-        f"/queries/{name}",
-        endpoint,
-        methods=["GET"],
-        include_in_schema=False,
-        name=f"{runtime.name}.{name}",
-        response_class=JSONResponse,
-    )
+    router.add_message_route(f"/queries/{name}", endpoint, "GET", f"{runtime.name}.{name}")
