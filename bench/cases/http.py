@@ -195,8 +195,6 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
     port = free_port()
     data_dir = os.path.join(p["tmp"], "data")
     env = server_backends(p, child_env())
-    token = bearer_token(data_dir, env)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     if p.get("roles"):
         roles = [arg for role in p["roles"] for arg in ("--role", role)]
         args = [*CLI, "serve", "--service", "inventory", *roles]
@@ -205,6 +203,8 @@ async def bicameral_http(p: dict[str, Any], kind: str) -> dict[str, float]:
         args = [*CLI, "up", "--port", str(port), "--data-dir", data_dir]
     products = int(p["products"])
     async with serving(args, port, env):
+        token = bearer_token(data_dir, env)  # the server made the signing key on its start
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         await register_products(port, headers, products)
         if kind == "queries":
             await wait_readable(port, headers, products)
