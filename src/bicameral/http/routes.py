@@ -20,12 +20,13 @@ from pydantic import BaseModel, ValidationError
 from bicameral.consistency import ConsistencyToken
 from bicameral.context import MessageContext, Principal
 from bicameral.errors import InvalidMessageError, UnknownMessageError, UnsupportedMediaTypeError
+from bicameral.http.answers import json_answer
 from bicameral.http.edge import MAX_KEY_CHARS, MAX_QUERY_PARAMS
 from bicameral.http.fastpath import Endpoint, RouteTable
 from bicameral.messages import validate_json
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
-from bicameral.security.authn import Authenticator
+from bicameral.security.authn import Authenticator, BearerAuthenticator
 from bicameral.security.authorizer import refuse
 from bicameral.service import CommandHandler, QueryHandler
 
@@ -62,9 +63,8 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _require_json(request: Request) -> None:
+def _require_json(content_type: str | None) -> None:
     """Raises UnsupportedMediaTypeError (415) unless the body is sent as JSON."""
-    content_type = request.headers.get("content-type")
     if content_type is None or not _is_json(content_type):
         raise UnsupportedMediaTypeError(
             f"send the command as application/json, not {content_type or 'no Content-Type'}",
@@ -98,12 +98,25 @@ def _query_values(request: Request, sequences: frozenset[str]) -> dict[str, Any]
     The edge (``bicameral.http.edge``) has already refused more than ``MAX_QUERY_PARAMS``."""
     query = request.scope.get("query_string", b"").decode("latin-1")
     found: defaultdict[str, list[str]] = defaultdict(list)
-    for key, value in parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_PARAMS):
+    for key, value in _pairs(query):
         found[key].append(value)
     return {
         key: values if key in sequences or len(values) > 1 else values[0]
         for key, values in found.items()
     }
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    """Returns ``parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_PARAMS)``,
+    splitting it directly when nothing in it is escaped (``%`` or ``+``)."""
+    if "%" in query or "+" in query or query.count("&") >= MAX_QUERY_PARAMS:
+        return parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_PARAMS)
+    pairs = []
+    for field in query.split("&"):
+        if field:
+            key, _, value = field.partition("=")
+            pairs.append((key, value))
+    return pairs
 
 
 def service_router(
@@ -120,14 +133,17 @@ def service_router(
     declare them to OpenAPI explicitly.
     """
     router = _Router(prefix=f"/{runtime.name}", table={} if table is None else table)
+    bearer = authenticate if isinstance(authenticate, BearerAuthenticator) else None
 
-    async def context(request: Request) -> MessageContext:
-        principal = await authenticate(request)
-        headers = request.headers
-        traceparent = headers.get("traceparent")
+    async def context(request: Request, headers: Headers) -> MessageContext:
+        if bearer is None:
+            principal = await authenticate(request)
+        else:
+            principal = bearer.principal(_text(headers, b"authorization"))
+        traceparent = _text(headers, b"traceparent")
         if traceparent is not None and _TRACEPARENT.fullmatch(traceparent) is None:
             traceparent = None  # W3C: an invalid traceparent is ignored, never refused
-        correlation = headers.get("x-correlation-id")
+        correlation = _text(headers, b"x-correlation-id")
         if correlation:
             return MessageContext(
                 principal=principal, traceparent=traceparent, correlation_id=correlation
@@ -153,7 +169,18 @@ def service_router(
     return router
 
 
-Context = Callable[[Request], Awaitable[MessageContext]]
+Headers = dict[bytes, bytes]
+"""A request's headers by lower-case name; the first of repeated ones, as Starlette reads."""
+Context = Callable[[Request, Headers], Awaitable[MessageContext]]
+
+
+def _headers(request: Request) -> Headers:
+    return dict(reversed(request.scope["headers"]))
+
+
+def _text(headers: Headers, name: bytes) -> str | None:
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
 
 
 class _Router(APIRouter):
@@ -181,14 +208,15 @@ def _command_route(
     cls = handler.command
     name = cls.message_name
 
-    async def endpoint(request: Request) -> JSONResponse:
-        ctx = await context(request)
+    async def endpoint(request: Request) -> Response:
+        headers = _headers(request)
+        ctx = await context(request, headers)
         if handler.internal:
             raise refuse(ctx.principal, f"{name} (internal to {runtime.name})")
         runtime.commands.screen(ctx.principal, handler)
-        _require_json(request)
+        _require_json(_text(headers, b"content-type"))
         body = validate_json(cls, await request.body(), "body")
-        idempotency_key = request.headers.get("idempotency-key")
+        idempotency_key = _text(headers, b"idempotency-key")
         if idempotency_key is not None:
             ctx = MessageContext(
                 principal=ctx.principal,
@@ -197,10 +225,11 @@ def _command_route(
                 idempotency_key=_scoped(ctx.principal, idempotency_key),
             )
         result = await runtime.commands.dispatch(body, ctx)
-        headers = {"X-Consistency-Token": result.token.encode()}
+        answer = result.to_json()
+        extra = {"X-Consistency-Token": answer["consistency_token"]}
         if result.replayed:
-            headers["Idempotent-Replayed"] = "true"
-        return JSONResponse(result.to_json(), headers=headers)
+            extra["Idempotent-Replayed"] = "true"
+        return json_answer(answer, extra)
 
     router.add_message_route(f"/commands/{name}", endpoint, "POST", f"{runtime.name}.{name}")
 
@@ -219,7 +248,8 @@ def _query_route(
     sequences = _sequence_fields(cls)
 
     async def endpoint(request: Request) -> Response:
-        ctx = await context(request)
+        headers = _headers(request)
+        ctx = await context(request, headers)
         runtime.queries.screen(ctx.principal, handler)  # before the parameters are validated
         try:
             params = cls.model_validate_strings(_query_values(request, sequences), strict=True)
@@ -228,12 +258,12 @@ def _query_route(
             for err in errors:
                 err["loc"] = ("query", *err["loc"])
             raise RequestValidationError(errors) from None
-        raw_token = request.headers.get("x-consistency-token")
+        raw_token = _text(headers, b"x-consistency-token")
         token = ConsistencyToken.decode(raw_token) if raw_token else None
-        timeout = _timeout(request.headers.get("x-consistency-timeout"), settings)
+        timeout = _timeout(_text(headers, b"x-consistency-timeout"), settings)
         answer = await runtime.queries.ask(params, ctx, token=token, timeout=timeout)
         if response_model is None:
             answer = jsonable_encoder(answer)
-        return JSONResponse(answer)
+        return json_answer(answer)
 
     router.add_message_route(f"/queries/{name}", endpoint, "GET", f"{runtime.name}.{name}")
