@@ -68,4 +68,3 @@ def _plain(content: Any) -> bool:
         elif kind not in _PLAIN_TYPES:
             return False
     return True
-
