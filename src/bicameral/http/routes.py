@@ -2,7 +2,9 @@
 
 The endpoints read the request themselves (FastAPI's per-request parameter solving cost more
 than half of a query's time); ``bicameral.http.openapi`` documents them from the same
-declarations. The routes are left out of FastAPI's own document.
+declarations. The routes are left out of FastAPI's own document. Each endpoint is also written
+into the route table ``bicameral.http.fastpath.FastPath`` serves without routing; FastAPI keeps
+the routes so that every other answer (405, 404, redirects) stays its own.
 """
 
 import re
