@@ -177,15 +177,16 @@ def message_requests(kind: str, products: int) -> list[list[Any]]:
 def server_backends(p: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
     """Returns ``env`` with the backends ``p["backends"]`` names: embedded (default) or pg.
 
-    ``pg``: each service's events in PostgreSQL database ``<run db>_<service>``, read models
-    in Redis and the transport on NATS JetStream, every name carrying the run's uid.
+    ``pg``: each service's events in PostgreSQL database ``<run db>_<service>`` (made by the
+    server on its start), read models in Redis and the transport on NATS JetStream, every name
+    carrying the run's uid.
     """
     if p.get("backends", "embedded") == "embedded":
         return env
     base = p["pg_url"]
     return {
         **env,
-        "BICAMERAL_EVENTS_URL": base + "_{service}",
+        "BICAMERAL_EVENTS_URL": base + "_{service}?create_database=true",
         "BICAMERAL_READS_URL": f"{REDIS_URL}?prefix=bench{p['uid']}_{{service}}",
         "BICAMERAL_TRANSPORT_URL": f"{NATS_URL}?prefix=bench{p['uid']}",
     }
