@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 
 from bicameral.context import Principal
 from bicameral.http.app import create_app
@@ -85,14 +86,45 @@ def test_the_fast_path_sits_inside_the_edge(apps: tuple[FastAPI, FastAPI]) -> No
     assert [m.cls for m in routed.user_middleware] == [Edge]
 
 
-async def test_the_fast_path_answers_without_the_router(apps: tuple[FastAPI, FastAPI]) -> None:
+async def test_the_fast_path_answers_without_the_router_once_it_learned_the_route(
+    apps: tuple[FastAPI, FastAPI],
+) -> None:
     fast, _ = apps
+    first = await asgi(fast, "GET", "/inventory/queries/ListProducts")  # routed, and learned
     fast.router.routes.clear()
     answer = await asgi(fast, "GET", "/inventory/queries/ListProducts")
+    assert answer == first
     assert answer.status == 200
     assert answer.body == b'{"items":[]}'
     assert (b"x-content-type-options", b"nosniff") in answer.headers
     assert (await asgi(fast, "GET", "/health")).status == 404  # everything else: the router's
+    assert (await asgi(fast, "GET", "/inventory/queries/GetProduct")).status == 404  # unlearned
+
+
+async def test_the_scope_names_the_route_the_router_would(apps: tuple[FastAPI, FastAPI]) -> None:
+    """What reads the scope after the app (a tracing span named after the route) sees the
+    router's route, endpoint and path parameters."""
+    seen: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for fast, app in zip((True, False), apps, strict=True):
+
+        async def outer(
+            scope: Scope,
+            receive: Receive,
+            send: Send,
+            app: FastAPI = app,
+            into: list[Any] = seen[fast],
+        ) -> None:
+            await app(scope, receive, send)
+            into.append({k: scope.get(k) for k in ("route", "endpoint", "path_params")})
+
+        for _ in range(2):
+            await asgi(outer, "GET", "/inventory/queries/ListProducts")
+    for fast in (True, False):
+        for names in seen[fast]:
+            assert getattr(names["route"], "path", None) == "/inventory/queries/ListProducts"
+            assert names["path_params"] == {}
+    assert seen[True][1]["endpoint"] is seen[True][0]["endpoint"]
+    assert seen[True][1]["route"] is seen[True][0]["route"]
 
 
 async def test_other_paths_and_a_root_path_go_to_fastapi(apps: tuple[FastAPI, FastAPI]) -> None:

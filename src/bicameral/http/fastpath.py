@@ -10,6 +10,12 @@ and one no handler takes goes on up to the server-error middleware. Everything e
 method, an unknown name, a trailing slash, ``/docs``, ``/openapi.json``, ``/health``,
 ``/metrics``, ``/admin``...) goes on to FastAPI unchanged, which also keeps the same routes
 registered so that those answers (405, 404, redirects) stay what they were.
+
+The first request to each entry of the table goes through the router, and ``FastPath`` learns
+from it the route the router picked: only when that route's endpoint is the table's does it
+serve the later requests itself, writing the router's keys into their scope (``route``,
+``endpoint``, ``path_params``), so that whatever reads them (a tracing span named after the
+route) sees what the router would have set.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["Endpoint", "FastPath", "RouteTable"]
@@ -39,19 +46,42 @@ class FastPath:
     def __init__(self, app: ASGIApp, *, routes: RouteTable) -> None:
         self.app = app
         self.routes = routes
+        self._learned: dict[tuple[str, str], tuple[Endpoint, BaseRoute]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
-            endpoint = self.routes.get((scope["method"], scope["path"]))
-            if endpoint is not None:
-                request = Request(scope, receive, send)
+            key = (scope["method"], scope["path"])
+            learned = self._learned.get(key)
+            if learned is not None:
+                await self._serve(learned, scope, receive, send)
+                return
+            if key in self.routes:
                 try:
-                    response = await endpoint(request)
-                except Exception as exc:
-                    response = await _handled(request, exc)
-                await response(scope, receive, send)
+                    await self.app(scope, receive, send)
+                finally:
+                    self._learn(key, scope)
                 return
         await self.app(scope, receive, send)
+
+    def _learn(self, key: tuple[str, str], routed: Scope) -> None:
+        """Keeps the route the router picked for ``key`` when it ends at the table's endpoint."""
+        route = routed.get("route")
+        if route is not None and routed.get("endpoint") is self.routes[key]:
+            self._learned[key] = (self.routes[key], route)
+
+    async def _serve(
+        self, learned: tuple[Endpoint, BaseRoute], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        endpoint, route = learned
+        scope["endpoint"] = endpoint
+        scope["path_params"] = {}
+        scope["route"] = route
+        request = Request(scope, receive, send)
+        try:
+            response = await endpoint(request)
+        except Exception as exc:
+            response = await _handled(request, exc)
+        await response(scope, receive, send)
 
 
 async def _handled(request: Request, exc: Exception) -> Response:
