@@ -18,6 +18,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from bicameral.consistency import ConsistencyToken
 from bicameral.context import MessageContext, Principal
@@ -180,6 +182,19 @@ def _headers(request: Request) -> Headers:
     return dict(reversed(request.scope["headers"]))
 
 
+async def _body(receive: Receive) -> bytes:
+    """Returns the request's body, read as ``Request.body()`` reads it, without its stream."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
 def _text(headers: Headers, name: bytes) -> str | None:
     value = headers.get(name)
     return None if value is None else value.decode("latin-1")
@@ -217,7 +232,7 @@ def _command_route(
             raise refuse(ctx.principal, f"{name} (internal to {runtime.name})")
         runtime.commands.screen(ctx.principal, handler)
         _require_json(_text(headers, b"content-type"))
-        body = validate_json(cls, await request.body(), "body")
+        body = validate_json(cls, await _body(request.receive), "body")
         idempotency_key = _text(headers, b"idempotency-key")
         if idempotency_key is not None:
             ctx = MessageContext(
