@@ -27,14 +27,14 @@ from bicameral.errors import InvalidMessageError, UnknownMessageError, Unsupport
 from bicameral.http.answers import json_answer
 from bicameral.http.edge import MAX_KEY_CHARS, MAX_QUERY_PARAMS
 from bicameral.http.fastpath import Endpoint, RouteTable
-from bicameral.messages import validate_json
+from bicameral.messages import Query, validate_json
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
 from bicameral.security.authn import Authenticator, BearerAuthenticator
 from bicameral.security.authorizer import refuse
 from bicameral.service import CommandHandler, QueryHandler
 
-__all__ = ["SECONDS_PATTERN", "Authenticator", "service_router"]
+__all__ = ["SECONDS_PATTERN", "Authenticator", "query_reader", "service_router"]
 
 SECONDS_PATTERN = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"
 """How ``X-Consistency-Timeout`` is written: seconds, as ``5`` or ``0.25``."""
@@ -121,6 +121,23 @@ def _pairs(query: str) -> list[tuple[str, str]]:
             key, _, value = field.partition("=")
             pairs.append((key, value))
     return pairs
+
+
+def query_reader(cls: type[Query]) -> Callable[[Request], Query]:
+    """Returns the reader of a ``cls`` query from a request's query string; it raises
+    RequestValidationError (422) naming each parameter at fault."""
+    sequences = _sequence_fields(cls)
+
+    def read(request: Request) -> Query:
+        try:
+            return cls.model_validate_strings(_query_values(request, sequences), strict=True)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            for err in errors:
+                err["loc"] = ("query", *err["loc"])
+            raise RequestValidationError(errors) from None
+
+    return read
 
 
 def service_router(
@@ -262,19 +279,13 @@ def _query_route(
     name = cls.message_name
     result = handler.result
     response_model = result if isinstance(result, type) and issubclass(result, BaseModel) else None
-    sequences = _sequence_fields(cls)
+    read = query_reader(cls)
 
     async def endpoint(request: Request) -> Response:
         headers = _headers(request)
         ctx = await context(request, headers)
         runtime.queries.screen(ctx.principal, handler)  # before the parameters are validated
-        try:
-            params = cls.model_validate_strings(_query_values(request, sequences), strict=True)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            for err in errors:
-                err["loc"] = ("query", *err["loc"])
-            raise RequestValidationError(errors) from None
+        params = read(request)
         raw_token = _text(headers, b"x-consistency-token")
         token = ConsistencyToken.decode(raw_token) if raw_token else None
         timeout = _timeout(_text(headers, b"x-consistency-timeout"), settings)
