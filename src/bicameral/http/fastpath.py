@@ -77,14 +77,16 @@ class FastPath:
         scope["path_params"] = {}
         scope["route"] = route
         request = Request(scope, receive, send)
+        response: Response | None
         try:
             response = await endpoint(request)
         except Exception as exc:
             response = await _handled(request, exc)
-        await response(scope, receive, send)
+        if response is not None:  # a handler may answer nothing, as under the router
+            await response(scope, receive, send)
 
 
-async def _handled(request: Request, exc: Exception) -> Response:
+async def _handled(request: Request, exc: Exception) -> Response | None:
     """Returns the answer of the app's handler for ``exc``, as the router would have got it;
     raises ``exc`` again when no handler below the server-error middleware takes it."""
     handler = _handler(request.scope["app"].exception_handlers, exc)
