@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bicameral.context import Principal
 from bicameral.errors import AuthenticationError
@@ -110,3 +112,32 @@ def test_a_key_removed_from_the_jwks_file_revokes_remembered_tokens(tmp_path: Pa
         v.verify(token)
     assert v.verify(other).subject == "bob"  # verified again against the file read anew
     assert set(v.verified._entries) == {other}
+
+
+POOL = (
+    issue_token(SECRET, subject="alice", roles=["staff"]),
+    issue_token(SECRET, subject="bob"),
+    issue_token(OTHER, subject="mallory", roles=["admin"]),
+    issue_token(SECRET, subject="carol", audience="elsewhere"),
+    issue_token(SECRET, subject="dave", ttl=timedelta(seconds=60), now=time.time() - 120),
+    issue_token(SECRET, subject="erin", now=time.time() + 120),
+    "not.a.token",
+)
+
+
+def _outcome(v: TokenVerifier, token: str) -> object:
+    try:
+        return v.verify(token)
+    except AuthenticationError as exc:
+        return exc.detail
+
+
+@given(st.lists(st.sampled_from(POOL), max_size=30), st.integers(0, 3))
+def test_a_cached_verifier_answers_every_token_as_an_uncached_one(
+    tokens: list[str], size: int
+) -> None:
+    cached, fresh = verifier(cache_size=size), verifier(cache_size=0)
+    for token in tokens:
+        assert _outcome(cached, token) == _outcome(fresh, token)
+    assert len(cached.verified) <= size
+    assert all(token in POOL[:2] for token in cached.verified._entries)
