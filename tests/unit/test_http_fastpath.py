@@ -11,15 +11,18 @@ import pytest
 from fastapi import FastAPI, Request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.trace import SpanKind
 from starlette.types import Message, Receive, Scope, Send
 
 from bicameral.context import Principal
 from bicameral.http.app import create_app
 from bicameral.http.edge import Edge
 from bicameral.http.fastpath import FastPath
+from bicameral.http.tracing import traced
 from bicameral.runtime.node import Node
 from bicameral.runtime.settings import HttpSettings, Settings
 from bicameral.security.keys import embedded_secret
+from bicameral.testing.tracing import record_spans
 from shop.app import services
 from tests.http_exchanges import EXCHANGES, Exchange, asgi, converse
 
@@ -262,3 +265,16 @@ async def test_any_request_is_answered_alike(
     (one,) = await converse(fast, secret, [exchange])
     (other,) = await converse(routed, secret, [exchange])
     assert one == other
+
+
+async def test_a_request_the_fast_path_serves_is_a_span_named_by_its_route(
+    apps: tuple[FastAPI, FastAPI],
+) -> None:
+    fast, _ = apps
+    with record_spans() as exporter:
+        for _ in range(3):  # the first is routed (and learned), the others are not
+            assert (
+                await asgi(traced(fast), "GET", "/inventory/queries/ListProducts")
+            ).status == 200
+    servers = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert [s.name for s in servers] == ["GET /inventory/queries/ListProducts"] * 3
