@@ -23,7 +23,15 @@ from bicameral.errors import AuthenticationError, ConfigurationError
 from bicameral.security.keys import EMBEDDED_KID, KeySet, VerificationKey
 from bicameral.security.verified import DEFAULT_CACHED_TOKENS, Verified, VerifiedTokens
 
-__all__ = ["MAX_LEEWAY", "MAX_TOKEN_BYTES", "TokenVerifier", "issue_token", "parse_ttl", "too_long"]
+__all__ = [
+    "MAX_LEEWAY",
+    "MAX_TOKEN_BYTES",
+    "TokenVerifier",
+    "issue_token",
+    "parse_ttl",
+    "principal_of",
+    "too_long",
+]
 
 MAX_LEEWAY = 30.0
 MAX_TOKEN_BYTES = 8192
@@ -116,12 +124,27 @@ class TokenVerifier:
         object.__setattr__(self, "verified", VerifiedTokens(self.cache_size))
 
     def verify(self, token: str) -> Principal:
-        """Returns the principal a valid token names; raises AuthenticationError otherwise."""
+        """Returns the principal a valid token names; raises AuthenticationError otherwise.
+
+        A token that verified before and has not expired is answered from memory."""
         if len(token) > MAX_TOKEN_BYTES:
             raise too_long()
         known = self.verified.principal(token, time.time(), self.keys)
         if known is not None:
             return known
+        claims, kid, algorithm, key = self._checked(token)
+        principal = principal_of(claims)
+        self.verified.remember(token, self._proved(principal, claims, kid, algorithm, key))
+        return principal
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """Returns the claims of a valid token; raises AuthenticationError otherwise."""
+        return self._checked(token)[0]
+
+    def _checked(self, token: str) -> tuple[dict[str, Any], Any, str, VerificationKey]:
+        """Returns a valid token's claims, its kid and algorithm, and the key that checked it."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise too_long()
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -143,9 +166,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthenticationError(_reason(exc)) from None
-        principal = _principal(claims)
-        self.verified.remember(token, self._proved(principal, claims, kid, algorithm, key))
-        return principal
+        return claims, kid, algorithm, key
 
     def _proved(
         self,
@@ -167,7 +188,8 @@ class TokenVerifier:
         )
 
 
-def _principal(claims: dict[str, Any]) -> Principal:
+def principal_of(claims: dict[str, Any]) -> Principal:
+    """Returns the principal verified ``claims`` name."""
     subject = claims.get("sub")
     roles = claims.get("roles", [])
     if not isinstance(subject, str) or not subject:
