@@ -63,11 +63,11 @@ async def http(args: argparse.Namespace, prof: cProfile.Profile, kind: str) -> N
     env = dict(os.environ)
     if args.pg is not None:  # PostgreSQL events, Redis reads, NATS, named after the run
         env = server_backends({**args.pg.params(), "backends": "pg"}, env)
-    token = bearer_token(args.tmp, env)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     settings = Settings.load(environ=env, data_dir=args.tmp, port=port)
     node = Node(settings, load_services(settings.app), ROLES)
-    server = uvicorn.Server(server_config(create_app(node), settings))
+    server = uvicorn.Server(server_config(create_app(node), settings))  # makes the signing key
+    token = bearer_token(args.tmp, env)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110
         await asyncio.sleep(0.05)

@@ -179,8 +179,9 @@ def message_requests(kind: str, products: int) -> list[list[Any]]:
 def server_backends(p: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
     """Returns ``env`` with the backends ``p["backends"]`` names: embedded (default) or pg.
 
-    ``pg``: each service's events in PostgreSQL database ``<run db>_<service>``, read models
-    in Redis and the transport on NATS JetStream, every name carrying the run's uid.
+    ``pg``: each service's events in PostgreSQL database ``<run db>_<service>`` (made by the
+    server on its start), read models in Redis and the transport on NATS JetStream, every name
+    carrying the run's uid.
     """
     if p.get("backends", "embedded") == "embedded":
         return env

@@ -86,22 +86,23 @@ async def scaleout(p: dict[str, Any]) -> dict[str, float]:
     """ReceiveStock through nginx to 1, then 2 command-api copies (or 2, then 1)."""
     data_dir = os.path.join(p["tmp"], "data")
     env = server_backends({**p, "backends": "pg"}, child_env())
-    token = bearer_token(data_dir, env)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     ports = [free_port() for _ in range(2)]
     products = int(p["products"])
-    spec: dict[str, Any] = {
-        "requests": message_requests("commands", products),
-        "connections": p["connections"],
-        "seconds": p["seconds"],
-        "headers": headers,
-    }
-    out: dict[str, float] = {"bearer": 1.0 if token else 0.0}
+    out: dict[str, float] = {}
     async with contextlib.AsyncExitStack() as stack:
         for port in ports:
             args = [*CLI, "serve", "--service", "inventory", "--role", "command-api"]
             args += ["--port", str(port), "--data-dir", data_dir]
             await stack.enter_async_context(serving(args, port, env))
+        token = bearer_token(data_dir, env)  # the servers made the signing key on their start
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        out["bearer"] = 1.0 if token else 0.0
+        spec: dict[str, Any] = {
+            "requests": message_requests("commands", products),
+            "connections": p["connections"],
+            "seconds": p["seconds"],
+            "headers": headers,
+        }
         order = [1, 2] if int(p["uid"], 16) % 2 else [2, 1]
         for n in order:
             async with nginx(Path(p["tmp"]) / f"nginx{n}", ports[:n]) as port:

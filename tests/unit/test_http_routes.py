@@ -3,13 +3,18 @@ what a client sees: validation errors naming the field, tokens, idempotency, Ope
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bicameral.http.app import create_app
+from bicameral.http.edge import MAX_QUERY_PARAMS
+from bicameral.http.routes import _pairs
 from bicameral.runtime.node import ROLES, Node
 from bicameral.runtime.settings import Settings
 from bicameral.security.keys import embedded_secret
@@ -184,3 +189,16 @@ async def test_a_query_string_number_is_still_read_from_its_text(
 ) -> None:
     got = await client.get("/orders/queries/GetOrder", params={"order_id": "12"})
     assert got.status_code == 404
+
+
+@given(st.text(st.sampled_from("ab=&%+2Fé;x "), max_size=40) | st.just("a=1" + "&" * 120))
+def test_a_query_string_is_split_as_parse_qsl_splits_it(query: str) -> None:
+    def outcome(split: Callable[[], object]) -> object:
+        try:
+            return split()
+        except ValueError as exc:
+            return str(exc)
+
+    assert outcome(lambda: _pairs(query)) == outcome(
+        lambda: parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_PARAMS)
+    )

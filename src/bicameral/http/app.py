@@ -13,6 +13,7 @@ from bicameral.http.console import console_router
 from bicameral.http.dlq import dlq_router
 from bicameral.http.docs import install_docs
 from bicameral.http.edge import Edge
+from bicameral.http.fastpath import FastPath, RouteTable
 from bicameral.http.openapi import ServiceApi, complete_document
 from bicameral.http.operations import (
     ADMIN_ROLE,
@@ -50,6 +51,7 @@ def create_app(
     title: str = "bicameral",
     manage_node: bool = True,
     api: Sequence[Service] | None = None,
+    fast_path: bool = True,
 ) -> FastAPI:
     """Returns the app serving ``node``'s services; it starts and stops the node with itself.
 
@@ -71,14 +73,17 @@ def create_app(
         telemetry=FASTAPI_TELEMETRY,
     )
     app.state.node = node
-    app.add_middleware(Edge, max_body_bytes=node.settings.http.max_body_bytes)
+    table: RouteTable = {}
+    if fast_path:
+        app.add_middleware(FastPath, routes=table)
+    app.add_middleware(Edge, max_body_bytes=node.settings.http.max_body_bytes)  # outside FastPath
     install_problem_handlers(app)
     install_docs(app)
     admin = admin_only(authn)
     app.include_router(operations_router(node, admin))
     app.include_router(dlq_router(node, admin))
     for runtime in node.runtimes.values():
-        app.include_router(service_router(runtime, node.settings, authn))
+        app.include_router(service_router(runtime, node.settings, authn, table))
     app.include_router(subscription_router(node, authn))
     if any("query-api" in rt.roles for rt in node.runtimes.values()):
         app.include_router(console_router(node, api or [], authn))

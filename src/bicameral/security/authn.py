@@ -30,7 +30,10 @@ class BearerAuthenticator:
 
     async def __call__(self, request: Request) -> Principal:
         """Returns the token's principal, or ANONYMOUS when the request has no credentials."""
-        header = request.headers.get("authorization")
+        return self.principal(request.headers.get("authorization"))
+
+    def principal(self, header: str | None) -> Principal:
+        """Returns the principal of an ``Authorization`` header's value (None: no header)."""
         if header is None:
             return ANONYMOUS
         if len(header) > MAX_TOKEN_BYTES + 16:  # room for the scheme and spaces

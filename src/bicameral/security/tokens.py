@@ -2,7 +2,8 @@
 
 A token names its subject (``sub``) and roles (``roles``, a list of strings). Verification
 checks the signature, ``exp``, ``nbf``, ``iss`` and ``aud``, with a clock-skew allowance of at
-most 30 seconds. Errors never echo the token or a key.
+most 30 seconds. Errors never echo the token or a key. A token that verified is remembered
+until it expires (``bicameral.security.verified``), so a repeated token skips the decoding.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +20,8 @@ import jwt
 
 from bicameral.context import Principal
 from bicameral.errors import AuthenticationError, ConfigurationError
-from bicameral.security.keys import EMBEDDED_KID, KeySet
+from bicameral.security.keys import EMBEDDED_KID, KeySet, VerificationKey
+from bicameral.security.verified import DEFAULT_CACHED_TOKENS, Verified, VerifiedTokens
 
 __all__ = [
     "MAX_LEEWAY",
@@ -99,13 +101,18 @@ def _reason(exc: jwt.PyJWTError) -> str:
 
 @dataclass(frozen=True)
 class TokenVerifier:
-    """Checks bearer tokens against ``keys`` and turns them into principals."""
+    """Checks bearer tokens against ``keys`` and turns them into principals.
+
+    Up to ``cache_size`` tokens that verified are remembered until they expire (0: none).
+    """
 
     keys: KeySet
     issuer: str
     audience: str
     algorithms: frozenset[str]
     leeway: float = 10.0
+    cache_size: int = DEFAULT_CACHED_TOKENS
+    verified: VerifiedTokens = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.leeway <= MAX_LEEWAY:
@@ -114,13 +121,28 @@ class TokenVerifier:
             raise ConfigurationError("auth needs at least one algorithm")
         if "none" in {a.lower() for a in self.algorithms}:
             raise ConfigurationError("the 'none' algorithm is never accepted")
+        object.__setattr__(self, "verified", VerifiedTokens(self.cache_size))
 
     def verify(self, token: str) -> Principal:
-        """Returns the principal a valid token names; raises AuthenticationError otherwise."""
-        return principal_of(self.claims(token))
+        """Returns the principal a valid token names; raises AuthenticationError otherwise.
+
+        A token that verified before and has not expired is answered from memory."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise too_long()
+        known = self.verified.principal(token, time.time(), self.keys)
+        if known is not None:
+            return known
+        claims, kid, algorithm, key = self._checked(token)
+        principal = principal_of(claims)
+        self.verified.remember(token, self._proved(principal, claims, kid, algorithm, key))
+        return principal
 
     def claims(self, token: str) -> dict[str, Any]:
         """Returns the claims of a valid token; raises AuthenticationError otherwise."""
+        return self._checked(token)[0]
+
+    def _checked(self, token: str) -> tuple[dict[str, Any], Any, str, VerificationKey]:
+        """Returns a valid token's claims, its kid and algorithm, and the key that checked it."""
         if len(token) > MAX_TOKEN_BYTES:
             raise too_long()
         try:
@@ -144,7 +166,26 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthenticationError(_reason(exc)) from None
-        return claims
+        return claims, kid, algorithm, key
+
+    def _proved(
+        self,
+        principal: Principal,
+        claims: dict[str, Any],
+        kid: Any,
+        algorithm: str,
+        key: VerificationKey,
+    ) -> Verified:
+        """Returns what verifying a token with ``claims`` proved (as PyJWT reads the times)."""
+        starts = [int(claims[name]) for name in ("nbf", "iat") if name in claims]
+        return Verified(
+            principal,
+            max(starts) - self.leeway if starts else float("-inf"),
+            int(claims["exp"]) + self.leeway,
+            kid if isinstance(kid, str) else None,
+            algorithm,
+            key,
+        )
 
 
 def principal_of(claims: dict[str, Any]) -> Principal:
