@@ -95,3 +95,33 @@ async def test_a_sqlite_writer_survives_a_caller_whose_loop_is_gone() -> None:
     finally:
         await asyncio.to_thread(writer.jobs.put, None)
         await asyncio.to_thread(writer.join)
+
+
+def _failing_insert(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO t VALUES (1)")
+    raise ValueError("refused after writing")
+
+
+async def test_a_sqlite_job_that_raises_leaves_nothing_written_alone_or_in_a_batch() -> None:
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    writer = _Writer(conn, max_batch=10, max_queue=10)
+    loop = asyncio.get_running_loop()
+
+    def insert(n: int) -> Any:
+        return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (n,)).rowcount
+
+    lone = loop.create_future()
+    await asyncio.to_thread(writer._commit, [(_failing_insert, loop, lone)])
+    with pytest.raises(ValueError, match="refused"):
+        await asyncio.wait_for(lone, 5.0)
+    batch = [(insert(2), loop, loop.create_future()), (_failing_insert, loop, loop.create_future()),
+             (insert(3), loop, loop.create_future())]  # fmt: skip
+    await asyncio.to_thread(writer._commit, batch)
+    assert await asyncio.wait_for(batch[0][2], 5.0) == 1
+    with pytest.raises(ValueError, match="refused"):
+        await asyncio.wait_for(batch[1][2], 5.0)
+    assert await asyncio.wait_for(batch[2][2], 5.0) == 1
+    assert not conn.in_transaction
+    assert [n for (n,) in conn.execute("SELECT n FROM t ORDER BY n")] == [2, 3]
+    conn.close()
