@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from bicameral.commits import Commits
 from bicameral.envelope import Envelope, NewEvent
 from bicameral.parking import Failure, Park, ParkedSequence, Skipped
 
@@ -18,6 +19,7 @@ __all__ = [
     "NO_STREAM",
     "AppendResult",
     "Changes",
+    "CommitFeed",
     "EventSource",
     "EventStore",
     "ReadStore",
@@ -295,6 +297,16 @@ class ReadStore(Protocol):
 
     async def leases(self, prefix: str) -> dict[str, str]:
         """Returns the unexpired leases whose names start with ``prefix``: name -> owner."""
+        ...
+
+
+@runtime_checkable
+class CommitFeed(Protocol):
+    """A read store that tells this process when any process commits to it (its change feed)."""
+
+    def commits(self) -> Commits:
+        """Returns this store's one fan-out of commit notices in this process: the names of
+        the checkpoints each ``commit`` moved, whichever process committed."""
         ...
 
 

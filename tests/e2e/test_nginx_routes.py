@@ -169,3 +169,13 @@ def test_a_token_of_8_kib_reaches_the_process(http: httpx.Client) -> None:
     )
     assert got.status_code == 401
     assert "malformed" in got.json()["detail"]
+
+
+def test_a_subscription_streams_through_nginx_unbuffered(http: httpx.Client) -> None:
+    with http.stream("GET", "/inventory/subscriptions/ListProducts") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        assert next(lines).startswith("id: ")  # the first result, before the stream ends
+        assert next(lines) == "event: result"
+    assert http.get("/inventory/subscriptions/GetProduct").status_code == 422

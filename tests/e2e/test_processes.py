@@ -336,6 +336,29 @@ class OrderFlow:
 FLOWS = [InventoryFlow, OrderFlow]
 
 
+class Follower:
+    """A live subscription to a query through nginx, keeping the latest result it was sent."""
+
+    def __init__(self, client: httpx.AsyncClient, path: str) -> None:
+        self.client = client
+        self.path = path
+        self.latest: Any = None
+        self.results = 0
+
+    async def run(self) -> None:
+        async with self.client.stream("GET", self.path) as response:
+            assert response.status_code == 200, await response.aread()
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    self.latest = orjson.loads(line.removeprefix("data: "))
+                    self.results += 1
+
+    async def caught_up(self) -> bool:
+        """Returns True once the latest result is what the query answers now."""
+        query = await self.client.get(self.path.replace("/subscriptions/", "/queries/"))
+        return self.results > 1 and self.latest == query.json()
+
+
 async def settled(node: Node) -> bool:
     """Returns True when every projection, partition, relay and reaction runner is at its
     source's head, twice in a row with no head moving in between."""
@@ -422,6 +445,9 @@ async def test_every_role_in_its_own_process_survives_killed_projectors_and_rela
 
     crashed = asyncio.Event()
     load = Load(client, alive)
+    # a query-api process hears the projector processes' commits through the read store
+    follower = Follower(client, "/inventory/subscriptions/ListProducts")
+    following = asyncio.create_task(follower.run())
 
     async def crash() -> None:
         """Kills a projector and the relay of every service; restarts them while load goes on."""
@@ -444,6 +470,8 @@ async def test_every_role_in_its_own_process_survives_killed_projectors_and_rela
     assert crashed.is_set()
 
     await wait_for(lambda: settled(node), "settling", cluster)
+    await wait_for(follower.caught_up, "the subscription's latest result", cluster)
+    following.cancel()
     for flow in flows:
         await flow.check(load)
     await assert_read_models_are_the_fold_of_the_log(node)

@@ -163,6 +163,8 @@ async def test_a_process_behind_a_proxy_documents_the_whole_api(tmp_path: Path) 
     assert [p for p in alone["paths"] if "/orders/" in p] == [
         "/orders/queries/GetOrder",
         "/orders/queries/ListCustomerOrders",
+        "/orders/subscriptions/GetOrder",
+        "/orders/subscriptions/ListCustomerOrders",
     ]
     assert not [p for p in alone["paths"] if "/inventory/" in p]
     whole = create_app(node, manage_node=False, api=services()).openapi()

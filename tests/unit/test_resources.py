@@ -25,10 +25,11 @@ def test_the_postgres_event_store_schema_starts_with_the_log_and_the_append_func
 
 
 def test_the_postgres_read_store_schema_counts_its_steps() -> None:
-    first, parked = schema_steps("bicameral.readstore", "postgres.sql")
+    first, parked, notices = schema_steps("bicameral.readstore", "postgres.sql")
     assert "projection_checkpoints" in first
     assert "leases" in first
     assert "parked_sequences" in parked
+    assert "pg_notify('bicameral_commits'" in notices
 
 
 @pytest.mark.parametrize(

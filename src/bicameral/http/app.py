@@ -22,6 +22,7 @@ from bicameral.http.operations import (
 )
 from bicameral.http.problems import install_problem_handlers
 from bicameral.http.routes import service_router
+from bicameral.http.subscriptions import document_subscriptions, subscription_router
 from bicameral.runtime.auth import authenticator_for
 from bicameral.runtime.node import Node
 from bicameral.security.authn import Authenticator, anonymous
@@ -74,6 +75,7 @@ def create_app(
     app.include_router(dlq_router(node, admin))
     for runtime in node.runtimes.values():
         app.include_router(service_router(runtime, node.settings, authn))
+    app.include_router(subscription_router(node, authn))
 
     apis = _apis(node, api)
 
@@ -89,7 +91,7 @@ def create_app(
                 "request line overflowed).",
                 routes=app.routes,
             )
-            app.openapi_schema = complete_document(base, apis)
+            app.openapi_schema = document_subscriptions(complete_document(base, apis))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

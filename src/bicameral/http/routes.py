@@ -21,14 +21,14 @@ from bicameral.consistency import ConsistencyToken
 from bicameral.context import MessageContext, Principal
 from bicameral.errors import InvalidMessageError, UnknownMessageError, UnsupportedMediaTypeError
 from bicameral.http.edge import MAX_KEY_CHARS, MAX_QUERY_PARAMS
-from bicameral.messages import validate_json
+from bicameral.messages import Query, validate_json
 from bicameral.runtime.node import ServiceRuntime
 from bicameral.runtime.settings import Settings
 from bicameral.security.authn import Authenticator
 from bicameral.security.authorizer import refuse
 from bicameral.service import CommandHandler, QueryHandler
 
-__all__ = ["SECONDS_PATTERN", "Authenticator", "service_router"]
+__all__ = ["SECONDS_PATTERN", "Authenticator", "query_reader", "service_router"]
 
 SECONDS_PATTERN = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"
 """How ``X-Consistency-Timeout`` is written: seconds, as ``5`` or ``0.25``."""
@@ -103,6 +103,23 @@ def _query_values(request: Request, sequences: frozenset[str]) -> dict[str, Any]
         key: values if key in sequences or len(values) > 1 else values[0]
         for key, values in found.items()
     }
+
+
+def query_reader(cls: type[Query]) -> Callable[[Request], Query]:
+    """Returns the reader of a ``cls`` query from a request's query string; it raises
+    RequestValidationError (422) naming each parameter at fault."""
+    sequences = _sequence_fields(cls)
+
+    def read(request: Request) -> Query:
+        try:
+            return cls.model_validate_strings(_query_values(request, sequences), strict=True)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            for err in errors:
+                err["loc"] = ("query", *err["loc"])
+            raise RequestValidationError(errors) from None
+
+    return read
 
 
 def service_router(
@@ -199,18 +216,12 @@ def _query_route(
     name = cls.message_name
     result = handler.result
     response_model = result if isinstance(result, type) and issubclass(result, BaseModel) else None
-    sequences = _sequence_fields(cls)
+    read = query_reader(cls)
 
     async def endpoint(request: Request) -> Response:
         ctx = await context(request)
         runtime.queries.screen(ctx.principal, handler)  # before the parameters are validated
-        try:
-            params = cls.model_validate_strings(_query_values(request, sequences), strict=True)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            for err in errors:
-                err["loc"] = ("query", *err["loc"])
-            raise RequestValidationError(errors) from None
+        params = read(request)
         raw_token = request.headers.get("x-consistency-token")
         token = ConsistencyToken.decode(raw_token) if raw_token else None
         timeout = _timeout(request.headers.get("x-consistency-timeout"), settings)

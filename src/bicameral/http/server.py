@@ -27,7 +27,11 @@ from bicameral.http.edge import MAX_KEY_CHARS
 from bicameral.runtime.settings import Settings
 from bicameral.security.tokens import MAX_TOKEN_BYTES
 
-__all__ = ["server_config"]
+__all__ = ["GRACEFUL_SHUTDOWN", "server_config"]
+
+GRACEFUL_SHUTDOWN = 3.0
+"""Seconds a stopping server lets open responses finish before it cancels them (live query
+streams never finish by themselves)."""
 
 log = logging.getLogger("bicameral.http")
 
@@ -190,5 +194,6 @@ def server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.C
         "log_config": None,
         "access_log": False,
         "lifespan": "on",
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
     }
     return uvicorn.Config(app, **(defaults | options))

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bicameral.commits import Commits
 from bicameral.envelope import Envelope
 from bicameral.parking import Failure, Park, ParkedSequence, Skipped
 from bicameral.ports import Changes
@@ -30,6 +31,7 @@ class MemoryReadStore:
         self._parked: dict[str, list[Envelope]] = {}
         self._open: dict[tuple[str, str], str] = {}
         self._skipped: list[Skipped] = []
+        self._commits = Commits(name="memory read store")
 
     async def start(self) -> None:
         """Does nothing: memory needs no schema."""
@@ -90,7 +92,12 @@ class MemoryReadStore:
                 self._parked[park.sequence] = []
             self._parked[self._open[where]].append(park.envelope)
         self._checkpoints[checkpoint] = position
+        self._commits.publish((checkpoint,))
         return True
+
+    def commits(self) -> Commits:
+        """Returns the notices of this store's commits (all made in this process)."""
+        return self._commits
 
     def _parkable(self, parked: Sequence[Park]) -> bool:
         opened = set(self._open)

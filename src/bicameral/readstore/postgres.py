@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from bicameral.commits import Commits
 from bicameral.drivers.postgres import (
     SCHEMA_LOCK,
     PostgresUrl,
@@ -31,6 +32,7 @@ from bicameral.errors import BackendError, DocumentError
 from bicameral.parking import Failure, Park, ParkedSequence, Skipped, event_of, event_text
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
+from bicameral.readstore.postgres_commits import postgres_watcher
 
 __all__ = ["SCHEMA", "PostgresReadStore"]
 
@@ -117,6 +119,12 @@ class PostgresReadStore:
         self.pool_size = pool_size
         self._pool: Any = None
         self._declared: set[str] = set()
+        self._commits = Commits(postgres_watcher(self.url), name=self.url.where)
+
+    def commits(self) -> Commits:
+        """Returns the notices of commits to the database, by any process (one ``LISTEN``
+        connection while someone listens: see ``bicameral.readstore.postgres_commits``)."""
+        return self._commits
 
     async def start(self) -> None:
         """Connects (creating the database if allowed) and creates its tables (idempotent)."""
@@ -130,7 +138,8 @@ class PostgresReadStore:
         self._pool = await create_pool(self.url, max_size=self.pool_size)
 
     async def close(self) -> None:
-        """Closes the connections."""
+        """Stops watching commits and closes the connections."""
+        await self._commits.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
             with backend_errors("closing the read store"):

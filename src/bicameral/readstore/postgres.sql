@@ -21,3 +21,13 @@ CREATE TABLE parked_events (
     body text NOT NULL, PRIMARY KEY (sequence, position)
 );
 CREATE TABLE parked_skips (n bigserial PRIMARY KEY, body text NOT NULL);
+
+-- version 3: a notice on every checkpoint move (channel bicameral_commits, payload its name),
+-- sent when the commit's transaction commits; live query subscriptions listen for it
+CREATE OR REPLACE FUNCTION bicameral_commit_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('bicameral_commits', NEW.name);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER bicameral_commit_notice AFTER INSERT OR UPDATE OF position
+    ON projection_checkpoints FOR EACH ROW EXECUTE FUNCTION bicameral_commit_notice();

@@ -36,12 +36,14 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from bicameral.commits import Commits
 from bicameral.drivers.resources import resource
 from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, ConfigurationError
 from bicameral.parking import Failure, Park, ParkedSequence, Skipped, event_of, event_text
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
+from bicameral.readstore.redis_commits import redis_watcher
 
 __all__ = ["RedisReadStore", "index_value", "split_url"]
 
@@ -136,6 +138,12 @@ class RedisReadStore:
         self.url, self.prefix = split_url(url)
         self._redis: aioredis.Redis | None = None
         self._fields: dict[str, list[str]] = {}
+        self._commits = Commits(redis_watcher(self.url, self.prefix), name=self.prefix)
+
+    def commits(self) -> Commits:
+        """Returns the notices of commits under this prefix, by any process (one subscription
+        while someone listens: see ``bicameral.readstore.redis_commits``)."""
+        return self._commits
 
     async def start(self) -> None:
         """Connects and checks the server answers (idempotent)."""
@@ -158,7 +166,8 @@ class RedisReadStore:
         self._skip = client.register_script(_with_lib("skip"))
 
     async def close(self) -> None:
-        """Closes the connections."""
+        """Stops watching commits and closes the connections."""
+        await self._commits.stop()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None

@@ -8,4 +8,5 @@ if not parks_fit(prefix, p + 2, nparks) then return 0 end
 write_groups(groups)
 write_parks(prefix, p + 2, nparks)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1

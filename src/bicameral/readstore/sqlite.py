@@ -16,11 +16,13 @@ from typing import Any
 
 import orjson
 
+from bicameral.commits import Commits
 from bicameral.drivers.sqlite import connect
 from bicameral.errors import BackendError
 from bicameral.parking import Failure, Park, ParkedSequence, Skipped, event_of, event_text
 from bicameral.ports import Changes
 from bicameral.readstore import checked_name
+from bicameral.readstore.sqlite_commits import sqlite_watcher
 
 __all__ = ["SqliteReadStore"]
 
@@ -60,6 +62,12 @@ class SqliteReadStore:
         self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._declared: set[str] = set()
+        self._commits = Commits(sqlite_watcher(path), name=path)
+
+    def commits(self) -> Commits:
+        """Returns the notices of commits to the file, by any process (polled: see
+        ``bicameral.readstore.sqlite_commits``)."""
+        return self._commits
 
     async def start(self) -> None:
         """Opens the file and creates the checkpoint table (idempotent)."""
@@ -72,7 +80,8 @@ class SqliteReadStore:
             raise BackendError(f"cannot open read store {self.path}: {exc}") from exc
 
     async def close(self) -> None:
-        """Closes the connection."""
+        """Stops watching commits and closes the connection."""
+        await self._commits.stop()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

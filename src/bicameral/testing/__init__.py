@@ -7,6 +7,7 @@ Subclass a contract suite once per backend and implement its factory::
             return MyEventStore("svc", ...)
 """
 
+from bicameral.testing.contracts.commits import CommitFeedContract
 from bicameral.testing.contracts.eventstore import EventStoreContract
 from bicameral.testing.contracts.readstore import ReadStoreContract
 from bicameral.testing.contracts.snapshots import SnapshotStoreContract
@@ -14,6 +15,7 @@ from bicameral.testing.contracts.transport import TransportContract
 from bicameral.testing.servers import require_server
 
 __all__ = [
+    "CommitFeedContract",
     "EventStoreContract",
     "ReadStoreContract",
     "SnapshotStoreContract",
