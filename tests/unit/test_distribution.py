@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "pyproject.toml"
 SHOP = ROOT / "shop" / "pyproject.toml"
 RUNTIME_EXTRAS = ("postgres", "redis", "nats")
-PLUGINS = {"pytest-asyncio"}
-"""Declared for what they do when installed (a pytest plugin), never imported by name."""
+PLUGINS = {"pytest-asyncio", "hiredis"}
+"""Declared for what they do when installed (a pytest plugin; the C reply parser redis-py takes
+up when present), never imported by name."""
 
 
 def _name(text: str) -> str:
