@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bicameral.drivers.postgres import PostgresUrl
 from bicameral.envelope import NewEvent
@@ -125,3 +127,38 @@ async def test_a_sqlite_job_that_raises_leaves_nothing_written_alone_or_in_a_bat
     assert not conn.in_transaction
     assert [n for (n,) in conn.execute("SELECT n FROM t ORDER BY n")] == [2, 3]
     conn.close()
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=8))
+def test_a_sqlite_batch_keeps_exactly_the_writes_of_the_jobs_that_did_not_raise(
+    fails: list[bool],
+) -> None:
+    """Alone or many to a transaction, each job's outcome is its own."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    writer = _Writer(conn, max_batch=10, max_queue=10)
+    loop = asyncio.new_event_loop()
+    try:
+
+        def job(n: int) -> Any:
+            def run(conn: sqlite3.Connection) -> int:
+                conn.execute("INSERT INTO t VALUES (?)", (n,))
+                if fails[n]:
+                    raise ValueError(f"job {n} refused")
+                return n
+
+            return run
+
+        batch = [(job(n), loop, loop.create_future()) for n in range(len(fails))]
+        writer._commit(batch)
+        outcomes = loop.run_until_complete(
+            asyncio.gather(*(f for _, _, f in batch), return_exceptions=True)
+        )
+        for n, outcome in enumerate(outcomes):
+            assert isinstance(outcome, ValueError) if fails[n] else outcome == n
+        kept = [n for (n,) in conn.execute("SELECT n FROM t ORDER BY n")]
+        assert kept == [n for n, failed in enumerate(fails) if not failed]
+        assert not conn.in_transaction
+    finally:
+        loop.close()
+        conn.close()
