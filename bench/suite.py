@@ -115,6 +115,8 @@ def cases(full: bool) -> list[Case]:
             params = {"seconds": s, "clients": c, "products": products, "store": store}
             out.append(Case(f"ours.commands.{store}.c{c}", "ours.commands", params, needs))
             out.append(Case(f"peer.commands.{store}.c{c}", "peer.commands", params, needs))
+        traced = {"seconds": s, "clients": 16, "products": products, "store": store, "tracing": 1}
+        out.append(Case(f"ours.commands.{store}.c16.traced", "ours.commands", traced, needs))
     out += [
         Case(
             "ours.appends.sqlite.b1",
@@ -232,6 +234,18 @@ def rows() -> list[Row]:
                 (f"peer.commands.sqlite.c{c}", r),
                 Target(min_ratio=0.5),
                 "ceiling: one-row INSERT transactions, WAL, synchronous=FULL",
+            )
+        )
+    for store, label in (("pg", "PostgreSQL"), ("sqlite", "SQLite")):
+        out.append(
+            Row(
+                f"Commands/s, {label}, 16 clients, tracing on",
+                "commands/s",
+                (f"ours.commands.{store}.c16.traced", r),
+                (f"ours.commands.{store}.c16", r),
+                None,
+                None,
+                "ceiling: the same with tracing off (no OTEL_* set)",
             )
         )
     out += [

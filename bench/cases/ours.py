@@ -95,12 +95,39 @@ async def register_products(bus: CommandBus, products: int) -> None:
         )
 
 
+def trace_with_sdk() -> None:
+    """Turns bicameral's tracing on with the SDK as ``OTEL_*`` would: every span sampled,
+    batched, and encoded as OTLP protobuf by the exporter's own encoder (the bytes are dropped:
+    the collector is another process's cost)."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from bicameral import tracing
+
+    class Encoded(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            encode_spans(spans).SerializeToString()
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Encoded()))
+    tracing.use(provider)
+
+
 @register("ours.commands")
 async def commands(p: dict[str, Any]) -> dict[str, float]:
-    """ReceiveStock through the CommandBus: each loads a Product and appends one event."""
+    """ReceiveStock through the CommandBus: each loads a Product and appends one event; with
+    ``tracing``, each command also makes its spans (command, append)."""
     store = event_store(p)
     await store.start()
     bus = CommandBus(inventory, store)
+    if p.get("tracing"):
+        trace_with_sdk()
     clients, products = int(p["clients"]), int(p["products"])
     try:
         await register_products(bus, products)

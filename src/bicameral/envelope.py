@@ -26,6 +26,7 @@ _META_ATTRS = {
     "correlation_id": "correlationid",
     "causation_id": "causationid",
     "traceparent": "traceparent",
+    "tracestate": "tracestate",
     "stored_type": "storedtype",
 }
 

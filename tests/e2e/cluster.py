@@ -147,16 +147,19 @@ class Cluster:
         self.procs[proc.name] = proc
         return proc
 
-    def serve(self, name: str, service: str, role: str, port: int | None = None) -> Proc:
-        """Starts ``bicameral serve`` for one role of one service; ``port`` is its API port,
-        or for a worker role (projector, relay, reactions) its metrics port."""
+    def serve(
+        self, name: str, service: str, role: str | list[str], port: int | None = None
+    ) -> Proc:
+        """Starts ``bicameral serve`` for one role (or several) of one service; ``port`` is its
+        API port, or for worker roles only (projector, relay, reactions) its metrics port."""
+        roles = [role] if isinstance(role, str) else role
         args = [sys.executable, "-m", "bicameral.cli.main", "serve", "--config", str(self.config)]
-        args += ["--service", service, "--role", role]
+        args += ["--service", service, *(arg for r in roles for arg in ("--role", r))]
         if port is not None:
-            flag = "--port" if role in ("command-api", "query-api") else "--metrics-port"
-            args += [flag, str(port)]
+            api = {"command-api", "query-api"} & set(roles)
+            args += ["--port" if api else "--metrics-port", str(port)]
         proc = Proc(name, args, self.home / f"{name}.log", port)
-        proc.labels = {"service": service, "role": role}
+        proc.labels = {"service": service, "role": ",".join(roles)}
         return self._spawn(proc)
 
     def up(self, name: str, port: int) -> Proc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import nats
 import pytest
@@ -157,5 +158,23 @@ async def test_a_deleted_stream_is_created_again(prefix: str) -> None:
             await transport.publish("svc", envelopes("svc", 3, 3))
         await transport.publish("svc", envelopes("svc", 1, 1))
         assert await transport.head("svc") == 1
+    finally:
+        await transport.close()
+
+
+async def test_a_message_carries_its_events_trace_context_as_headers(prefix: str) -> None:
+    transport = NatsTransport(f"{URL}?prefix={prefix}")
+    await transport.start()
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    traced, untraced = envelopes("svc", 1, 2)
+    traced = replace(traced, metadata={**traced.metadata, **trace, "tracestate": "v=1"})
+    try:
+        await transport.publish("svc", [traced, untraced])
+        first = await transport.js.get_msg(transport.stream("svc"), 1)
+        second = await transport.js.get_msg(transport.stream("svc"), 2)
+        assert first.headers is not None
+        assert first.headers["traceparent"] == trace["traceparent"]
+        assert first.headers["tracestate"] == "v=1"
+        assert "traceparent" not in (second.headers or {})
     finally:
         await transport.close()

@@ -8,12 +8,13 @@ alone, with only the dependencies it imports itself.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
 import sys
 import tomllib
 from functools import cache
-from importlib.metadata import packages_distributions
+from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,10 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "pyproject.toml"
 SHOP = ROOT / "shop" / "pyproject.toml"
-RUNTIME_EXTRAS = ("postgres", "redis", "nats")
-PLUGINS = {"pytest-asyncio", "hiredis"}
-"""Declared for what they do when installed (a pytest plugin; the C reply parser redis-py takes
-up when present), never imported by name."""
+RUNTIME_EXTRAS = ("postgres", "redis", "nats", "tracing")
+PLUGINS = {"pytest-asyncio", "opentelemetry-exporter-otlp-proto-http", "hiredis"}
+"""Declared for what they do when installed (a pytest plugin, a span exporter found by its
+entry point, the C reply parser redis-py takes up), never imported by name."""
 
 
 def _name(text: str) -> str:
@@ -46,19 +47,56 @@ def _owners() -> dict[str, list[str]]:
     return packages_distributions()
 
 
+@cache
+def _file_owners(top: str) -> dict[Path, str]:
+    """Returns the distribution installing each file of ``top``, a namespace package several
+    distributions share (``opentelemetry``)."""
+    found: dict[Path, str] = {}
+    for name in _owners()[top]:
+        dist = distribution(name)
+        for file in dist.files or ():
+            found[Path(str(dist.locate_file(file))).resolve()] = name
+    return found
+
+
+def _owner_of(dotted: list[str]) -> str:
+    """Returns the distribution of the deepest module named by one of ``dotted`` (a module,
+    or what ``from module import name`` may name) in a shared namespace package."""
+    top = dotted[0].partition(".")[0]
+    for name in sorted(dotted, key=len, reverse=True):
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:
+            continue
+        if spec is not None and spec.origin:
+            owner = _file_owners(top).get(Path(spec.origin).resolve())
+            if owner:
+                return owner
+    raise AssertionError(f"no distribution installs {dotted[0]}")
+
+
 def _imported(package: Path, own: str) -> set[str]:
     """Returns the distributions whose modules the code under ``package`` imports."""
-    modules: set[str] = set()
+    modules: list[list[str]] = []
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
-                modules.update(alias.name.partition(".")[0] for alias in node.names)
+                modules.extend([alias.name] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules.add(node.module.partition(".")[0])
-    third_party = {m for m in modules - {own, "__future__"} if m not in sys.stdlib_module_names}
-    unknown = {m for m in third_party if m not in _owners()}
+                modules.append([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+    third_party = [
+        dotted
+        for dotted in modules
+        if (top := dotted[0].partition(".")[0]) not in {own, "__future__"}
+        and top not in sys.stdlib_module_names
+    ]
+    unknown = {d[0] for d in third_party if d[0].partition(".")[0] not in _owners()}
     assert not unknown, f"imported but installed by no distribution: {sorted(unknown)}"
-    return {_name(dist) for module in third_party for dist in _owners()[module]}
+    found: set[str] = set()
+    for dotted in third_party:
+        owners = _owners()[dotted[0].partition(".")[0]]
+        found.update(_name(d) for d in (owners if len(set(owners)) == 1 else [_owner_of(dotted)]))
+    return found
 
 
 def test_the_library_depends_on_exactly_what_it_imports_outside_its_extras() -> None:
@@ -104,4 +142,5 @@ def test_the_library_starts_without_its_extras_the_shop_or_the_test_tools() -> N
         ).stdout.split()
     )
     optional = {"asyncpg", "redis", "nats", "pytest", "hypothesis", "httpx", "shop"}
+    optional |= {"google"}  # the OpenTelemetry SDK's exporter (protobuf) loads only when asked
     assert loaded & optional == set()

@@ -1,6 +1,7 @@
 """The one middleware chain both buses run: ``observe`` (log and count each message by
 outcome, with its correlation ids bound to every log line it causes), ``authorize``, the bus's
-own and the user's middleware, then the handler."""
+own and the user's middleware, then the handler. With tracing on, the whole chain runs in a
+span ``command <Name>`` or ``query <Name>``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from bicameral import tracing
 from bicameral.bus.calls import AllowAll, Authorizer
 from bicameral.consistency import Notifier
 from bicameral.context import MessageContext, Principal
@@ -90,9 +92,11 @@ class Chain(Generic[C, R]):
         meters: Meters,
         handle: Next[C, R],
         middleware: Sequence[Middleware[C, R]],
+        service: str = "",
     ) -> None:
         self._kind = kind
         self._meters = meters
+        self._service = service
         chain = handle
         for mw in reversed([self._observe, *middleware]):
             chain = _bind(mw, chain)
@@ -100,7 +104,26 @@ class Chain(Generic[C, R]):
 
     async def __call__(self, call: C) -> R:
         """Returns what the chain makes of ``call``."""
+        if tracing.enabled():
+            return await self._traced(call)
         return await self._chain(call)
+
+    async def _traced(self, call: C) -> R:
+        context = call.context
+        attributes = {
+            "bicameral.service": self._service,
+            "bicameral.message": call.message_name,
+            "bicameral.correlation_id": context.correlation_id,
+            "bicameral.message_id": context.message_id,
+        }
+        with tracing.span(
+            f"{self._kind} {call.message_name}", attributes=attributes, expected=(BicameralError,)
+        ) as span:
+            try:
+                return await self._chain(call)
+            except BaseException as exc:
+                span.set_attribute("bicameral.outcome", outcome_of(exc))
+                raise
 
     async def _observe(self, call: C, next: Next[C, R]) -> R:
         started = time.perf_counter()
@@ -168,6 +191,7 @@ class Bus(Generic[C, R]):
             Meters(counter, timer, service.name),
             self._handle,
             [self._authorize, *middleware, self._innermost],
+            service.name,
         )
 
     def screen(self, principal: Principal, handler: CommandHandler | QueryHandler) -> None:

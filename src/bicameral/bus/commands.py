@@ -7,11 +7,12 @@ times, after a ConcurrencyError.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable
 from typing import Any, Unpack
 
 import orjson
 
-from bicameral import metrics
+from bicameral import metrics, tracing
 from bicameral.aggregate import Aggregate, AggregateCache, Repository
 from bicameral.bus.calls import CommandCall, CommandResult, RecordFilter
 from bicameral.bus.chain import Bus, BusOptions, Middleware, Next
@@ -200,6 +201,18 @@ class CommandBus(Bus[CommandCall, CommandResult]):
             )
         return CommandResult(self.service.name, earlier.position, earlier.versions, replayed=True)
 
+    async def _traced(self, appending: Awaitable[AppendResult]) -> AppendResult:
+        """Returns the result of ``appending``, awaited in a span ``append <service>``."""
+        with tracing.span(
+            f"append {self.service.name}",
+            attributes={"bicameral.service": self.service.name},
+            expected=(BicameralError,),
+        ) as span:
+            result = await appending
+            span.set_attribute("bicameral.events", len(result.envelopes))
+            span.set_attribute("bicameral.position", result.position)
+            return result
+
     async def _handle(self, call: CommandCall) -> CommandResult:
         handler = call.handler
         key = call.context.idempotency_key
@@ -225,9 +238,14 @@ class CommandBus(Bus[CommandCall, CommandResult]):
                 continue
             if any(agg.pending for agg in uow.hidden):
                 raise NotFoundError(f"{handler.command.message_name}: no such entity")
-            appends = uow.collect(call.context.event_metadata())
+            metadata = call.context.event_metadata()
+            traced = tracing.enabled()
+            if traced:
+                tracing.inject(metadata)  # the events carry the command's span onwards
+            appends = uow.collect(metadata)
             try:
-                result = await self.store.append(appends, idempotency_key=key, request_hash=digest)
+                appending = self.store.append(appends, idempotency_key=key, request_hash=digest)
+                result = await (self._traced(appending) if traced else appending)
             except ConcurrencyError:
                 if uow.used_cache:
                     cache = None  # a cached copy was stale: run again on fresh loads

@@ -23,6 +23,7 @@ from bicameral.http.operations import (
 from bicameral.http.problems import install_problem_handlers
 from bicameral.http.routes import service_router
 from bicameral.http.subscriptions import document_subscriptions, subscription_router
+from bicameral.http.tracing import FASTAPI_TELEMETRY
 from bicameral.runtime.auth import authenticator_for
 from bicameral.runtime.node import Node
 from bicameral.security.authn import Authenticator, anonymous
@@ -65,6 +66,7 @@ def create_app(
         lifespan=node_lifespan(node, manage_node),
         docs_url=None,
         redoc_url=None,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.node = node
     app.add_middleware(Edge, max_body_bytes=node.settings.http.max_body_bytes)

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bicameral import metrics
 from bicameral.context import Principal
 from bicameral.http.problems import install_problem_handlers, problem
+from bicameral.http.tracing import FASTAPI_TELEMETRY
 from bicameral.runtime.auth import authenticator_for
 from bicameral.runtime.node import Node
 from bicameral.security.authn import Authenticator
@@ -194,6 +195,7 @@ def create_operations_app(
         lifespan=node_lifespan(node, manage_node),
         docs_url=None,
         redoc_url=None,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.node = node
     install_problem_handlers(app)

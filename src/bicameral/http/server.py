@@ -24,6 +24,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from bicameral.http.edge import MAX_KEY_CHARS
+from bicameral.http.tracing import traced
 from bicameral.runtime.settings import Settings
 from bicameral.security.tokens import MAX_TOKEN_BYTES
 
@@ -184,7 +185,8 @@ def _bounded_protocol() -> Any:
 
 def server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
     """Returns uvicorn's configuration serving ``app`` on the settings' host and port, with the
-    request head bounded by ``settings.http.max_header_bytes``; ``options`` go to uvicorn."""
+    request head bounded by ``settings.http.max_header_bytes`` and each request in a span when
+    tracing is on (``bicameral.http.tracing``); ``options`` go to uvicorn."""
     http = _bounded_protocol() if importlib.util.find_spec("httptools") else "h11"
     defaults: dict[str, Any] = {
         "host": settings.host,
@@ -196,4 +198,4 @@ def server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.C
         "lifespan": "on",
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
     }
-    return uvicorn.Config(app, **(defaults | options))
+    return uvicorn.Config(traced(app), **(defaults | options))

@@ -5,7 +5,8 @@ The library logs through ``logging``; users may log through either ``logging`` o
 8601), ``message``, the fields given with ``extra={...}``, the context variables bound with
 ``structlog.contextvars`` (the buses bind ``correlation_id``, ``causation_id`` and
 ``message_id`` while a message runs, so every line a command causes names it), the process's
-static fields (its ``service`` and ``roles``) and, after a failure, its ``exception``. It is
+static fields (its ``service`` and ``roles``), with tracing on the ``trace_id`` and ``span_id``
+of the span active when it was logged and, after a failure, its ``exception``. It is
 written to stderr as one JSON object a line, or, when stderr is a terminal, as a line for
 people to read.
 """
@@ -20,6 +21,8 @@ from typing import Any, TextIO
 import orjson
 import structlog
 from structlog.typing import Processor
+
+from bicameral import tracing
 
 __all__ = ["configure_logging", "log_formatter"]
 
@@ -38,6 +41,14 @@ def _static(fields: dict[str, Any]) -> Processor:
     return add
 
 
+def _trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Adds the current span's ``trace_id`` and ``span_id``, with tracing on."""
+    if tracing.enabled():
+        for key, value in tracing.log_ids().items():
+            event.setdefault(key, value)
+    return event
+
+
 def _dumps(event: Any, **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
 
@@ -48,6 +59,7 @@ def _steps(static: dict[str, Any], *, foreign: bool) -> list[Processor]:
     extra: list[Processor] = [structlog.stdlib.ExtraAdder()] if foreign else []
     return [
         structlog.contextvars.merge_contextvars,
+        _trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         *extra,

@@ -25,6 +25,7 @@ from bicameral.runtime.auth import authorizer_for
 from bicameral.runtime.backends import BackendFactory
 from bicameral.runtime.check import refuse_unreadable
 from bicameral.runtime.settings import Settings
+from bicameral.runtime.tracing import flush_tracing, start_tracing
 from bicameral.service import Service
 from bicameral.workers.exclusive import Exclusive
 from bicameral.workers.feeds import Feed, LogFeed, TransportFeed
@@ -335,10 +336,13 @@ class Node:
         return {name: why for name, b in used.items() if (why := down[id(b)]) is not None}
 
     async def start(self) -> None:
-        """Starts the backends in use, prepares read models, then runs the workers in tasks
-        (once: a started node stays as it is)."""
+        """Starts tracing as the ``OTEL_*`` variables say (``runtime.tracing``), the backends
+        in use, prepares read models, then runs the workers in tasks (once: a started node
+        stays as it is)."""
         if self.started:
             return
+        if self.runtimes and any(rt.roles for rt in self.runtimes.values()):
+            start_tracing(next(iter(self.runtimes)) if len(self.runtimes) == 1 else "bicameral")
         for backend in self.backends():
             await backend.start()
         self._stop = asyncio.Event()
@@ -366,4 +370,5 @@ class Node:
         for backend in reversed(self.factory.started()):
             with contextlib.suppress(Exception):
                 await backend.close()
+        await flush_tracing()
         self.started = False

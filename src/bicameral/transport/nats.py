@@ -34,6 +34,7 @@ from nats.js import JetStreamContext, api
 
 from bicameral.envelope import Envelope, decode, encode
 from bicameral.errors import BackendError, ConfigurationError
+from bicameral.tracing import trace_headers
 
 __all__ = ["NatsSubscription", "NatsTransport", "nats_name", "split_url"]
 
@@ -299,6 +300,8 @@ class NatsTransport:
                     "Nats-Msg-Id": env.id,
                     "Nats-Expected-Last-Sequence": str(last_seq + index),
                 }
+                if env.metadata.get("traceparent"):  # W3C trace context, as in the CloudEvent
+                    headers.update(trace_headers(env.metadata))
                 await nc.publish(
                     self.subject(source, env.type),
                     encode(env),

@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from bicameral import metrics
+from bicameral import metrics, tracing
 from bicameral.consistency import Notifier
 from bicameral.envelope import Envelope
 from bicameral.parking import Failure, Park
@@ -113,15 +113,10 @@ class Projector:
             for e in batch
             if self.projection.handles(e) and (self.accepts is None or self.accepts(e))
         ]
-        if self._parked is None:
-            self._parked = await self.store.parked_keys(self.consumer)
-        parked = self._parked
-        key = self.projection.partition_key
-        committed: bool | None = None
-        if not parked or not any(key(e) in parked for e in mine):
-            committed = await self._whole(after, batch, mine)
-        if committed is None:
-            committed = await self._careful(after, batch, mine, parked)
+        if mine and tracing.enabled():
+            committed = await self._traced(after, batch, mine)
+        else:
+            committed = await self._fold(after, batch, mine)
         if not committed:
             self._parked = None
             log.info("%s: checkpoint or parked events moved meanwhile; re-reading", name)
@@ -132,6 +127,37 @@ class Projector:
         if self.notifier is not None:
             self.notifier.notify()
         return len(batch)
+
+    async def _fold(self, after: int, batch: list[Envelope], mine: list[Envelope]) -> bool:
+        """Folds and commits the batch, parking what is poison; False when the checkpoint or
+        the parked sequences moved meanwhile."""
+        if self._parked is None:
+            self._parked = await self.store.parked_keys(self.consumer)
+        parked = self._parked
+        key = self.projection.partition_key
+        committed: bool | None = None
+        if not parked or not any(key(e) in parked for e in mine):
+            committed = await self._whole(after, batch, mine)
+        if committed is None:
+            committed = await self._careful(after, batch, mine, parked)
+        return committed
+
+    async def _traced(self, after: int, batch: list[Envelope], mine: list[Envelope]) -> bool:
+        """``_fold`` in a span ``project <checkpoint>``, linked to the traces of its events."""
+        with tracing.span(
+            f"project {self.checkpoint_name}",
+            kind=tracing.SpanKind.CONSUMER,
+            links=tracing.links_to(e.metadata for e in mine),
+            attributes={
+                "bicameral.service": self.service,
+                "bicameral.projection": self.projection.name,
+                "bicameral.events": len(mine),
+                "bicameral.position": batch[-1].position,
+            },
+        ) as span:
+            committed = await self._fold(after, batch, mine)
+            span.set_attribute("bicameral.committed", committed)
+            return committed
 
     async def _whole(self, after: int, batch: list[Envelope], mine: list[Envelope]) -> bool | None:
         """Folds and commits the batch at once; None when something in it is poison."""

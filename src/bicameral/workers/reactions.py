@@ -37,7 +37,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from bicameral import metrics
+from bicameral import metrics, tracing
 from bicameral.bus import CommandBus
 from bicameral.context import MessageContext, Principal
 from bicameral.envelope import Envelope
@@ -78,8 +78,29 @@ def service_principal(service: str, cause: Envelope | None = None) -> Principal:
 async def react(bus: CommandBus, reaction: Reaction, env: Envelope) -> None:
     """Runs ``reaction`` for ``env`` and sends its commands; returns once done or refused.
 
-    Raises what is poison (see the module docstring) and what is retried later.
+    Raises what is poison (see the module docstring) and what is retried later. With tracing
+    on, it runs in a span ``react <reaction>``, a child of the event's trace context, so the
+    commands it sends continue the trace of the request that caused the event.
     """
+    if not tracing.enabled():
+        return await _react(bus, reaction, env)
+    with tracing.span(
+        f"react {reaction.name}",
+        kind=tracing.SpanKind.CONSUMER,
+        parent=tracing.context_of(env.metadata),
+        attributes={
+            "bicameral.service": bus.service.name,
+            "bicameral.reaction": reaction.name,
+            "bicameral.event": env.type,
+            "bicameral.event_id": env.id,
+            "bicameral.source": env.source,
+            "bicameral.position": env.position,
+        },
+    ):
+        await _react(bus, reaction, env)
+
+
+async def _react(bus: CommandBus, reaction: Reaction, env: Envelope) -> None:
     event = reaction.event.model_validate(env.data)
     args: list[Any] = []
     for param in reaction.params:

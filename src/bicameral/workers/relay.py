@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bicameral.envelope import upcast
+from bicameral import tracing
+from bicameral.envelope import Envelope, upcast
 from bicameral.messages import MessageRegistry
 from bicameral.ports import EventStore, Transport
 from bicameral.workers.meters import Meter
@@ -82,7 +83,10 @@ class Relay:
         self.meter.fetched(batch)
         registry = self.registry
         published = batch if registry is None else [upcast(e, registry, mark=True) for e in batch]
-        await self.transport.publish(self.store.service, published)
+        if tracing.enabled():
+            await self._traced(published)
+        else:
+            await self.transport.publish(self.store.service, published)
         self._after = end = batch[-1].position
         if end > self._saved:
             if not await self.store.save_checkpoint(CHECKPOINT, end, expected=self._saved):
@@ -92,6 +96,23 @@ class Relay:
             self._saved = end
         self.meter.handled(end)
         return len(batch)
+
+    async def _traced(self, batch: list[Envelope]) -> None:
+        """Publishes ``batch`` in a span ``publish <service>``: in the trace of the batch's first
+        event, linked to the traces of the others."""
+        parent = tracing.context_of(batch[0].metadata)
+        with tracing.span(
+            f"publish {self.store.service}",
+            kind=tracing.SpanKind.PRODUCER,
+            parent=parent,
+            links=tracing.links_to((e.metadata for e in batch), parent),
+            attributes={
+                "bicameral.service": self.store.service,
+                "bicameral.events": len(batch),
+                "bicameral.position": batch[-1].position,
+            },
+        ):
+            await self.transport.publish(self.store.service, batch)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until ``stop`` is set; backs off and retries on transient failures."""
