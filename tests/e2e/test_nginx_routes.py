@@ -1,5 +1,6 @@
 """deploy/nginx.conf routes the operational routes too: the API document and its pages, metrics
-(admin only, checked by the process) and readiness; and its own errors are problem+json.
+(admin only, checked by the process), readiness and the console; and its own errors are
+problem+json.
 
 Inventory's command-api and query-api run as their own processes behind Debian's nginx; the
 orders upstream points at a port nobody listens on.
@@ -17,6 +18,7 @@ from openapi_spec_validator import validate
 
 from bicameral.runtime.apps import load_services
 from bicameral.runtime.auth import embedded_key
+from bicameral.runtime.console import sign_in_link
 from bicameral.runtime.settings import Settings
 from bicameral.security.tokens import issue_token
 from tests.e2e.cluster import ROOT, Cluster, free_port, nginx_binary
@@ -54,6 +56,7 @@ def cluster(settings: Settings) -> Iterator[Cluster]:
                 "inventory_commands": apis[:1],
                 "inventory_queries": apis[1:],
                 "api": apis,
+                "console": apis[1:],
                 "orders_commands": [free_port()],  # nobody there
             }
         )
@@ -169,6 +172,26 @@ def test_a_token_of_8_kib_reaches_the_process(http: httpx.Client) -> None:
     )
     assert got.status_code == 401
     assert "malformed" in got.json()["detail"]
+
+
+def test_the_console_comes_through_with_its_session_and_origin_checks(
+    http: httpx.Client, settings: Settings
+) -> None:
+    """A query-api copy serves the console of every service; nginx keeps the Host's port, so
+    the console's own Origin passes its cross-site check."""
+    base = str(http.base_url).rstrip("/")
+    link = sign_in_link(settings, base, "ops").removeprefix(base)
+    opened = http.get(link)
+    assert opened.status_code == 303, opened.text
+    assert http.get(link).status_code == 401  # once
+    page = http.get("/console", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    for service in ("inventory", "orders", "payments"):
+        assert f"<td>{service}</td>" in page.text
+    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = {"content-type": "application/x-www-form-urlencoded", "Origin": base}
+    out = http.post("/console/sign-out", headers=form, content=f"csrf={csrf}")
+    assert out.status_code == 303, out.text
 
 
 def test_a_subscription_streams_through_nginx_unbuffered(http: httpx.Client) -> None:

@@ -135,6 +135,8 @@ def serve_http(
         typer.echo(f"  data:      {settings.data_dir.resolve()}")
         if not settings.auth.get("jwks_file"):
             _token_help(settings, base)
+            data_dir = shlex.quote(str(settings.data_dir))
+            typer.echo(f"  console:   {_program()} console --data-dir {data_dir}  (a sign-in link)")
     _run_server(node, settings, http, sock, base)
 
 
@@ -326,15 +328,6 @@ async def open_node(settings: Settings, service: str | list[str] | None) -> Node
     return node
 
 
-def _actor(principal: dict[str, Any]) -> str:
-    subject = str(principal.get("subject") or "-")
-    roles = ",".join(principal.get("roles") or [])
-    text = f"{subject}[{roles}]" if roles else subject
-    if principal.get("on_behalf_of"):
-        text += f" for {principal['on_behalf_of']}"
-    return text
-
-
 @events_app.command("tail")
 def events_tail(
     service: Annotated[
@@ -368,7 +361,7 @@ def events_tail(
 ) -> None:
     """Print the newest events of every service by time, oldest first: time, service,
     position, type, stream, actor."""
-    from bicameral.runtime.history import EventFilter, Found, History
+    from bicameral.runtime.history import EventFilter, Found, History, actor
 
     if limit < 0:
         raise fail(f"--limit must be 0 or more, not {limit}")
@@ -379,7 +372,7 @@ def events_tail(
             typer.echo(
                 f"{env.time:%Y-%m-%d %H:%M:%S.%f}"[:-3]
                 + f" {name:<10} {env.position:>8} {env.type:<36} {env.subject:<28} "
-                + _actor(env.principal)
+                + actor(env.principal)
                 + (f"  (stored as {stored.type})" if env is not stored else "")
             )
 
@@ -631,6 +624,32 @@ def token_issue(
     except BicameralError as exc:
         raise fail(exc.detail) from None
     typer.echo(token)
+
+
+@app.command()
+def console(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of the server (or proxy) serving /console.",
+            show_default="[console] url, else http://HOST:PORT of the settings",
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="The admin the link signs in.", show_default="your login name"),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print a one-time link that signs an admin in to the web console (valid 5 minutes)."""
+    from bicameral.cli.console import console_command
+
+    try:
+        settings = settings_from(config, data_dir=data_dir)
+    except BicameralError as exc:
+        raise fail(exc.detail) from None
+    console_command(settings, url, subject)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from bicameral.http.console import console_router
 from bicameral.http.dlq import dlq_router
 from bicameral.http.docs import install_docs
 from bicameral.http.edge import Edge
@@ -55,7 +56,8 @@ def create_app(
     ``authenticate`` defaults to bearer tokens as the node's settings describe (``[auth]``).
     ``/health`` (liveness), ``/health/ready`` (readiness: every backend this process's roles
     use answers within ``READY_TIMEOUT``), ``/openapi.json``, ``/docs`` and ``/redoc`` are
-    public; ``/metrics`` and ``/admin/dlq`` (parked events) need role admin. The OpenAPI
+    public; ``/metrics`` and ``/admin/dlq`` (parked events) need role admin, as does the web
+    console at ``/console`` (served with the query API). The OpenAPI
     document describes the commands and queries this node serves, or those of every service in
     ``api`` (a process behind a proxy documents the API the proxy serves).
     """
@@ -78,6 +80,8 @@ def create_app(
     for runtime in node.runtimes.values():
         app.include_router(service_router(runtime, node.settings, authn))
     app.include_router(subscription_router(node, authn))
+    if any("query-api" in rt.roles for rt in node.runtimes.values()):
+        app.include_router(console_router(node, api or [], authn))
 
     apis = _apis(node, api)
 

@@ -8,13 +8,17 @@ and a principal (the acting subject, or the user it acted for).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from bicameral.envelope import Envelope
+from bicameral.envelope import Envelope, upcast
+from bicameral.errors import BicameralError
+from bicameral.messages import MessageRegistry
 from bicameral.ports import EventStore
 from bicameral.runtime.node import Node
 
-__all__ = ["EventFilter", "Found", "History"]
+__all__ = ["EventFilter", "Found", "History", "actor", "readable"]
 
 Found = tuple[str, Envelope]
 """One event and the service whose log holds it."""
@@ -56,10 +60,17 @@ def _key(found: Found) -> tuple[object, str, int]:
 
 
 class History:
-    """Reads the logs of every service of ``node``, showing the events ``where`` matches."""
+    """Reads the logs of every service of ``node`` (or those named in ``services``), showing
+    the events ``where`` matches."""
 
-    def __init__(self, node: Node, where: EventFilter | None = None) -> None:
-        self.stores: dict[str, EventStore] = {name: rt.events for name, rt in node.runtimes.items()}
+    def __init__(
+        self, node: Node, where: EventFilter | None = None, services: Collection[str] = ()
+    ) -> None:
+        self.stores: dict[str, EventStore] = {
+            name: rt.events
+            for name, rt in node.runtimes.items()
+            if not services or name in services
+        }
         self.filter = where or EventFilter()
         self.marks: dict[str, int] = {}
         """The head of each log as last read: ``newer`` returns events above it."""
@@ -100,3 +111,21 @@ class History:
             found = [e for e in events if e.position <= end and self.filter.matches(e)] + found
             end, chunk = start, min(chunk * 2, _MAX_CHUNK)
         return found[-limit:]
+
+
+def readable(env: Envelope, registry: MessageRegistry) -> Envelope:
+    """Returns ``env`` upcast to its current class, or as stored when the code cannot read it."""
+    try:
+        return upcast(env, registry)
+    except BicameralError:
+        return env
+
+
+def actor(principal: Mapping[str, Any]) -> str:
+    """Returns who acted: ``subject[roles]``, and ``for <user>`` when on someone's behalf."""
+    subject = str(principal.get("subject") or "-")
+    roles = ",".join(principal.get("roles") or [])
+    text = f"{subject}[{roles}]" if roles else subject
+    if principal.get("on_behalf_of"):
+        text += f" for {principal['on_behalf_of']}"
+    return text

@@ -31,6 +31,10 @@ but not in both places: a key given twice is an error naming it, as is any unkno
     port = 9100             # any worker role (no port: an ephemeral one, printed at start)
     roles = { projector = 9101, relay = 9102, reactions = 9103 }   # per role, first
 
+    [console]               # the web console at /console (docs/operations.md)
+    url = "https://shop.example.com"   # the base URL `bicameral console` prints links for
+    session_ttl = 3600      # seconds a session lasts
+
 Environment: ``BICAMERAL_APP``, ``BICAMERAL_DATA_DIR``, ``BICAMERAL_HOST``, ``BICAMERAL_PORT``,
 ``BICAMERAL_TRANSPORT_URL``, ``BICAMERAL_EVENTS_URL``, ``BICAMERAL_READS_URL``,
 ``BICAMERAL_PARTITIONS``, ``BICAMERAL_LEASE_TTL`` and per service
@@ -43,7 +47,8 @@ variable counts as not set.
 A new setting is one line: a field of ``Settings`` (a top-level key), of a ``Table`` subclass
 that is a field of ``Settings`` (a ``[table]``), or of ``ServiceSettings`` (a per-service key).
 The ``[http]`` table: ``BICAMERAL_HTTP_MAX_BODY_BYTES`` and ``BICAMERAL_HTTP_MAX_HEADER_BYTES``;
-``[metrics]``: ``BICAMERAL_METRICS_PORT`` (its ``roles`` only from the file).
+``[metrics]``: ``BICAMERAL_METRICS_PORT`` (its ``roles`` only from the file); ``[console]``:
+``BICAMERAL_CONSOLE_URL`` and ``BICAMERAL_CONSOLE_SESSION_TTL``.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ from bicameral.errors import ConfigurationError
 
 __all__ = [
     "WORKER_ROLES",
+    "ConsoleSettings",
     "HttpSettings",
     "MetricsSettings",
     "ServiceSettings",
@@ -141,6 +147,14 @@ class MetricsSettings(Table):
     )
 
 
+class ConsoleSettings(Table):
+    """The web console (``[console]``): the base URL its sign-in links name (empty: this
+    process's ``http://host:port``) and how long a session lasts, in seconds."""
+
+    url: str = ""
+    session_ttl: PositiveSeconds = 3600.0
+
+
 class Settings(BaseSettings):
     """Everything a process needs to know, fixed at start."""
 
@@ -158,6 +172,7 @@ class Settings(BaseSettings):
     defaults: ServiceSettings = ServiceSettings()
     http: HttpSettings = HttpSettings()
     metrics: MetricsSettings = MetricsSettings()
+    console: ConsoleSettings = ConsoleSettings()
     services: Annotated[Mapping[str, ServiceSettings], AfterValidator(_frozen)] = Field(
         default_factory=dict
     )

@@ -21,7 +21,15 @@ from bicameral.context import Principal
 from bicameral.errors import AuthenticationError, ConfigurationError
 from bicameral.security.keys import EMBEDDED_KID, KeySet
 
-__all__ = ["MAX_LEEWAY", "MAX_TOKEN_BYTES", "TokenVerifier", "issue_token", "parse_ttl", "too_long"]
+__all__ = [
+    "MAX_LEEWAY",
+    "MAX_TOKEN_BYTES",
+    "TokenVerifier",
+    "issue_token",
+    "parse_ttl",
+    "principal_of",
+    "too_long",
+]
 
 MAX_LEEWAY = 30.0
 MAX_TOKEN_BYTES = 8192
@@ -109,6 +117,10 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Returns the principal a valid token names; raises AuthenticationError otherwise."""
+        return principal_of(self.claims(token))
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """Returns the claims of a valid token; raises AuthenticationError otherwise."""
         if len(token) > MAX_TOKEN_BYTES:
             raise too_long()
         try:
@@ -132,10 +144,11 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthenticationError(_reason(exc)) from None
-        return _principal(claims)
+        return claims
 
 
-def _principal(claims: dict[str, Any]) -> Principal:
+def principal_of(claims: dict[str, Any]) -> Principal:
+    """Returns the principal verified ``claims`` name."""
     subject = claims.get("sub")
     roles = claims.get("roles", [])
     if not isinstance(subject, str) or not subject:
