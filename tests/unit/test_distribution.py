@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "pyproject.toml"
 SHOP = ROOT / "shop" / "pyproject.toml"
 RUNTIME_EXTRAS = ("postgres", "redis", "nats", "tracing")
-PLUGINS = {"pytest-asyncio", "opentelemetry-exporter-otlp-proto-http"}
+PLUGINS = {"pytest-asyncio", "opentelemetry-exporter-otlp-proto-http", "hiredis"}
 """Declared for what they do when installed (a pytest plugin, a span exporter found by its
-entry point), never imported by name."""
+entry point, the C reply parser redis-py takes up), never imported by name."""
 
 
 def _name(text: str) -> str:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bicameral.drivers.postgres import PostgresUrl
 from bicameral.drivers.sqlite import Writer
@@ -95,3 +97,68 @@ async def test_a_sqlite_writer_survives_a_caller_whose_loop_is_gone() -> None:
     finally:
         await asyncio.to_thread(writer.jobs.put, None)
         await asyncio.to_thread(writer.join)
+
+
+def _failing_insert(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO t VALUES (1)")
+    raise ValueError("refused after writing")
+
+
+async def test_a_sqlite_job_that_raises_leaves_nothing_written_alone_or_in_a_batch() -> None:
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    writer = Writer(conn, max_batch=10, max_queue=10)
+    loop = asyncio.get_running_loop()
+
+    def insert(n: int) -> Any:
+        return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (n,)).rowcount
+
+    lone = loop.create_future()
+    await asyncio.to_thread(writer._commit, [(_failing_insert, loop, lone)])
+    with pytest.raises(ValueError, match="refused"):
+        await asyncio.wait_for(lone, 5.0)
+    batch = [(insert(2), loop, loop.create_future()), (_failing_insert, loop, loop.create_future()),
+             (insert(3), loop, loop.create_future())]  # fmt: skip
+    await asyncio.to_thread(writer._commit, batch)
+    assert await asyncio.wait_for(batch[0][2], 5.0) == 1
+    with pytest.raises(ValueError, match="refused"):
+        await asyncio.wait_for(batch[1][2], 5.0)
+    assert await asyncio.wait_for(batch[2][2], 5.0) == 1
+    assert not conn.in_transaction
+    assert [n for (n,) in conn.execute("SELECT n FROM t ORDER BY n")] == [2, 3]
+    conn.close()
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=8))
+def test_a_sqlite_batch_keeps_exactly_the_writes_of_the_jobs_that_did_not_raise(
+    fails: list[bool],
+) -> None:
+    """Alone or many to a transaction, each job's outcome is its own."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    writer = Writer(conn, max_batch=10, max_queue=10)
+    loop = asyncio.new_event_loop()
+    try:
+
+        def job(n: int) -> Any:
+            def run(conn: sqlite3.Connection) -> int:
+                conn.execute("INSERT INTO t VALUES (?)", (n,))
+                if fails[n]:
+                    raise ValueError(f"job {n} refused")
+                return n
+
+            return run
+
+        batch = [(job(n), loop, loop.create_future()) for n in range(len(fails))]
+        writer._commit(batch)
+        outcomes = loop.run_until_complete(
+            asyncio.gather(*(f for _, _, f in batch), return_exceptions=True)
+        )
+        for n, outcome in enumerate(outcomes):
+            assert isinstance(outcome, ValueError) if fails[n] else outcome == n
+        kept = [n for (n,) in conn.execute("SELECT n FROM t ORDER BY n")]
+        assert kept == [n for n, failed in enumerate(fails) if not failed]
+        assert not conn.in_transaction
+    finally:
+        loop.close()
+        conn.close()

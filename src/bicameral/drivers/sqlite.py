@@ -112,16 +112,12 @@ class Writer(threading.Thread):
         outcomes: list[tuple[bool, Any]] = []
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
-                self.conn.execute("SAVEPOINT job")
-                try:
-                    outcomes.append((True, fn(self.conn)))
-                    self.conn.execute("RELEASE job")
-                except Exception as exc:
-                    self.conn.execute("ROLLBACK TO job")
-                    self.conn.execute("RELEASE job")
-                    outcomes.append((False, exc))
-            self.conn.execute("COMMIT")
+            if len(batch) == 1:  # a lone job needs no savepoint: its failure ends the transaction
+                outcomes.append(self._alone(batch[0][0]))
+            else:
+                outcomes = [self._in_savepoint(fn) for fn, _, _ in batch]
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
         except Exception as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
@@ -131,6 +127,26 @@ class Writer(threading.Thread):
             outcomes = [(False, failure)] * len(batch)
         for (_, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
             _reply(loop, future, ok, value)
+
+    def _in_savepoint(self, fn: Callable[[sqlite3.Connection], Any]) -> tuple[bool, Any]:
+        """Runs one job of a batch; undoes its writes alone when it raises."""
+        self.conn.execute("SAVEPOINT job")
+        try:
+            outcome = (True, fn(self.conn))
+        except Exception as exc:
+            self.conn.execute("ROLLBACK TO job")
+            outcome = (False, exc)
+        self.conn.execute("RELEASE job")
+        return outcome
+
+    def _alone(self, fn: Callable[[sqlite3.Connection], Any]) -> tuple[bool, Any]:
+        """Runs the only job of a transaction; rolls the transaction back when it raises."""
+        try:
+            return True, fn(self.conn)
+        except Exception as exc:
+            if self.conn.in_transaction:  # some errors end the transaction themselves
+                self.conn.execute("ROLLBACK")
+            return False, exc
 
 
 def _reply(
