@@ -144,14 +144,18 @@ class Client:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with (
-            httpx.AsyncClient(base_url=self.shop.commands, headers=self.shop.headers) as commands,
-            httpx.AsyncClient(base_url=self.shop.queries, headers=self.shop.headers) as queries,
+            httpx.AsyncClient(**self.client(self.shop.commands)) as commands,
+            httpx.AsyncClient(**self.client(self.shop.queries)) as queries,
         ):
             while not stop.is_set():
                 try:
                     await self.one(commands, queries)
                 except (AssertionError, httpx.HTTPError) as exc:
                     self.failures.append(repr(exc))
+
+    def client(self, base_url: str) -> dict[str, Any]:
+        """Client options: a query may wait 30 s for its consistency token (a loaded machine)."""
+        return {"base_url": base_url, "headers": self.shop.headers, "timeout": 60.0}
 
     async def ask(self, http: httpx.AsyncClient, sku: str, token: str = "") -> dict[str, Any]:
         headers = {"X-Consistency-Token": token, "X-Consistency-Timeout": "30"} if token else {}
