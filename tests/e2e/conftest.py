@@ -24,6 +24,7 @@ import pytest
 
 from bicameral.security.keys import embedded_secret
 from bicameral.security.tokens import issue_token
+from tests.e2e.layouts import LAYOUTS, Layout, make_layout
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = os.pathsep.join([str(ROOT / "src"), str(ROOT / "shop" / "src")])
@@ -157,3 +158,11 @@ def client(server: Server) -> Iterator[httpx.Client]:
     """Returns an HTTP client of the module's server."""
     with httpx.Client(**client_options(server)) as http:
         yield http
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
+    """Each multi-process layout (embedded SQLite files; PostgreSQL, Redis and NATS servers)."""
+    made = make_layout(request.param, tmp_path)
+    yield made
+    made.cleanup()

@@ -35,7 +35,7 @@ from bicameral.runtime.settings import Settings
 from bicameral.security.tokens import issue_token
 from shop.orders.messages import order_key
 from tests.e2e.cluster import ROOT, Cluster, free_port
-from tests.e2e.layouts import LAYOUTS, Layout, create_stores, make_layout, observer, write_settings
+from tests.e2e.layouts import Layout, create_stores, make_layout, observer, write_settings
 from tests.parking_app import BROKEN_ENV, books
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -45,13 +45,6 @@ LEASE_TTL = 2.0
 ACCOUNTS = 50
 DEPOSITS = 1000
 BAD = "a13"
-
-
-@pytest.fixture(params=LAYOUTS)
-def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
-    made = make_layout(request.param, tmp_path)
-    yield made
-    made.cleanup()
 
 
 def env_of(tmp_path: Path) -> dict[str, str]:

@@ -39,10 +39,8 @@ from bicameral.runtime.status import command_side_status, projection_status
 from bicameral.workers.feeds import LogFeed
 from tests.e2e.cluster import ROOT, Cluster, free_port, nginx_binary, prometheus_binary
 from tests.e2e.layouts import (
-    LAYOUTS,
     Layout,
     create_stores,
-    make_layout,
     observer,
     write_settings,
 )
@@ -54,13 +52,6 @@ APP = "tests.e2e.probe_app:services"
 NO_PROMETHEUS = "prometheus is not installed; install it with: apt-get install prometheus"
 PARTITIONS = 4
 LEASE_TTL = 2.0
-
-
-@pytest.fixture(params=LAYOUTS)
-def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
-    made = make_layout(request.param, tmp_path)
-    yield made
-    made.cleanup()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from bicameral.security.tokens import issue_token
 from bicameral.versions import State, read_catalog
 from shop.inventory.projections import products
 from tests.e2e.cluster import ROOT, Cluster, free_port
-from tests.e2e.layouts import LAYOUTS, Layout, create_stores, make_layout, observer, write_settings
+from tests.e2e.layouts import Layout, create_stores, observer, write_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -46,13 +46,6 @@ PRODUCTS = 1_000
 EVENTS = 20_000
 REBUILD = [sys.executable, "-m", "bicameral.cli.main", "projections", "rebuild", "products"]
 REBUILD += ["--service", "inventory"]
-
-
-@pytest.fixture(params=LAYOUTS)
-def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
-    made = make_layout(request.param, tmp_path)
-    yield made
-    made.cleanup()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from bicameral.runtime.settings import Settings
 from bicameral.testing.tracing import record_spans
 from tests.e2e.cluster import Cluster, free_port
 from tests.e2e.conftest import admin_headers, child_env
-from tests.e2e.layouts import LAYOUTS, Layout, create_stores, make_layout, write_settings
+from tests.e2e.layouts import Layout, create_stores, write_settings
 from tests.e2e.order_flow.api import ok, order, product
 from tests.e2e.order_flow.processes import Router
 from tests.order_trace import Span, check_order_trace
@@ -109,13 +109,6 @@ def receiver() -> Iterator[Receiver]:
     yield server
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(params=LAYOUTS)
-def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Layout]:
-    made = make_layout(request.param, tmp_path)
-    yield made
-    made.cleanup()
 
 
 @pytest.fixture
