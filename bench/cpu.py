@@ -1,8 +1,9 @@
 """CPU time per HTTP command of ``bicameral up``, by process, at a fixed rate.
 
-``python -m bench.cpu [--rate 400] [--seconds 5] [--root DIR] [--pg]`` starts ``bicameral up``
-(of the checkout at ``DIR``, default this one) on embedded defaults (``--pg``: PostgreSQL
-events, Redis reads and NATS, as ``ours.http.pg.*``), registers 1,000 products, sends
+``python -m bench.cpu [--rate 400] [--seconds 5] [--root DIR] [--pg | --crud]`` starts
+``bicameral up`` (of the checkout at ``DIR``, default this one) on embedded defaults (``--pg``:
+PostgreSQL events, Redis reads and NATS, as ``ours.http.pg.*``; ``--crud``: the CRUD peer,
+``bench.crud``, on PostgreSQL, as ``crud.commands``), registers 1,000 products, sends
 ``ReceiveStock`` at ``rate`` commands/s (``0``: as fast as it answers) from ``bench.httpload``
 and prints the CPU time (user + system, from ``/proc``) the server process and each of its
 child processes spent per command. CPU time per command hardly depends on how busy the machine
@@ -36,8 +37,13 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pid: int) -> float:
     """Returns the user + system CPU seconds of process ``pid`` so far."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """Returns the user and the system CPU seconds of process ``pid`` so far."""
     fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
 
 def tree(pid: int) -> list[int]:
@@ -57,11 +63,15 @@ def tree(pid: int) -> list[int]:
     return found
 
 
-async def measure(root: str | None, rate: float, seconds: float, pg: bool) -> dict[str, float]:
-    needs = ("pg", "redis", "nats") if pg else ()
+async def measure(
+    root: str | None, rate: float, seconds: float, pg: bool, crud: bool = False
+) -> dict[str, float]:
+    needs = ("pg", "redis", "nats") if pg else ("pg",) if crud else ()
     res = await RunResources.acquire(needs)
     try:
         params = {**res.params(), "backends": "pg" if pg else "embedded"}
+        if crud:
+            return await _measure_crud(rate, seconds, params["pg_url"])
         return await _measure(root, rate, seconds, params)
     finally:
         await res.release(needs)
@@ -80,26 +90,43 @@ async def _measure(
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             await register_products(port, headers, 1000)
             await asyncio.sleep(1.0)  # the workers catch up with the registrations
-            pids = tree(proc.pid)
-            before = {pid: cpu_seconds(pid) for pid in pids}
-            spec = {
-                "port": port,
-                "requests": message_requests("commands", 1000),
-                "connections": 32,
-                "seconds": seconds,
-                "warmup": 0.0,
-                "headers": headers,
-            }
-            if rate > 0:
-                spec["rate"] = rate
-            got = await load(spec)
-            await asyncio.sleep(0.5)  # the workers finish the last commands
-            sent = got["rate"] * seconds
-            out = {"rate": got["rate"], "p99_ms": got["p99_ms"]}
-            for n, pid in enumerate(pids):
-                name = "api" if n == 0 else f"worker{n}"
-                out[f"{name}_us_per_command"] = (cpu_seconds(pid) - before[pid]) / sent * 1e6
-            return out
+            return await _per_command(proc.pid, port, headers, rate, seconds)
+
+
+async def _measure_crud(rate: float, seconds: float, pg_url: str) -> dict[str, float]:
+    port = free_port()
+    async with serving(["-m", "bench.crud", str(port), pg_url], port, child_env()) as proc:
+        await register_products(port, {}, 1000)
+        return await _per_command(proc.pid, port, {}, rate, seconds)
+
+
+async def _per_command(
+    pid: int, port: int, headers: dict[str, str], rate: float, seconds: float
+) -> dict[str, float]:
+    """Returns the load's rate and p99, and the CPU time per command of ``pid`` and each of
+    its descendants while ``ReceiveStock`` is sent for ``seconds``."""
+    pids = tree(pid)
+    before = {pid: cpu_split(pid) for pid in pids}
+    spec = {
+        "port": port,
+        "requests": message_requests("commands", 1000),
+        "connections": 32,
+        "seconds": seconds,
+        "warmup": 0.0,
+        "headers": headers,
+    }
+    if rate > 0:
+        spec["rate"] = rate
+    got = await load(spec)
+    await asyncio.sleep(0.5)  # the workers finish the last commands
+    sent = got["rate"] * seconds
+    out = {"rate": got["rate"], "p99_ms": got["p99_ms"]}
+    for n, pid in enumerate(pids):
+        name = "api" if n == 0 else f"worker{n}"
+        user, system = (now - then for now, then in zip(cpu_split(pid), before[pid], strict=True))
+        out[f"{name}_us_per_command"] = (user + system) / sent * 1e6
+        out[f"{name}_system_us"] = system / sent * 1e6
+    return out
 
 
 def main() -> None:
@@ -108,8 +135,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--root", default=None, help="the checkout whose bicameral to run")
     parser.add_argument("--pg", action="store_true", help="PostgreSQL events, Redis, NATS")
+    parser.add_argument("--crud", action="store_true", help="the CRUD peer (bench.crud)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.root, args.rate, args.seconds, args.pg))))
+    got = asyncio.run(measure(args.root, args.rate, args.seconds, args.pg, args.crud))
+    print(json.dumps(got))
 
 
 if __name__ == "__main__":
