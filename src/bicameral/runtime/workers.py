@@ -249,9 +249,12 @@ class _Tee(Notifier):
 
 
 def tell_appends(node: Node, process: WorkerProcess) -> None:
-    """Makes every command bus of ``node`` tell ``process`` when it appended."""
+    """Makes every command bus of ``node`` whose event store can be woken tell ``process``
+    when it appended; a store that announces its own commits (PostgreSQL) has no ``wake``,
+    and the child would do nothing with the message."""
     for runtime in node.runtimes.values():
-        runtime.commands.notifier = _Tee(runtime.notifier, process.appended)
+        if getattr(runtime.events, "wake", None) is not None:
+            runtime.commands.notifier = _Tee(runtime.notifier, process.appended)
 
 
 def labelled(text: str) -> list[Metric]:
