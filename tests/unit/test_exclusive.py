@@ -58,3 +58,27 @@ async def test_a_dead_holders_lease_expires_and_a_standby_takes_over() -> None:
     assert log
     stop.set()
     await run
+
+
+class CountingLeases(MemoryReadStore):
+    """A read store counting the lease requests made to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        self.requests += 1
+        return await super().acquire_lease(name, owner, ttl)
+
+
+async def test_the_holder_renews_its_lease_once_per_third_of_its_ttl_not_every_step() -> None:
+    store = CountingLeases()
+    log: list[str] = []
+    stop = asyncio.Event()
+    run = asyncio.create_task(Exclusive(Counter("a", log), store, "relay/x", "a", 60.0).run(stop))
+    while len(log) < 10:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await run
+    assert store.requests == 1, "ten steps, well within 20 s, on one renewal"
