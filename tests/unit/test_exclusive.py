@@ -72,13 +72,24 @@ class CountingLeases(MemoryReadStore):
         return await super().acquire_lease(name, owner, ttl)
 
 
+class StopsAfter(Counter):
+    """A Counter that sets ``stop`` after ``steps`` steps."""
+
+    def __init__(self, steps: int, stop: asyncio.Event, log: list[str]) -> None:
+        super().__init__("a", log)
+        self.steps = steps
+        self.stop = stop
+
+    async def step(self, timeout: float = 1.0) -> int:
+        if len(self.log) >= self.steps:
+            self.stop.set()
+        return await super().step(timeout)
+
+
 async def test_the_holder_renews_its_lease_once_per_third_of_its_ttl_not_every_step() -> None:
     store = CountingLeases()
     log: list[str] = []
     stop = asyncio.Event()
-    run = asyncio.create_task(Exclusive(Counter("a", log), store, "relay/x", "a", 60.0).run(stop))
-    while len(log) < 10:
-        await asyncio.sleep(0.01)
-    stop.set()
-    await run
+    await Exclusive(StopsAfter(10, stop, log), store, "relay/x", "a", 60.0).run(stop)
+    assert len(log) > 10
     assert store.requests == 1, "ten steps, well within 20 s, on one renewal"

@@ -3,12 +3,12 @@
 The copy holding the worker's lease runs its steps and renews the lease once a third of its
 time-to-live has passed since the last renewal (not with every step: a round trip to the store
 per step cost as much as the step), so every step starts with two thirds of the lease left and
-waits at most a third of it for work; the others stand by and take over once it expires (a killed copy) or is released (a stopped one). The
-lease saves work only: a copy that overruns its lease while another takes over still changes
-nothing twice, because the transport drops republished events by id and reactions carry
-idempotency keys, and it cannot move the worker's checkpoint back, because checkpoints move
-by compare-and-set. Transient failures (of the lease or of the worker) are retried with
-backoff; any other leaves ``run``.
+waits at most a third of it for work; the others stand by and take over once it expires (a
+killed copy) or is released (a stopped one). The lease saves work only: a copy that overruns
+its lease while another takes over still changes nothing twice, because the transport drops
+republished events by id and reactions carry idempotency keys, and it cannot move the
+worker's checkpoint back, because checkpoints move by compare-and-set. Transient failures (of
+the lease or of the worker) are retried with backoff; any other leaves ``run``.
 """
 
 from __future__ import annotations
