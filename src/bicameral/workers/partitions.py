@@ -45,7 +45,7 @@ from bicameral.ports import ReadStore
 from bicameral.projection import Projection, partition_checkpoints, projection_position
 from bicameral.versions import Catalog
 from bicameral.workers.feeds import Feed, LogFeed
-from bicameral.workers.projector import Projector
+from bicameral.workers.projector import Projector, Select
 from bicameral.workers.retry import TRANSIENT, Backoff, pause, retrying
 from bicameral.workers.shared import SharedRead, WindowFeed
 
@@ -70,6 +70,7 @@ Equip = Callable[[Projector, str, int, int], None]
 """Fits out each partition's projector as it is made: ``(projector, base checkpoint, partition
 count, index)`` (the runtime gives it its meter)."""
 _SWITCH_EVERY = 0.5
+_KNOWN = 16_384
 
 
 def partition_of(key: str, count: int) -> int:
@@ -223,6 +224,7 @@ class ProjectorGroup:
         feeds = _partition_feeds(self._feed, source, f"{projection.name}.v{number}", base, names)
         slots = []
         count = self.partitions
+        split = _Split(projection, count) if count > 1 else None
         for index, (name, own) in enumerate(zip(names, feeds, strict=True)):
             projector = Projector(
                 stored,
@@ -231,7 +233,7 @@ class ProjectorGroup:
                 batch_size=self.batch_size,
                 notifier=self.notifier,
                 checkpoint=name,
-                accepts=None if count == 1 else _accepts(projection, index, count),
+                select=None if split is None else split.of(index),
                 service=self.service,
                 consumer=base,
             )
@@ -577,8 +579,35 @@ def _partition_feeds(
     return [WindowFeed(shared, feed(source, consumer + name[len(base) :])) for name in names]
 
 
-def _accepts(projection: Projection, index: int, count: int) -> Callable[[Envelope], bool]:
-    def accepts(envelope: Envelope) -> bool:
-        return partition_of(projection.partition_key(envelope), count) == index
+class _Split:
+    """The partition of each event of a lane's source, worked out once for all the partitions
+    of a version (each reads every event) rather than once by each; a position names the same
+    event of a source for good, so it is remembered by position (the last ``_KNOWN`` or so)."""
 
-    return accepts
+    def __init__(self, projection: Projection, count: int) -> None:
+        self._projection = projection
+        self._count = count
+        self._known: dict[int, int] = {}
+        """Position -> partition of each event read lately; -1 when nobody folds it."""
+
+    def of(self, index: int) -> Select:
+        """Returns the selection of partition ``index``: the handled events of its keys."""
+
+        def select(fresh: Sequence[Envelope]) -> list[Envelope]:
+            known = self._known
+            try:
+                return [e for e in fresh if known[e.position] == index]
+            except KeyError:
+                self._learn(fresh)
+                return [e for e in fresh if known[e.position] == index]
+
+        return select
+
+    def _learn(self, fresh: Sequence[Envelope]) -> None:
+        known = self._known
+        if len(known) > _KNOWN:
+            known.clear()
+        handlers, key = self._projection.handlers, self._projection.partition_key
+        for e in fresh:
+            if e.position not in known:
+                known[e.position] = partition_of(key(e), self._count) if e.type in handlers else -1
