@@ -40,8 +40,8 @@ from bicameral.eventstore.sqlite import SqliteEventStore
 from bicameral.ports import ReadStore
 from bicameral.runtime.rebuild import build
 
-REDIS = "redis://127.0.0.1:6379/0?prefix=foldcpu"
-"""Its own key prefix, so the runs never meet a benchmark's keys."""
+REDIS = "redis://127.0.0.1:6379/0?prefix=foldcpu_{uid}"
+"""A key prefix of each run's own: runs side by side must not join one rebuild group."""
 
 
 async def reads_for(p: dict[str, Any]) -> ReadStore:
@@ -49,17 +49,27 @@ async def reads_for(p: dict[str, Any]) -> ReadStore:
     if p["reads"] == "redis":
         from bicameral.readstore.redis import RedisReadStore
 
-        return RedisReadStore(REDIS)
+        store: Any = RedisReadStore(REDIS.format(uid=p["uid"]))  # a ReadStore
+        return store  # type: ignore[no-any-return]
     return await read_store(p)
+
+
+async def forget(reads: ReadStore) -> None:
+    """Deletes every key of a run's own Redis prefix (leases, catalog, markers)."""
+    from bicameral.readstore.redis import RedisReadStore
+
+    if isinstance(reads, RedisReadStore):
+        async for key in reads.redis.scan_iter(match=f"{reads.prefix}:*"):
+            await reads.redis.delete(key)
 
 
 async def one_run(p: dict[str, Any], prof: cProfile.Profile | None) -> float:
     """Rebuilds the projection once; returns the process CPU seconds the build took."""
     source = SqliteEventStore("inventory", log_path(p))
     await source.start()
+    p["uid"] = uuid.uuid4().hex[:8]
     reads = await reads_for(p)
     await reads.start()
-    p["uid"] = uuid.uuid4().hex[:8]
     rt = rebuild_runtime(p, source, reads)
     proj = rt.service.projections[0]
     try:
@@ -77,6 +87,7 @@ async def one_run(p: dict[str, Any], prof: cProfile.Profile | None) -> float:
         return spent
     finally:
         await drop_versions(reads, proj)
+        await forget(reads)
         await reads.close()
         await source.close()
 
