@@ -27,6 +27,7 @@ marked failed, and the live version goes on.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
@@ -94,7 +95,9 @@ class _CachedFeed:
 
     The log never changes below what a reader has seen, so the batch read above position ``a``
     also answers a read above any later position ``b`` up to that batch's end (or, for an empty
-    batch, any ``b`` from ``a`` on) until ``forget`` starts the next round.
+    batch, any ``b`` from ``a`` on) until ``forget`` starts the next round. A read above ``a``
+    itself gets the very batch (the partitions read it, never change it), so ``_Split`` knows
+    it again.
     """
 
     def __init__(self, feed: Feed) -> None:
@@ -111,7 +114,10 @@ class _CachedFeed:
         """Returns events above ``after``: from this round's batch if it covers them."""
         batch = self._batch
         if batch is not None and self._after <= after and (not batch or after < batch[-1].position):
-            return [e for e in batch if e.position > after][:limit]
+            if after == self._after and len(batch) <= limit:
+                return batch
+            start = bisect.bisect_right(batch, after, key=_position)
+            return batch[start : start + limit]
         self._batch = await self._feed.fetch(after, limit, timeout)
         self._after = after
         return self._batch
@@ -559,6 +565,10 @@ class ProjectorGroup:
         return f"ProjectorGroup({self.group!r}, worker={self.worker!r})"
 
 
+def _position(envelope: Envelope) -> int:
+    return envelope.position
+
+
 def _new_round(lane: Sequence[_Slot]) -> None:
     for slot in lane:
         if isinstance(slot.projector.feed, _CachedFeed):
@@ -589,25 +599,34 @@ class _Split:
         self._count = count
         self._known: dict[int, int] = {}
         """Position -> partition of each event read lately; -1 when nobody folds it."""
+        self._last: Sequence[Envelope] | None = None
+        self._parts: list[list[Envelope]] = []
+        """The events of each partition in ``_last``, the batch the partitions read last."""
 
     def of(self, index: int) -> Select:
         """Returns the selection of partition ``index``: the handled events of its keys."""
 
         def select(fresh: Sequence[Envelope]) -> list[Envelope]:
-            known = self._known
-            try:
-                return [e for e in fresh if known[e.position] == index]
-            except KeyError:
-                self._learn(fresh)
-                return [e for e in fresh if known[e.position] == index]
+            if fresh is not self._last:
+                self._split(fresh)
+            return list(self._parts[index])
 
         return select
 
-    def _learn(self, fresh: Sequence[Envelope]) -> None:
+    def _split(self, fresh: Sequence[Envelope]) -> None:
         known = self._known
         if len(known) > _KNOWN:
             known.clear()
-        handlers, key = self._projection.handlers, self._projection.partition_key
+        handlers, key, count = (
+            self._projection.handlers,
+            self._projection.partition_key,
+            self._count,
+        )
+        parts: list[list[Envelope]] = [[] for _ in range(count)]
         for e in fresh:
-            if e.position not in known:
-                known[e.position] = partition_of(key(e), self._count) if e.type in handlers else -1
+            part = known.get(e.position)
+            if part is None:
+                part = known[e.position] = partition_of(key(e), count) if e.type in handlers else -1
+            if part >= 0:
+                parts[part].append(e)
+        self._last, self._parts = fresh, parts

@@ -139,7 +139,11 @@ class Projector:
         read_from = passed[-1].position if passed else after
         self.meter.at(read_from)
         got = await self.feed.fetch(read_from, self.batch_size, 0.0 if passed else timeout)
-        fresh = [e for e in got if e.position > read_from]
+        fresh = (
+            got
+            if not got or got[0].position > read_from
+            else [e for e in got if e.position > read_from]
+        )
         self.meter.fetched(fresh)
         if not fresh and not passed:
             return 0
