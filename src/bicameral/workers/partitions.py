@@ -590,15 +590,15 @@ def _partition_feeds(
 
 
 class _Split:
-    """The partition of each event of a lane's source, worked out once for all the partitions
-    of a version (each reads every event) rather than once by each; a position names the same
-    event of a source for good, so it is remembered by position (the last ``_KNOWN`` or so)."""
+    """The events of each partition in a batch of a lane's source, worked out once for all the
+    partitions of a version (each reads every event) rather than once by each; the partition of
+    each key is remembered (the last ``_KNOWN`` or so)."""
 
     def __init__(self, projection: Projection, count: int) -> None:
         self._projection = projection
         self._count = count
-        self._known: dict[int, int] = {}
-        """Position -> partition of each event read lately; -1 when nobody folds it."""
+        self._known: dict[str, int] = {}
+        """Partition key -> its partition."""
         self._last: Sequence[Envelope] | None = None
         self._parts: list[list[Envelope]] = []
         """The events of each partition in ``_last``, the batch the partitions read last."""
@@ -617,16 +617,14 @@ class _Split:
         known = self._known
         if len(known) > _KNOWN:
             known.clear()
-        handlers, key, count = (
-            self._projection.handlers,
-            self._projection.partition_key,
-            self._count,
-        )
+        handlers, key = self._projection.handlers, self._projection.partition_key
+        count = self._count
         parts: list[list[Envelope]] = [[] for _ in range(count)]
         for e in fresh:
-            part = known.get(e.position)
-            if part is None:
-                part = known[e.position] = partition_of(key(e), count) if e.type in handlers else -1
-            if part >= 0:
+            if e.type in handlers:
+                k = key(e)
+                part = known.get(k)
+                if part is None:
+                    part = known[k] = partition_of(k, count)
                 parts[part].append(e)
         self._last, self._parts = fresh, parts
