@@ -434,8 +434,9 @@ def _by_fields(model: type[BaseModel]) -> bool:
 def _checks_by_fields(model: type[BaseModel]) -> bool:
     """Returns True when validating an instance's field values (its ``__dict__``) checks it as
     fully as validating its serialized fields: no field holds a model or dataclass (validation
-    would take the instance as it is) or an ``Any`` (shared, unchecked), no serializer makes
-    the fields differ from their values, and the model has no extra or computed fields."""
+    would take the instance as it is) or an ``Any`` (shared, unchecked), no serializer or
+    exclusion makes the stored fields differ from its values, and the model has no extra or
+    computed fields. Other models are validated from their serialized fields."""
     schema = model.__pydantic_core_schema__
     if schema.get("type") != "model" or schema.get("root_model") or "serialization" in schema:
         return False
@@ -448,9 +449,10 @@ def _checks_by_fields(model: type[BaseModel]) -> bool:
 
 
 def _opaque(node: Any) -> bool:
-    """Returns True when a core schema (part) holds a kind ``_by_fields`` cannot vouch for."""
+    """Returns True when a core schema (part) holds a kind ``_by_fields`` cannot vouch for
+    (``serialization...`` keys: a serializer, an excluded field, a serialization alias)."""
     if isinstance(node, dict):
-        if "serialization" in node or node.get("type") in _NOT_BY_FIELDS:
+        if node.get("type") in _NOT_BY_FIELDS or any(k.startswith("serialization") for k in node):
             return True
         return any(_opaque(v) for k, v in node.items() if k != "metadata")
     if isinstance(node, list | tuple):
