@@ -36,6 +36,7 @@ from prometheus_client.samples import Sample
 from bicameral import metrics
 from bicameral.consistency import Notifier
 from bicameral.errors import BicameralError
+from bicameral.runtime.heap import settle
 from bicameral.runtime.node import Node
 from bicameral.workers.meters import CONSUMERS
 from bicameral.workers.retry import Backoff
@@ -301,6 +302,7 @@ async def serve_parent(node: Node, channel: str) -> None:
         await answers.drain()
         await node.stop()
         return
+    settle()  # what starting made stays out of the garbage collector's scans
     _send(answers, "started", b"")
     forwarders = [
         asyncio.create_task(_forward(rt.notifier, answers)) for rt in node.runtimes.values()
