@@ -23,6 +23,7 @@ import json
 import os
 import pstats
 import statistics
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -90,6 +91,13 @@ def driver(app: ASGIApp, headers: list[tuple[bytes, bytes]], concurrency: int) -
     return round_
 
 
+def counting(callgrind: bool, state: str) -> None:
+    """Turns callgrind's instruction counting of this process on or off (with ``--callgrind``:
+    run under ``valgrind --tool=callgrind --instr-atstart=no``)."""
+    if callgrind:
+        subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True)
+
+
 async def show(app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
     """Prints one answer, to see that the case answers what it should."""
     body = await get(app, "/inventory/queries/GetProduct", "sku=p7", headers)
@@ -103,9 +111,11 @@ async def measure(
     await round_(min(args.queries, 1000))
     rounds = []
     for _ in range(args.rounds):
+        counting(args.callgrind, "on")
         started = time.process_time()
         await round_(args.queries)
         rounds.append((time.process_time() - started) * 1e6 / args.queries)
+        counting(args.callgrind, "off")
     if prof is not None:
         prof.enable()
         await round_(args.queries)
@@ -208,6 +218,13 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--dump", help="also write the profile's stats to this file")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions in the timed rounds only (under valgrind --tool=callgrind "
+        "--instr-atstart=no; instructions per query = the output's total / rounds x queries)",
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -225,6 +242,8 @@ def main() -> None:
         finally:
             asyncio.run(res.release(NEEDS))
         if prof is not None:
+            if args.dump:
+                prof.dump_stats(f"{args.dump}.{name}")
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(args.sort).print_stats(args.top)
             print(buf.getvalue(), flush=True)
