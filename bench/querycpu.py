@@ -8,7 +8,8 @@
 products registered), stops, then starts the API roles alone (as ``bicameral up``'s API process
 runs them) and sends queries straight to the ASGI app from ``concurrency`` tasks, each round
 timing ``time.process_time`` (every thread of this process) over ``queries`` queries. Prints
-µs of CPU per query, the median and each round. No HTTP parsing, no sockets to the client:
+µs of CPU per query, the median and each round, and the median of the kernel's part (system
+time: the sockets' system calls). No HTTP parsing, no sockets to the client:
 what is left is exactly the app's work and its backend client's. ``--profile`` prints a
 cProfile of one more round with the process's CPU time as the clock.
 """
@@ -22,6 +23,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import statistics
 import subprocess
 import time
@@ -109,12 +111,14 @@ async def measure(
 ) -> dict[str, Any]:
     """Returns µs of process CPU per query over ``args.rounds`` rounds (after one warm-up)."""
     await round_(min(args.queries, 1000))
-    rounds = []
+    rounds, system = [], []
     for _ in range(args.rounds):
         counting(args.callgrind, "on")
-        started = time.process_time()
+        started, kernel = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
         await round_(args.queries)
         rounds.append((time.process_time() - started) * 1e6 / args.queries)
+        kernel = resource.getrusage(resource.RUSAGE_SELF).ru_stime - kernel
+        system.append(kernel * 1e6 / args.queries)
         counting(args.callgrind, "off")
     if prof is not None:
         prof.enable()
@@ -123,6 +127,7 @@ async def measure(
     return {
         "case": name,
         "cpu_us_per_query": round(statistics.median(rounds), 1),
+        "of_it_system_us": round(statistics.median(system), 1),
         "rounds": [round(r, 1) for r in rounds],
     }
 
