@@ -4,14 +4,15 @@
 (``bench.crud``: FastAPI and an asyncpg ``SELECT`` by key).
 
 ``python -m bench.querycpu [--queries 4000] [--rounds 5] [--concurrency 32] [--profile]
-[--only ours|crud]`` fills the read model (every role of every service in this process, 1,000
-products registered), stops, then starts the API roles alone (as ``bicameral up``'s API process
-runs them) and sends queries straight to the ASGI app from ``concurrency`` tasks, each round
-timing ``time.process_time`` (every thread of this process) over ``queries`` queries. Prints
-µs of CPU per query, the median and each round, and the median of the kernel's part (system
-time: the sockets' system calls). No HTTP parsing, no sockets to the client:
-what is left is exactly the app's work and its backend client's. ``--profile`` prints a
-cProfile of one more round with the process's CPU time as the clock.
+[--only ours|crud] [--token]`` fills the read model (every role of every service in this
+process, 1,000 products registered), stops, then starts the API roles alone (as ``bicameral
+up``'s API process runs them) and sends queries straight to the ASGI app from ``concurrency``
+tasks, each round timing ``time.process_time`` (every thread of this process) over ``queries``
+queries. Prints µs of CPU per query, the median and each round, and the median of the
+kernel's part (system time: the sockets' system calls). No HTTP parsing, no sockets to the
+client: what is left is exactly the app's work and its backend client's. ``--profile`` prints
+a cProfile of one more round with the process's CPU time as the clock; ``--token`` sends
+every query of ours with the consistency token of the last registration (long passed).
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ async def measure(
 
 async def ours(args: argparse.Namespace, res: RunResources, prof: cProfile.Profile | None) -> Any:
     from bench.cases.http import server_backends
+    from bicameral.consistency import ConsistencyToken
     from bicameral.context import MessageContext, Principal
     from bicameral.errors import NotFoundError
     from bicameral.http.app import create_app
@@ -151,8 +153,9 @@ async def ours(args: argparse.Namespace, res: RunResources, prof: cProfile.Profi
     await filling.start()
     try:
         inventory = filling.runtime("inventory")
+        consistency = ConsistencyToken({})
         for start in range(0, PRODUCTS, 50):
-            await asyncio.gather(
+            done = await asyncio.gather(
                 *(
                     inventory.commands.dispatch(
                         RegisterProduct(sku=f"p{n}", name=f"product {n}", price_cents=100), admin
@@ -160,6 +163,8 @@ async def ours(args: argparse.Namespace, res: RunResources, prof: cProfile.Profi
                     for n in range(start, min(PRODUCTS, start + 50))
                 )
             )
+            for result in done:
+                consistency = consistency.merge(result.token)
         missing = set(range(PRODUCTS))
         for _ in range(600):  # every product projected (partitions fold in any order)
             for n in sorted(missing):
@@ -186,10 +191,12 @@ async def ours(args: argparse.Namespace, res: RunResources, prof: cProfile.Profi
         audience=auth.audience,
     )
     headers = [(b"authorization", f"Bearer {token}".encode())]
+    if args.token:  # every query waits for the last registration's positions (long passed)
+        headers.append((b"x-consistency-token", consistency.encode().encode()))
     async with app.router.lifespan_context(app):
         round_ = driver(app, headers, args.concurrency)
         await show(app, headers)
-        return await measure(round_, args, "ours", prof)
+        return await measure(round_, args, "ours+token" if args.token else "ours", prof)
 
 
 async def crud(args: argparse.Namespace, res: RunResources, prof: cProfile.Profile | None) -> Any:
@@ -221,6 +228,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--only", choices=["ours", "crud"])
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--token", action="store_true", help="ours: each query carries a consistency token"
+    )
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--dump", help="also write the profile's stats to this file")

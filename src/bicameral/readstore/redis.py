@@ -390,7 +390,8 @@ class RedisReadStore:
         raw = await self._call("HGETALL", f"{self.prefix}:checkpoints")
         if isinstance(raw, dict):  # redis-py pairs them up
             return {_text(k): int(v) for k, v in raw.items()}
-        return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+        names, positions = raw[::2], raw[1::2]  # the lane's reply: name, position, ...
+        return {name.decode(): int(at) for name, at in zip(names, positions, strict=True)}
 
     @_translated
     async def drop(self, collections: Sequence[str], checkpoints: Sequence[str]) -> None:
