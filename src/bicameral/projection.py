@@ -283,6 +283,7 @@ class View:
         self._store = store
         self._changes: dict[tuple[str, str], Document | None] = {}
         self._read: dict[tuple[str, str], Document | None] = {}
+        self._tables = {c: projection.table(c) for c in projection.collections}
         self._models = {projection.table(c): m for c, m in projection.models.items()}
         self._valid: dict[tuple[str, str], BaseModel] = {}
         """The instance a typed put validated, handed to the next get of that document."""
@@ -321,11 +322,12 @@ class View:
             self._read[(table, key)] = found.get(key)
 
     def _table(self, collection: str) -> str:
-        if collection not in self._projection.collections:
+        try:
+            return self._tables[collection]
+        except KeyError:
             raise ConfigurationError(
                 f"projection {self._projection.name} has no collection {collection!r}",
-            )
-        return self._projection.table(collection)
+            ) from None
 
     def _typed(self, table: str, doc: Document | None) -> Any:
         model = self._models.get(table)
@@ -368,7 +370,10 @@ class View:
         if model is None:
             self._change((table, key), stored(None, document))
             return
-        valid = validated(model, document)
+        if type(document) is model and _by_fields(model):
+            valid = model.__pydantic_validator__.validate_python(document.__dict__)
+        else:
+            valid = validated(model, document)
         self._change((table, key), model.__pydantic_serializer__.to_python(valid, mode="json"))
         self._valid[(table, key)] = valid
 
@@ -415,6 +420,51 @@ def validated(model: type[B], document: Any) -> B:
             f"a {model.__name__} document was expected, not {type(document).__name__}"
         )
     return model.__pydantic_validator__.validate_python(document)  # type: ignore[no-any-return]
+
+
+_NOT_BY_FIELDS = frozenset(
+    {"model", "dataclass", "definitions", "definition-ref", "any", "model-fields", "call"}
+)
+
+
+_BY_FIELDS: dict[type[BaseModel], bool] = {}
+
+
+def _by_fields(model: type[BaseModel]) -> bool:
+    """Returns (once per model) whether ``_checks_by_fields(model)``."""
+    found = _BY_FIELDS.get(model)
+    if found is None:
+        found = _BY_FIELDS[model] = _checks_by_fields(model)
+    return found
+
+
+def _checks_by_fields(model: type[BaseModel]) -> bool:
+    """Returns True when validating an instance's field values (its ``__dict__``) checks it as
+    fully as validating its serialized fields: no field holds a model or dataclass (validation
+    would take the instance as it is) or an ``Any`` (shared, unchecked), no serializer or
+    exclusion makes the stored fields differ from its values, and the model has no extra or
+    computed fields. Other models are validated from their serialized fields."""
+    schema = model.__pydantic_core_schema__
+    if schema.get("type") != "model" or schema.get("root_model") or "serialization" in schema:
+        return False
+    if schema.get("config", {}).get("extra_fields_behavior") == "allow":
+        return False
+    fields = schema.get("schema", {})
+    if fields.get("type") != "model-fields" or fields.get("computed_fields"):
+        return False
+    return not any(_opaque(field) for field in fields.get("fields", {}).values())
+
+
+def _opaque(node: Any) -> bool:
+    """Returns True when a core schema (part) holds a kind ``_by_fields`` cannot vouch for
+    (``serialization...`` keys: a serializer, an excluded field, a serialization alias)."""
+    if isinstance(node, dict):
+        if node.get("type") in _NOT_BY_FIELDS or any(k.startswith("serialization") for k in node):
+            return True
+        return any(_opaque(v) for k, v in node.items() if k != "metadata")
+    if isinstance(node, list | tuple):
+        return any(_opaque(v) for v in node)
+    return False
 
 
 def partition_checkpoints(checkpoint: str, count: int) -> list[str]:

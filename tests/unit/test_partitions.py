@@ -406,3 +406,33 @@ async def test_two_workers_share_a_rebuild_and_the_last_to_finish_switches_it(
     assert len(rebuilt) == len(live) == 9
     await a.heartbeat()
     assert not [s for s in a.slots if s.number == 1 and s.owned]  # the retired one is let go
+
+
+async def test_partitions_at_different_positions_fold_each_event_once_in_order(
+    log: MemoryEventStore, reads: MemoryReadStore
+) -> None:
+    """Partitions of one lane that stand at different positions share what the lane read in
+    a round (a partition ahead takes the part above its checkpoint) without losing an event."""
+    await write(log, streams=12, rounds=6)
+    for worker_id, batch_size in (("a", 3), ("b", 7)):  # "b" finds partitions mid-batch
+        worker = ProjectorGroup(
+            "projector.parttest",
+            reads,
+            [(history, "parttest")],
+            lambda source, consumer: LogFeed(source, log),
+            partitions=PARTITIONS,
+            ttl=TTL,
+            worker=worker_id,
+            batch_size=batch_size,
+        )
+        await worker.prepare()
+        await worker.heartbeat()
+        lane = worker.lanes[history.checkpoint("parttest")]
+        for turn in range(40):  # uneven steps, some within one round, some across rounds
+            await lane[(turn * 5) % PARTITIONS].projector.step(timeout=0.0)
+            if turn % 3 == 0:
+                await worker.step()
+        if worker_id == "b":
+            await drain(worker)
+        await worker.leave()
+    await assert_folded_once_in_order(log, reads)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from bicameral import ConfigurationError, Event, Projection, Query, ReadModel, Service, View
 from bicameral.bus.queries import StoreReadModel
@@ -140,3 +142,60 @@ def test_a_renamed_projection_keeps_its_models_indexes_and_handlers() -> None:
         "other_v1_tallies",
         "tallies_v1_tallies",
     )
+
+
+class Customer(BaseModel):
+    name: Annotated[str, AfterValidator(str.strip)]
+    tags: list[str] = []
+
+
+class Note(BaseModel):
+    text: str
+    draft: str = Field("", exclude=True)
+
+
+class Address(BaseModel):
+    zip: Annotated[str, Field(pattern=r"^\d{5}$")]
+
+
+class Located(BaseModel):
+    address: Address
+
+
+customers = Projection(
+    "customers", collections={"customers": Customer, "located": Located, "notes": Note}
+)
+
+
+async def test_put_refuses_a_document_made_invalid_after_it_was_read() -> None:
+    """Each put validates what it is given, also an instance a get handed out (a model of
+    plain fields, and one holding another model)."""
+    view = View(customers, MemoryReadStore())
+    view.put("customers", "a", Customer(name="ann"))
+    flat = await view.get("customers", "a")
+    flat.tags.append(3)
+    with pytest.raises(ValidationError):
+        view.put("customers", "a", flat)
+    view.put("located", "a", Located(address=Address(zip="12345")))
+    nested = await view.get("located", "a")
+    nested.address.zip = "not a zip"
+    with pytest.raises(ValidationError):
+        view.put("located", "a", nested)
+
+
+async def test_put_stores_the_validated_form_and_shares_nothing_with_the_handler() -> None:
+    view = View(customers, MemoryReadStore())
+    given = Customer(name="ann", tags=["x"])
+    given.name = "  bob  "
+    view.put("customers", "a", given)
+    given.tags.append("later")
+    assert view.changes[(customers.table("customers"), "a")] == {"name": "bob", "tags": ["x"]}
+    assert await view.get("customers", "a") == Customer(name="bob", tags=["x"])
+
+
+async def test_a_field_left_out_of_the_stored_form_is_not_kept_by_a_put() -> None:
+    """The next get of a batch sees what was stored: an excluded field is back to its default."""
+    view = View(customers, MemoryReadStore())
+    view.put("notes", "a", Note(text="t", draft="unsaved"))
+    assert view.changes[(customers.table("notes"), "a")] == {"text": "t"}
+    assert await view.get("notes", "a") == Note(text="t")

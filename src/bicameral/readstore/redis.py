@@ -76,16 +76,37 @@ def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return call
 
 
-_ARRAY32 = struct.Struct(">BI")
+_HEAD32 = struct.Struct(">BI")
+"""A MessagePack head with a 32-bit length: array (0xDD) or string (0xDB)."""
 
 
-def _strings(items: list[bytes]) -> bytes:
-    """Returns ``items`` as one MessagePack array of strings (read by the script's cmsgpack)."""
-    pack = _ARRAY32.pack
-    out = [pack(0xDD, len(items))]
-    for item in items:
-        out.append(pack(0xDB, len(item)))
-        out.append(item)
+def _framed(puts: list[tuple[str, dict[str, Any]]], fields: list[str], dels: list[str]) -> bytes:
+    """Returns a collection's writes as one MessagePack array of strings (read by the script's
+    cmsgpack): each put's key, stored value and index values, then the deleted keys."""
+    pack, dumps = _HEAD32.pack, orjson.dumps
+    out = [pack(0xDD, len(puts) * (2 + len(fields)) + len(dels))]
+    add = out.append
+    if len(fields) == 1:
+        field = fields[0]
+        for key, doc in puts:
+            k = key.encode()
+            enc = _index_bytes(doc[field]) if field in doc else b""
+            v = enc + b"\x02" + dumps(doc)
+            add(
+                b"%b%b%b%b%b%b"
+                % (pack(0xDB, len(k)), k, pack(0xDB, len(v)), v, pack(0xDB, len(enc)), enc)
+            )
+    else:
+        for key, doc in puts:
+            k = key.encode()
+            encs = [_index_bytes(doc[f]) if f in doc else b"" for f in fields]
+            v = b"\x01".join(encs) + b"\x02" + dumps(doc)
+            add(b"%b%b%b%b" % (pack(0xDB, len(k)), k, pack(0xDB, len(v)), v))
+            for enc in encs:
+                add(pack(0xDB, len(enc)) + enc)
+    for key in dels:
+        k = key.encode()
+        add(pack(0xDB, len(k)) + k)
     return b"".join(out)
 
 
@@ -362,21 +383,14 @@ class RedisReadStore:
         args: list[Any],
     ) -> None:
         keys += [self._key("m", collection), self._key("d", collection)]
-        items: list[bytes] = []
-        add, dumps = items.append, orjson.dumps
-        if fields:
-            keys += [self._index(collection, f) for f in fields]
-            for key, doc in puts:
-                encs = [_index_bytes(doc[f]) if f in doc else b"" for f in fields]
-                add(key.encode())
-                add(b"\x01".join(encs) + b"\x02" + dumps(doc))
-                items += encs
-        else:
-            for key, doc in puts:
-                add(key.encode())
-                add(b"\x02" + dumps(doc))
-        items += [key.encode() for key in dels]
-        args += [orjson.dumps(fields), len(fields), len(puts), len(dels), _strings(items)]
+        keys += [self._index(collection, f) for f in fields]
+        args += [
+            orjson.dumps(fields),
+            len(fields),
+            len(puts),
+            len(dels),
+            _framed(puts, fields, dels),
+        ]
 
     @_translated
     async def checkpoint(self, checkpoint: str) -> int:

@@ -33,6 +33,10 @@ __all__ = [
 
 Report = Callable[[RebuildStatus], None]
 _EVERY = 0.25
+_BATCH = 2000
+"""Events a rebuild reads at a time: each partition folds and commits its share of a batch, so
+a rebuild, which has a long way to go, reads further ahead than a live projector (500) and
+commits its partitions' shares in fewer, larger commits."""
 
 
 class UnknownProjectionError(ConfigurationError):
@@ -107,6 +111,7 @@ async def build(
         rt.feed,
         partitions=rt.partitions,
         ttl=rt.lease_ttl,
+        batch_size=_BATCH,
         head=rt.head,
         builds_only=True,
         service=rt.name,

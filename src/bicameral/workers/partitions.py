@@ -27,6 +27,7 @@ marked failed, and the live version goes on.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
@@ -45,7 +46,7 @@ from bicameral.ports import ReadStore
 from bicameral.projection import Projection, partition_checkpoints, projection_position
 from bicameral.versions import Catalog
 from bicameral.workers.feeds import Feed, LogFeed
-from bicameral.workers.projector import Projector
+from bicameral.workers.projector import Projector, Select
 from bicameral.workers.retry import TRANSIENT, Backoff, pause, retrying
 from bicameral.workers.shared import SharedRead, WindowFeed
 
@@ -70,6 +71,7 @@ Equip = Callable[[Projector, str, int, int], None]
 """Fits out each partition's projector as it is made: ``(projector, base checkpoint, partition
 count, index)`` (the runtime gives it its meter)."""
 _SWITCH_EVERY = 0.5
+_KNOWN = 16_384
 
 
 def partition_of(key: str, count: int) -> int:
@@ -93,7 +95,9 @@ class _CachedFeed:
 
     The log never changes below what a reader has seen, so the batch read above position ``a``
     also answers a read above any later position ``b`` up to that batch's end (or, for an empty
-    batch, any ``b`` from ``a`` on) until ``forget`` starts the next round.
+    batch, any ``b`` from ``a`` on) until ``forget`` starts the next round. A read above ``a``
+    itself gets the very batch (the partitions read it, never change it), so ``_Split`` knows
+    it again.
     """
 
     def __init__(self, feed: Feed) -> None:
@@ -110,7 +114,10 @@ class _CachedFeed:
         """Returns events above ``after``: from this round's batch if it covers them."""
         batch = self._batch
         if batch is not None and self._after <= after and (not batch or after < batch[-1].position):
-            return [e for e in batch if e.position > after][:limit]
+            if after == self._after and len(batch) <= limit:
+                return batch
+            start = bisect.bisect_right(batch, after, key=_position)
+            return batch[start : start + limit]
         self._batch = await self._feed.fetch(after, limit, timeout)
         self._after = after
         return self._batch
@@ -223,6 +230,7 @@ class ProjectorGroup:
         feeds = _partition_feeds(self._feed, source, f"{projection.name}.v{number}", base, names)
         slots = []
         count = self.partitions
+        split = _Split(projection, count) if count > 1 else None
         for index, (name, own) in enumerate(zip(names, feeds, strict=True)):
             projector = Projector(
                 stored,
@@ -231,7 +239,7 @@ class ProjectorGroup:
                 batch_size=self.batch_size,
                 notifier=self.notifier,
                 checkpoint=name,
-                accepts=None if count == 1 else _accepts(projection, index, count),
+                select=None if split is None else split.of(index),
                 service=self.service,
                 consumer=base,
             )
@@ -557,6 +565,10 @@ class ProjectorGroup:
         return f"ProjectorGroup({self.group!r}, worker={self.worker!r})"
 
 
+def _position(envelope: Envelope) -> int:
+    return envelope.position
+
+
 def _new_round(lane: Sequence[_Slot]) -> None:
     for slot in lane:
         if isinstance(slot.projector.feed, _CachedFeed):
@@ -577,8 +589,42 @@ def _partition_feeds(
     return [WindowFeed(shared, feed(source, consumer + name[len(base) :])) for name in names]
 
 
-def _accepts(projection: Projection, index: int, count: int) -> Callable[[Envelope], bool]:
-    def accepts(envelope: Envelope) -> bool:
-        return partition_of(projection.partition_key(envelope), count) == index
+class _Split:
+    """The events of each partition in a batch of a lane's source, worked out once for all the
+    partitions of a version (each reads every event) rather than once by each; the partition of
+    each key is remembered (the last ``_KNOWN`` or so)."""
 
-    return accepts
+    def __init__(self, projection: Projection, count: int) -> None:
+        self._projection = projection
+        self._count = count
+        self._known: dict[str, int] = {}
+        """Partition key -> its partition."""
+        self._last: Sequence[Envelope] | None = None
+        self._parts: list[list[Envelope]] = []
+        """The events of each partition in ``_last``, the batch the partitions read last."""
+
+    def of(self, index: int) -> Select:
+        """Returns the selection of partition ``index``: the handled events of its keys."""
+
+        def select(fresh: Sequence[Envelope]) -> list[Envelope]:
+            if fresh is not self._last:
+                self._split(fresh)
+            return list(self._parts[index])
+
+        return select
+
+    def _split(self, fresh: Sequence[Envelope]) -> None:
+        known = self._known
+        if len(known) > _KNOWN:
+            known.clear()
+        handlers, key = self._projection.handlers, self._projection.partition_key
+        count = self._count
+        parts: list[list[Envelope]] = [[] for _ in range(count)]
+        for e in fresh:
+            if e.type in handlers:
+                k = key(e)
+                part = known.get(k)
+                if part is None:
+                    part = known[k] = partition_of(k, count)
+                parts[part].append(e)
+        self._last, self._parts = fresh, parts

@@ -5,8 +5,8 @@ also checks the checkpoint did not move meanwhile. A restart resumes after the c
 redelivered event is at or below it and changes nothing; two projectors racing on the same
 checkpoint cannot both commit a batch.
 
-A projector given ``accepts`` (one partition of a shared projection, see
-``bicameral.workers.partitions``) folds only the events it accepts but moves its own checkpoint over
+A projector given ``select`` (one partition of a shared projection, see
+``bicameral.workers.partitions``) folds only the events it selects but moves its own checkpoint over
 every event it reads, so a partition with no events of its own still keeps up.
 
 After a commit the projector knows its checkpoint and reads it from the store again only when
@@ -45,7 +45,10 @@ from bicameral.workers.feeds import Feed
 from bicameral.workers.meters import Meter
 from bicameral.workers.retry import TRANSIENT, retrying
 
-__all__ = ["Projector"]
+__all__ = ["Projector", "Select"]
+
+Select = Callable[[Sequence[Envelope]], list[Envelope]]
+"""Returns the events of a batch a projector folds, in order (a subset of those it handles)."""
 
 log = logging.getLogger("bicameral.workers.projector")
 
@@ -53,8 +56,9 @@ log = logging.getLogger("bicameral.workers.projector")
 class Projector:
     """Folds ``feed`` into ``store`` through ``projection``.
 
-    ``consumer`` names it among parked events (by default its checkpoint's name; the partitions
-    of one projection share their projection's), ``service`` the service it serves.
+    ``select`` picks the events of each batch it folds (by default every one its projection
+    handles). ``consumer`` names it among parked events (by default its checkpoint's name; the
+    partitions of one projection share their projection's), ``service`` the service it serves.
     """
 
     def __init__(
@@ -66,7 +70,7 @@ class Projector:
         batch_size: int = 500,
         notifier: Notifier | None = None,
         checkpoint: str | None = None,
-        accepts: Callable[[Envelope], bool] | None = None,
+        select: Select | None = None,
         service: str = "",
         consumer: str | None = None,
         retry_delay: float = 0.1,
@@ -78,7 +82,7 @@ class Projector:
         self.batch_size = batch_size
         self.notifier = notifier
         self.checkpoint_name = checkpoint or projection.checkpoint(feed.source)
-        self.accepts = accepts
+        self.select = select or self._handled
         self.meter = Meter("", self.checkpoint_name)
         """Where this projector stands, for ``/metrics`` (the runtime names and registers it)."""
         self.service = service
@@ -135,15 +139,15 @@ class Projector:
         read_from = passed[-1].position if passed else after
         self.meter.at(read_from)
         got = await self.feed.fetch(read_from, self.batch_size, 0.0 if passed else timeout)
-        fresh = [e for e in got if e.position > read_from]
+        fresh = (
+            got
+            if not got or got[0].position > read_from
+            else [e for e in got if e.position > read_from]
+        )
         self.meter.fetched(fresh)
         if not fresh and not passed:
             return 0
-        mine = [
-            e
-            for e in fresh
-            if self.projection.handles(e) and (self.accepts is None or self.accepts(e))
-        ]
+        mine = self.select(fresh)
         if fresh and not mine and self._may_pass():
             self._passed = [*passed, *fresh]
             self.meter.handled(fresh[-1].position)
@@ -166,6 +170,11 @@ class Projector:
         if self.notifier is not None:
             self.notifier.notify()
         return len(fresh)
+
+    def _handled(self, fresh: Sequence[Envelope]) -> list[Envelope]:
+        """Returns the events of ``fresh`` the projection has a handler for."""
+        handlers = self.projection.handlers
+        return [e for e in fresh if e.type in handlers]
 
     def _may_pass(self) -> bool:
         """Returns whether a batch with nothing to fold may wait for a later commit."""
