@@ -133,6 +133,8 @@ class Projection:
         }
         self.handlers: dict[str, _Handler] = {}
         self._sources: dict[str, set[str]] = {}
+        self._found: dict[str, list[str]] = {}
+        """``sources(own_service)`` by own service, until a handler is added."""
         self._registries: list[MessageRegistry] = []
 
     def on(
@@ -158,6 +160,7 @@ class Projection:
             for registry in self._registries:
                 registry.register(event)
             self._sources.setdefault(source or "", set()).add(event.type_name)
+            self._found.clear()
             return fn
 
         return register
@@ -171,13 +174,17 @@ class Projection:
             self._registries.append(registry)
 
     def sources(self, own_service: str) -> list[str]:
-        """Returns the services whose events this projection folds."""
-        found: set[str] = set()
-        for explicit, types in self._sources.items():
-            for type_name in types:
-                event = self.handlers[type_name].event
-                found.add(explicit or source_of(event, own_service))
-        return sorted(found)
+        """Returns the services whose events this projection folds (worked out once, until a
+        handler is added: a query with a consistency token asks each time)."""
+        known = self._found.get(own_service)
+        if known is None:
+            found: set[str] = set()
+            for explicit, types in self._sources.items():
+                for type_name in types:
+                    event = self.handlers[type_name].event
+                    found.add(explicit or source_of(event, own_service))
+            known = self._found[own_service] = sorted(found)
+        return list(known)
 
     def partition_key(self, envelope: Envelope) -> str:
         """Returns the key that decides which partition folds ``envelope``."""

@@ -26,6 +26,7 @@ new number (``start_rebuild``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -386,6 +387,12 @@ async def drop_replaced(
     return dropped
 
 
+def _retrieved(done: asyncio.Future[Catalog]) -> None:
+    """Marks a failed read's error seen (each waiter got it; none may be left to take it)."""
+    if not done.cancelled():
+        done.exception()
+
+
 def progress(
     catalog: Catalog,
     projection: Projection,
@@ -425,13 +432,27 @@ class LiveVersions:
         self._catalog: Catalog | None = None
         self._read_at = -float("inf")
         self._serving: dict[str, int] = {}
+        self._reading: asyncio.Future[Catalog] | None = None
 
     async def catalog(self) -> Catalog:
-        """Returns the catalog, read again when older than ``ttl``."""
-        if self._catalog is None or self._clock() - self._read_at > self.ttl:
-            self._catalog = await read_catalog(self.store)
-            self._read_at = self._clock()
-        return self._catalog
+        """Returns the catalog, read again when older than ``ttl``: by one read at a time,
+        which every query that finds it stale meanwhile waits for (32 queries in flight made
+        32 reads of every checkpoint each time it went stale)."""
+        if self._catalog is not None and self._clock() - self._read_at <= self.ttl:
+            return self._catalog
+        reading = self._reading
+        if reading is None:
+            reading = self._reading = asyncio.ensure_future(self._read())
+            reading.add_done_callback(_retrieved)
+        return await asyncio.shield(reading)
+
+    async def _read(self) -> Catalog:
+        try:
+            catalog = await read_catalog(self.store)
+            self._catalog, self._read_at = catalog, self._clock()
+            return catalog
+        finally:
+            self._reading = None
 
     async def version(self, projection: Projection) -> int:
         """Returns the stored version of ``projection`` queries read now."""

@@ -47,6 +47,15 @@ class TestRedisReadStore(ReadStoreContract):
         return RedisReadStore(self.url)
 
 
+class TestRedisReadStoreWithoutTheLane(TestRedisReadStore):
+    """The same contract with reads through redis-py: a URL the pipelined lane does not
+    handle (here a socket timeout) keeps redis-py for everything."""
+
+    @pytest.fixture(autouse=True)
+    def _prefix(self, prefix: str) -> None:
+        self.url = f"{URL}?prefix={prefix}&socket_timeout=5"
+
+
 def test_the_url_names_the_key_prefix() -> None:
     assert split_url("redis://h:6379/2?prefix=shop_orders") == ("redis://h:6379/2", "shop_orders")
     assert split_url("redis://h:6379/0") == ("redis://h:6379/0", "bicameral")

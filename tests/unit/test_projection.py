@@ -96,6 +96,18 @@ def test_a_projection_lists_the_services_it_folds() -> None:
     assert projection.sources("orders") == ["archive", "orders", "shipping"]
 
 
+def test_the_services_a_projection_folds_include_handlers_added_later() -> None:
+    projection = Projection("p", collections={"c": []})
+    projection.on(Local)(lambda event, view: None)
+    renamed = projection.renamed("q")
+    assert projection.sources("orders") == ["orders"]
+    assert renamed.sources("orders") == ["orders"]
+    projection.on(Shipped)(lambda event, view: None)
+    assert projection.sources("orders") == ["orders", "shipping"]
+    assert renamed.sources("orders") == ["orders", "shipping"]
+    assert projection.sources("billing") == ["billing", "shipping"]
+
+
 def test_stored_names_carry_the_projection_version() -> None:
     projection = Projection("p", collections={"c": []}, version=3)
     assert projection.table("c") == "p_v3_c"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from bicameral import ConfigurationError, Event, Projection, View
+from bicameral import BackendError, ConfigurationError, Event, Projection, View
 from bicameral.readstore.memory import MemoryReadStore
 from bicameral.versions import (
     LiveVersions,
@@ -182,3 +183,48 @@ async def test_queries_keep_the_old_version_until_the_new_one_has_passed_it() ->
 async def test_a_store_never_deployed_is_read_at_the_code_version() -> None:
     live = LiveVersions(MemoryReadStore())
     assert await live.version(projection(4)) == 4
+
+
+class CountedStore(MemoryReadStore):
+    """A memory store counting reads of every checkpoint, each taking a turn of the loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def checkpoints(self) -> dict[str, int]:
+        self.reads += 1
+        await asyncio.sleep(0)
+        return await super().checkpoints()
+
+
+async def test_queries_that_find_the_catalog_stale_together_wait_for_one_read() -> None:
+    store, clock = CountedStore(), Clock()
+    live = LiveVersions(store, ttl=0.5, clock=clock)
+    await deploy(store, projection(1))
+    store.reads = 0
+    versions = await asyncio.gather(*(live.version(projection(1)) for _ in range(32)))
+    assert versions == [1] * 32
+    assert store.reads == 1
+    clock.now += 1
+    await asyncio.gather(*(live.version(projection(1)) for _ in range(32)))
+    assert store.reads == 2
+
+
+async def test_a_failed_catalog_read_fails_its_waiters_and_the_next_query_reads_again() -> None:
+    store, clock = CountedStore(), Clock()
+    live = LiveVersions(store, ttl=0.5, clock=clock)
+    await deploy(store, projection(1))
+    broken = store.checkpoints
+
+    async def failing() -> dict[str, int]:
+        await asyncio.sleep(0)
+        raise BackendError("away")
+
+    store.checkpoints = failing  # type: ignore[method-assign]
+    got = await asyncio.gather(
+        *(live.version(projection(1)) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(g, BackendError) for g in got)
+    store.checkpoints = broken  # type: ignore[method-assign]
+    assert await live.version(projection(1)) == 1

@@ -27,6 +27,8 @@ from bicameral.versions import LiveVersions
 __all__ = ["QueryBus", "QueryMiddleware", "StoreReadModel", "VisibleReadModel"]
 
 QueryNext = Next[QueryCall, Any]
+Tables = dict[tuple[str, int | None], tuple[str, type[BaseModel] | None]]
+"""(collection, stored version) -> the collection's stored name and its model, made once."""
 QueryMiddleware = Middleware[QueryCall, Any]
 
 
@@ -37,16 +39,25 @@ class StoreReadModel:
     """
 
     def __init__(
-        self, service: Service, store: ReadStore, numbers: Mapping[str, int] | None = None
+        self,
+        service: Service,
+        store: ReadStore,
+        numbers: Mapping[str, int] | None = None,
+        tables: Tables | None = None,
     ) -> None:
         self._service = service
         self._store = store
         self._numbers = numbers or {}
+        self._tables: Tables = {} if tables is None else tables
 
     def _table(self, collection: str) -> tuple[str, type[BaseModel] | None]:
         projection = self._service.projection_reading(collection)
-        table = projection.table(collection, self._numbers.get(projection.name))
-        return table, projection.models.get(collection)
+        number = self._numbers.get(projection.name)
+        found = self._tables.get((collection, number))
+        if found is None:
+            table = projection.table(collection, number)
+            found = self._tables[(collection, number)] = (table, projection.models.get(collection))
+        return found
 
     async def get(self, collection: str, key: str) -> Any:
         """Returns one document (an instance of its model when typed), or None."""
@@ -110,6 +121,7 @@ class QueryBus(Bus[QueryCall, Any]):
         self.store = store
         self.partitions = partitions
         self.versions = LiveVersions(store, partitions)
+        self._tables: Tables = {}
         self._projections = {p.name: p for p in service.projections}
         for handler in service.queries.values():
             self._projections.update((p.name, p) for p in handler.reads or ())
@@ -127,7 +139,9 @@ class QueryBus(Bus[QueryCall, Any]):
         if handler is None or handler.query is not type(query):
             raise BicameralError(f"{self.service.name} has no handler for {query.message_name}")
         result = await self._chain(QueryCall(query, context, handler, token, timeout))
-        return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+        if isinstance(result, BaseModel):  # model_dump(mode="json") without its Python layer
+            return type(result).__pydantic_serializer__.to_python(result, mode="json")
+        return result
 
     async def authorize(self, call: QueryCall) -> None:
         """Returns when the query may run; raises an AccessError when not."""
@@ -165,7 +179,7 @@ class QueryBus(Bus[QueryCall, Any]):
         numbers = {
             p.name: await self.versions.version(p) for p in self.service.reads_of(call.handler)
         }
-        return StoreReadModel(self.service, self.store, numbers)
+        return StoreReadModel(self.service, self.store, numbers, self._tables)
 
     async def _handle(self, call: QueryCall) -> Any:
         visible = self._authorizer.record_filter(call)

@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from bicameral.commits import Commits
+from bicameral.drivers.redis import Lane
 from bicameral.drivers.resources import resource
 from bicameral.envelope import Envelope
 from bicameral.errors import BackendError, ConfigurationError
@@ -158,6 +159,7 @@ class RedisReadStore:
     def __init__(self, url: str) -> None:
         self.url, self.prefix = split_url(url)
         self._redis: aioredis.Redis | None = None
+        self._lane: Lane | None = None
         self._fields: dict[str, list[str]] = {}
         self._commits = Commits(redis_watcher(self.url, self.prefix), name=self.prefix)
 
@@ -177,6 +179,7 @@ class RedisReadStore:
             await client.aclose()
             raise BackendError(f"cannot reach redis at {self.url}: {exc}") from exc
         self._redis = client
+        self._lane = Lane.for_url(self.url)
         self._commit = client.register_script(_with_lib("commit"))
         self._find = client.register_script(_script("find"))
         self._acquire = client.register_script(_script("acquire"))
@@ -189,6 +192,9 @@ class RedisReadStore:
     async def close(self) -> None:
         """Stops watching commits and closes the connections."""
         await self._commits.stop()
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -275,10 +281,19 @@ class RedisReadStore:
             if found:
                 pipe.zadd(self._index(collection, f), found)
 
+    async def _call(self, *args: str) -> Any:
+        """Returns the reply to a read: on the pipelined lane when the URL allows one (see
+        ``bicameral.drivers.redis``), else through redis-py."""
+        if self._lane is not None:
+            return await self._lane.call(*args)
+        if self._redis is None:
+            raise BackendError("read store is not started")
+        return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+
     @_translated
     async def get(self, collection: str, key: str) -> dict[str, Any] | None:
         """Returns one document, or None."""
-        raw = await self.redis.hget(self._key("d", collection), key)
+        raw = await self._call("HGET", self._key("d", collection), key)
         return _document(raw) if raw is not None else None
 
     @_translated
@@ -287,7 +302,7 @@ class RedisReadStore:
         keys = list(keys)
         if not keys:
             return {}
-        raws = await self.redis.hmget(self._key("d", collection), keys)
+        raws = await self._call("HMGET", self._key("d", collection), *keys)
         return {k: _document(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None}
 
     @_translated
@@ -380,14 +395,17 @@ class RedisReadStore:
     @_translated
     async def checkpoint(self, checkpoint: str) -> int:
         """Returns a checkpoint's position (0 if never committed)."""
-        raw = await self.redis.hget(f"{self.prefix}:checkpoints", checkpoint)
+        raw = await self._call("HGET", f"{self.prefix}:checkpoints", checkpoint)
         return int(raw) if raw is not None else 0
 
     @_translated
     async def checkpoints(self) -> dict[str, int]:
         """Returns every checkpoint by name."""
-        raw = await self.redis.hgetall(f"{self.prefix}:checkpoints")
-        return {_text(k): int(v) for k, v in raw.items()}
+        raw = await self._call("HGETALL", f"{self.prefix}:checkpoints")
+        if isinstance(raw, dict):  # redis-py pairs them up
+            return {_text(k): int(v) for k, v in raw.items()}
+        names, positions = raw[::2], raw[1::2]  # the lane's reply: name, position, ...
+        return {name.decode(): int(at) for name, at in zip(names, positions, strict=True)}
 
     @_translated
     async def drop(self, collections: Sequence[str], checkpoints: Sequence[str]) -> None:
