@@ -39,8 +39,13 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pid: int) -> float:
     """Returns the user + system CPU seconds of process ``pid`` so far."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """Returns the user and the system CPU seconds of process ``pid`` so far."""
     fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
 
 def tree(pid: int) -> list[int]:
@@ -100,7 +105,7 @@ async def _measure(
                 await wait_readable(port, headers, 1000)
             await asyncio.sleep(1.0)  # the workers catch up with the registrations
             pids = tree(proc.pid)
-            before = {pid: cpu_seconds(pid) for pid in pids}
+            before = {pid: cpu_split(pid) for pid in pids}
             spec = {
                 "port": port,
                 "requests": message_requests(kind, 1000),
@@ -118,7 +123,11 @@ async def _measure(
             for n, pid in enumerate(pids):
                 name = "api" if n == 0 else f"worker{n}"
                 unit = "query" if kind == "queries" else "command"
-                out[f"{name}_us_per_{unit}"] = (cpu_seconds(pid) - before[pid]) / sent * 1e6
+                user, system = (
+                    now - then for now, then in zip(cpu_split(pid), before[pid], strict=True)
+                )
+                out[f"{name}_us_per_{unit}"] = (user + system) / sent * 1e6
+                out[f"{name}_system_us"] = system / sent * 1e6
             return out
 
 

@@ -3,7 +3,8 @@
 ``python -m bench.profile sqlite-commands [--clients 16] [--seconds 5]``: the CommandBus on
 SQLite, in this process. ``python -m bench.profile http-commands|http-queries``: a real
 uvicorn server (same settings as ``bicameral up``) profiled in this process while a separate
-``bench.httpload`` process drives it.
+``bench.httpload`` process drives it; like ``bicameral up``, this process serves the API roles
+and a supervised child process runs the worker roles (not profiled).
 """
 
 from __future__ import annotations
@@ -56,15 +57,20 @@ async def http(args: argparse.Namespace, prof: cProfile.Profile, kind: str) -> N
     from bicameral.http.app import create_app
     from bicameral.http.server import server_config
     from bicameral.runtime.apps import load_services
-    from bicameral.runtime.node import ROLES, Node
+    from bicameral.runtime.node import API_ROLES, Node
     from bicameral.runtime.settings import Settings
+    from bicameral.runtime.workers import WorkerProcess, tell_appends, worker_command
 
     port = free_port()
     env = dict(os.environ)
     if args.pg is not None:  # PostgreSQL events, Redis reads, NATS, named after the run
         env = server_backends({**args.pg.params(), "backends": "pg"}, env)
     settings = Settings.load(environ=env, data_dir=args.tmp, port=port)
-    node = Node(settings, load_services(settings.app), ROLES)
+    node = Node(settings, load_services(settings.app), API_ROLES)
+    notifiers = [runtime.notifier for runtime in node.runtimes.values()]
+    os.environ.update(env)  # the worker process reads the same backends
+    node.companion = process = WorkerProcess(worker_command(["--data-dir", args.tmp]), notifiers)
+    tell_appends(node, process)
     server = uvicorn.Server(server_config(create_app(node), settings))  # makes the signing key
     token = bearer_token(args.tmp, env)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -117,6 +123,7 @@ def main() -> None:
     parser.add_argument(
         "--wall", action="store_true", help="wall-clock timer (default: this thread's CPU time)"
     )
+    parser.add_argument("--save", default=None, help="also write the raw stats to this file")
     args = parser.parse_args()
     # CPU time of the event-loop thread: on a loaded machine, wall time charges every
     # syscall with the time the process spent descheduled.
@@ -139,6 +146,8 @@ def main() -> None:
         finally:
             if args.pg is not None:
                 asyncio.run(args.pg.release(needs))
+    if args.save:
+        prof.dump_stats(args.save)
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(args.sort)
     stats.print_stats(args.top)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["ANONYMOUS", "MessageContext", "Principal"]
+__all__ = ["ANONYMOUS", "MessageContext", "Principal", "new_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +54,9 @@ _VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
 """The high hex digit of a UUID's clock_seq_hi byte with the RFC 4122 variant bits set."""
 
 
-def _new_id() -> str:
+def new_id() -> str:
     """Returns a random (version 4) UUID as text, as ``str(uuid.uuid4())`` does, in a third
-    of its time (every request makes two)."""
+    of its time (every request makes two, and every new event one)."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
@@ -66,9 +66,9 @@ class MessageContext:
     """The metadata of one message: who sent it, what it belongs to, what caused it."""
 
     principal: Principal = ANONYMOUS
-    correlation_id: str = field(default_factory=_new_id)
+    correlation_id: str = field(default_factory=new_id)
     causation_id: str | None = None
-    message_id: str = field(default_factory=_new_id)
+    message_id: str = field(default_factory=new_id)
     traceparent: str | None = None
     idempotency_key: str | None = None
 
@@ -77,7 +77,7 @@ class MessageContext:
         return replace(
             self,
             causation_id=message_id,
-            message_id=_new_id(),
+            message_id=new_id(),
             principal=principal or self.principal,
             idempotency_key=None,
         )

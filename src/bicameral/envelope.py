@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from bicameral.context import new_id
 from bicameral.errors import InvalidMessageError
 from bicameral.messages import Event, MessageRegistry
 
@@ -38,7 +38,7 @@ class NewEvent:
     type: str
     data: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_id)
 
     @classmethod
     def of(cls, event: Event, metadata: dict[str, Any] | None = None) -> NewEvent:

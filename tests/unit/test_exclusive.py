@@ -58,3 +58,38 @@ async def test_a_dead_holders_lease_expires_and_a_standby_takes_over() -> None:
     assert log
     stop.set()
     await run
+
+
+class CountingLeases(MemoryReadStore):
+    """A read store counting the lease requests made to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        self.requests += 1
+        return await super().acquire_lease(name, owner, ttl)
+
+
+class StopsAfter(Counter):
+    """A Counter that sets ``stop`` after ``steps`` steps."""
+
+    def __init__(self, steps: int, stop: asyncio.Event, log: list[str]) -> None:
+        super().__init__("a", log)
+        self.steps = steps
+        self.stop = stop
+
+    async def step(self, timeout: float = 1.0) -> int:
+        if len(self.log) >= self.steps:
+            self.stop.set()
+        return await super().step(timeout)
+
+
+async def test_the_holder_renews_its_lease_once_per_third_of_its_ttl_not_every_step() -> None:
+    store = CountingLeases()
+    log: list[str] = []
+    stop = asyncio.Event()
+    await Exclusive(StopsAfter(10, stop, log), store, "relay/x", "a", 60.0).run(stop)
+    assert len(log) > 10
+    assert store.requests == 1, "ten steps, well within 20 s, on one renewal"

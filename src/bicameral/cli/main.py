@@ -210,12 +210,16 @@ def _listen(host: str, port: int) -> socket.socket | None:
 
 async def _serve(node: Node, server: Any, sock: socket.socket, banner: str | None) -> None:
     """Starts ``node`` before listening, so a start-up failure (a missing database, say) is one
-    line and no server; the app's lifespan stops it when the server stops."""
+    line and no server; the app's lifespan stops it when the server stops. What starting made is
+    frozen out of the garbage collector's scans (``runtime.heap``)."""
+    from bicameral.runtime.heap import settle
+
     try:
         await node.start()
     except BaseException:
         await node.stop()
         raise
+    settle()
     if banner is not None:
         typer.echo(banner)
     await server.serve(sockets=[sock])

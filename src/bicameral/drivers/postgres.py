@@ -5,6 +5,11 @@ created, through the ``postgres`` maintenance database, on first connect; withou
 database is a ConfigurationError naming it, so a typo never starts an empty store) and
 ``pool_size=N`` (connections per store and process). Schema upgrades run under one advisory
 lock, so processes starting together apply each step once.
+
+A pooled connection goes back to its pool without asyncpg's reset query (``UNLISTEN *``,
+``RESET ALL``, ...: one more round trip for every use of the pool): bicameral keeps no session
+state on pooled connections (its ``LISTEN``s run on connections of their own, its advisory locks
+are transaction locks). asyncpg still rolls back a transaction left open.
 """
 
 from __future__ import annotations
@@ -139,16 +144,23 @@ async def connect(url: PostgresUrl, **kwargs: Any) -> Any:
         return await _connect(url.dsn, **kwargs)
 
 
+async def _keep_session(_conn: Any) -> None:
+    """Resets nothing more than asyncpg itself does (rolling back an open transaction)."""
+
+
 async def create_pool(url: PostgresUrl, *, max_size: int = 4) -> Any:
     """Returns a started asyncpg pool, creating the database first when missing and allowed.
 
-    The URL's ``pool_size`` option, when given, overrides ``max_size``.
+    The URL's ``pool_size`` option, when given, overrides ``max_size``. Released connections
+    are not reset beyond rolling back an open transaction (see the module's docstring).
     """
     max_size = url.pool_size or max_size
     first = await connect(url)  # creates the database if needed
     await first.close()
     with backend_errors(f"cannot connect to {url.database}"):
-        return await asyncpg.create_pool(url.dsn, min_size=1, max_size=max_size)
+        return await asyncpg.create_pool(
+            url.dsn, min_size=1, max_size=max_size, reset=_keep_session
+        )
 
 
 async def migrate(conn: Any, component: str, steps: Sequence[str]) -> None:

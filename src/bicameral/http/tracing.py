@@ -9,7 +9,9 @@ path template, or the method alone when no route matched). Probes and scrapes (`
 open for hours; each run of their query is a ``query`` span of its own). With tracing off a
 request costs one check.
 
-FastAPI's own request spans are turned off (``FASTAPI_TELEMETRY``): this span replaces them.
+FastAPI's own telemetry is turned off (``FASTAPI_TELEMETRY``): this span replaces its request
+spans, and bicameral's Prometheus metrics and structured logs its OpenTelemetry metrics and logs
+(with them off, a request costs FastAPI no look-up of OpenTelemetry providers either).
 """
 
 from __future__ import annotations
@@ -21,8 +23,13 @@ from bicameral import tracing
 
 __all__ = ["FASTAPI_TELEMETRY", "UNTRACED", "TracedApp", "traced"]
 
-FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "operation_spans": False}
-"""FastAPI's telemetry settings for bicameral's apps: no spans of its own."""
+FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "operation_spans": False,
+    "metrics": False,
+    "logs": False,
+}
+"""FastAPI's telemetry settings for bicameral's apps: no spans, metrics or logs of its own."""
 UNTRACED = frozenset({"/health", "/health/ready", "/metrics"})
 """Paths whose requests make no span (probes and scrapes)."""
 

@@ -36,6 +36,7 @@ from prometheus_client.samples import Sample
 from bicameral import metrics
 from bicameral.consistency import Notifier
 from bicameral.errors import BicameralError
+from bicameral.runtime.heap import settle
 from bicameral.runtime.node import Node
 from bicameral.workers.meters import CONSUMERS
 from bicameral.workers.retry import Backoff
@@ -249,9 +250,12 @@ class _Tee(Notifier):
 
 
 def tell_appends(node: Node, process: WorkerProcess) -> None:
-    """Makes every command bus of ``node`` tell ``process`` when it appended."""
+    """Makes every command bus of ``node`` whose event store can be woken tell ``process``
+    when it appended; a store that announces its own commits (PostgreSQL) has no ``wake``,
+    and the child would do nothing with the message."""
     for runtime in node.runtimes.values():
-        runtime.commands.notifier = _Tee(runtime.notifier, process.appended)
+        if getattr(runtime.events, "wake", None) is not None:
+            runtime.commands.notifier = _Tee(runtime.notifier, process.appended)
 
 
 def labelled(text: str) -> list[Metric]:
@@ -298,6 +302,7 @@ async def serve_parent(node: Node, channel: str) -> None:
         await answers.drain()
         await node.stop()
         return
+    settle()  # what starting made stays out of the garbage collector's scans
     _send(answers, "started", b"")
     forwarders = [
         asyncio.create_task(_forward(rt.notifier, answers)) for rt in node.runtimes.values()

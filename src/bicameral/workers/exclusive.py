@@ -1,12 +1,14 @@
 """Exclusive: of several copies of a worker (relays, reaction runners), one works at a time.
 
-The copy holding the worker's lease runs its steps and renews the lease with each; the others
-stand by and take over once it expires (a killed copy) or is released (a stopped one). The
-lease saves work only: a copy that overruns its lease while another takes over still changes
-nothing twice, because the transport drops republished events by id and reactions carry
-idempotency keys, and it cannot move the worker's checkpoint back, because checkpoints move
-by compare-and-set. Transient failures (of the lease or of the worker) are retried with
-backoff; any other leaves ``run``.
+The copy holding the worker's lease runs its steps and renews the lease once a third of its
+time-to-live has passed since the last renewal (not with every step: a round trip to the store
+per step cost as much as the step), so every step starts with two thirds of the lease left and
+waits at most a third of it for work; the others stand by and take over once it expires (a
+killed copy) or is released (a stopped one). The lease saves work only: a copy that overruns
+its lease while another takes over still changes nothing twice, because the transport drops
+republished events by id and reactions carry idempotency keys, and it cannot move the
+worker's checkpoint back, because checkpoints move by compare-and-set. Transient failures (of
+the lease or of the worker) are retried with backoff; any other leaves ``run``.
 """
 
 from __future__ import annotations
@@ -57,11 +59,24 @@ class Exclusive:
         """
         holding = acquired = False  # held at the last try; held at all
         working = False  # the worker stepped since it was last reset
+        loop = asyncio.get_running_loop()
+        renew_at = 0.0  # when the lease held is next renewed (loop time)
+
+        async def held() -> bool:
+            """Returns whether this copy holds the lease, renewing it when it is due."""
+            nonlocal renew_at
+            asked = loop.time()
+            if holding and asked < renew_at:
+                return True
+            if not await self.leases.acquire_lease(self.name, self.owner, self.ttl):
+                return False
+            renew_at = asked + self.ttl / 3
+            return True
 
         async def turn() -> None:
             nonlocal holding, acquired, working
             try:
-                if await self.leases.acquire_lease(self.name, self.owner, self.ttl):
+                if await held():
                     acquired = True
                     if not holding:
                         self.worker.reset()
