@@ -79,10 +79,12 @@ async def load(spec: dict[str, Any]) -> dict[str, float]:
         json.dumps(spec),
         env=child_env(),
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, _ = await proc.communicate()
+    out, err = await proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError(f"load generator failed with {proc.returncode}")
+        last = (err.decode(errors="replace").strip().splitlines() or [""])[-1]
+        raise RuntimeError(f"load generator failed with {proc.returncode}: {last}")
     return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
