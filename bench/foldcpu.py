@@ -34,11 +34,9 @@ import time
 import uuid
 from typing import Any
 
-from bench.cases.ours import drop_versions, log_path, read_store, rebuild_runtime, write_log
-from bicameral import versions
+from bench.cases.ours import log_path, read_store, timed_rebuild, write_log
 from bicameral.eventstore.sqlite import SqliteEventStore
 from bicameral.ports import ReadStore
-from bicameral.runtime.rebuild import build
 
 REDIS = "redis://127.0.0.1:6379/0?prefix=foldcpu_{uid}"
 """A key prefix of each run's own: runs side by side must not join one rebuild group."""
@@ -65,31 +63,14 @@ async def forget(reads: ReadStore) -> None:
 
 async def one_run(p: dict[str, Any], prof: cProfile.Profile | None) -> float:
     """Rebuilds the projection once; returns the process CPU seconds the build took."""
-    source = SqliteEventStore("inventory", log_path(p))
-    await source.start()
     p["uid"] = uuid.uuid4().hex[:8]
     reads = await reads_for(p)
     await reads.start()
-    rt = rebuild_runtime(p, source, reads)
-    proj = rt.service.projections[0]
     try:
-        await versions.deploy(reads, proj)
-        version, _ = await versions.start_rebuild(reads, proj)
-        started = time.process_time()
-        if prof is not None:
-            prof.enable()
-        done = await build(rt, proj, version.number, lambda status: None)
-        if prof is not None:
-            prof.disable()
-        spent = time.process_time() - started
-        if done.version.state != versions.State.LIVE or done.progress.done != int(p["events"]):
-            raise RuntimeError(f"the rebuild ended as {done}")
-        return spent
+        return await timed_rebuild(p, reads, time.process_time, prof)
     finally:
-        await drop_versions(reads, proj)
         await forget(reads)
         await reads.close()
-        await source.close()
 
 
 async def write(p: dict[str, Any]) -> None:

@@ -7,9 +7,10 @@ the ports only; while a module is missing the benchmark reports it as not availa
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.drive import run_clients
@@ -339,32 +340,54 @@ async def drop_versions(reads: ReadStore, proj: Projection) -> None:
     await reads.drop(tables, names)
 
 
-@register("ours.rebuild.cmd")
-async def rebuild_cmd(p: dict[str, Any]) -> dict[str, float]:
-    """Folds the pre-written log as ``bicameral projections rebuild`` does with no worker
-    running: a new version through 8 partition checkpoints, up to the switch; events/s."""
+async def timed_rebuild(
+    p: dict[str, Any],
+    reads: ReadStore,
+    clock: Callable[[], float] = time.perf_counter,
+    profile: cProfile.Profile | None = None,
+) -> float:
+    """Folds the pre-written log into ``reads`` (started) as ``bicameral projections rebuild``
+    does with no worker running: a new version through 8 partition checkpoints, up to the
+    switch. Returns the ``clock`` seconds the build took (profiled by ``profile``, if given);
+    drops the versions afterwards and leaves ``reads`` open."""
     from bicameral import versions
     from bicameral.runtime.rebuild import build
 
     source = SqliteEventStore("inventory", log_path(p))
     await source.start()
-    reads = await read_store(p)
-    await reads.start()
     rt = rebuild_runtime(p, source, reads)
     proj = rt.service.projections[0]
     try:
         await versions.deploy(reads, proj)
         version, _ = await versions.start_rebuild(reads, proj)
-        started = time.perf_counter()
-        done = await build(rt, proj, version.number, lambda status: None)
-        seconds = time.perf_counter() - started
+        started = clock()
+        if profile is not None:
+            profile.enable()
+        try:
+            done = await build(rt, proj, version.number, lambda status: None)
+        finally:
+            if profile is not None:
+                profile.disable()
+        seconds = clock() - started
         if done.version.state != versions.State.LIVE or done.progress.done != int(p["events"]):
             raise RuntimeError(f"the rebuild ended as {done}")
-        return {"rate": int(p["events"]) / seconds}
+        return seconds
     finally:
         await drop_versions(reads, proj)
-        await reads.close()
         await source.close()
+
+
+@register("ours.rebuild.cmd")
+async def rebuild_cmd(p: dict[str, Any]) -> dict[str, float]:
+    """Folds the pre-written log as ``bicameral projections rebuild`` does with no worker
+    running (``timed_rebuild``); events/s."""
+    reads = await read_store(p)
+    await reads.start()
+    try:
+        seconds = await timed_rebuild(p, reads)
+    finally:
+        await reads.close()
+    return {"rate": int(p["events"]) / seconds}
 
 
 @register("ours.rebuild.overhead")
